@@ -1,0 +1,323 @@
+"""One typed, validated configuration for the whole app.
+
+Configuration flows one way: `cdk.json` context (or `cdk synth -c key=value`) ->
+`load_config()` -> `AppConfig` -> plain values passed to stacks and constructs.
+
+Every setting is a flat context key so that `-c key=value` overrides it as CDK users
+expect. Values from `-c` arrive as strings, values from `cdk.json` as JSON types; each
+parser accepts both. A bad or missing value raises `ConfigError`, whose message is one
+line naming the context key and what is allowed; `app.py` prints it and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kommunmoln import names
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Regions inside EU member states. London (eu-west-2) and Zurich (eu-central-2) are in
+# Europe but outside the EU, so GDPR transfer rules and national law differ: not allowed.
+EU_REGIONS: tuple[str, ...] = (
+    "eu-north-1",  # Stockholm
+    "eu-west-1",  # Ireland
+    "eu-west-3",  # Paris
+    "eu-central-1",  # Frankfurt
+    "eu-south-1",  # Milan
+    "eu-south-2",  # Spain
+)
+
+# The values CloudWatch Logs accepts for a retention period.
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+    2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A context value is missing or invalid. `str()` is one line naming the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"context key '{key}': {problem}")
+
+
+T = TypeVar("T")
+
+
+# --- Parsers: each takes the raw context value and returns the typed value or raises ----
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _string(key: str, value: Any, *, pattern: str | None = None, allowed: str = "") -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected a string, got {_short(value)}")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise ConfigError(key, f"{_short(value)} is not allowed; expected {allowed}")
+    return value
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(key, f"expected true or false, got {_short(value)}")
+
+
+def _int(key: str, value: Any, *, low: int, high: int) -> int:
+    if isinstance(value, bool):  # bool is an int subclass; `true` is not a number of days
+        raise ConfigError(key, f"expected a whole number from {low} to {high}, got {_short(value)}")
+    if isinstance(value, str) and re.fullmatch(r"-?\d{1,12}", value.strip()):
+        value = int(value.strip())
+    if not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(key, f"expected a whole number from {low} to {high}, got {_short(value)}")
+    return value
+
+
+def _list(key: str, value: Any, item: Callable[[str, Any], T]) -> tuple[T, ...]:
+    """A JSON list, or a comma-separated string as given with `-c key=a,b`."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()] if value.strip() else []
+    if not isinstance(value, list):
+        raise ConfigError(key, f"expected a list or a comma-separated string, got {_short(value)}")
+    return tuple(item(key, v) for v in value)
+
+
+# --- The config objects --------------------------------------------------------------------
+@dataclass(frozen=True)
+class TierAConfig:
+    """Settings of use case 1: client-side encryption (tier A)."""
+
+    key_namespaces: tuple[str, ...]
+    noncurrent_version_days: int
+    object_lock_days: int  # 0 = no Object Lock
+    data_access_principals: tuple[str, ...]
+    header_read_bytes: int
+    validator_concurrency: int
+
+
+@dataclass(frozen=True)
+class TierBConfig:
+    """Settings of use case 2: CloudHSM custom key store with SSE-KMS (tier B)."""
+
+    hsm_count: int
+    backup_retention_days: int
+    restore_backup_id: str  # "" = a new cluster
+    keystore_enabled: bool  # phase 2: only once the cluster is initialized and activated
+    trust_anchor_path: str  # "" or a PEM file, relative to the repository root
+    existing_key_store_id: str  # "" = create one; else reconnect this key store
+    admin_host: bool
+    noncurrent_version_days: int
+    monitor_interval_minutes: int
+
+    def trust_anchor_file(self) -> Path | None:
+        """The trust anchor path resolved against the repository, not the working directory."""
+        if not self.trust_anchor_path:
+            return None
+        path = Path(self.trust_anchor_path)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the CDK app needs, validated once."""
+
+    municipality_name: str
+    municipality_id: str
+    account: str  # "" = environment-agnostic account
+    region: str
+    allowed_regions: tuple[str, ...]
+    availability_zones: tuple[str, ...]
+    use_cases: tuple[str, ...]
+    workshop_mode: bool
+    alarm_email: str  # "" = no e-mail subscription
+    vpc_cidr: str
+    log_retention_days: int
+    tier_a: TierAConfig = field(repr=False)
+    tier_b: TierBConfig = field(repr=False)
+
+    @property
+    def prefix(self) -> str:
+        return names.stack_prefix(self.municipality_id)
+
+    def deploys(self, use_case: str) -> bool:
+        return use_case in self.use_cases
+
+
+# Every context key this app reads, with its default. `cdk.json` repeats the defaults so
+# that people see them; these apply when a key is absent (for example in unit tests).
+DEFAULTS: dict[str, Any] = {
+    "municipality_name": "Exempelkommun",
+    "municipality_id": "exempel",
+    "account": "",
+    "region": "eu-north-1",
+    "allowed_regions": ["eu-north-1"],
+    "availability_zones": ["eu-north-1a", "eu-north-1b"],
+    "use_cases": list(names.USE_CASES),
+    "workshop_mode": False,
+    "alarm_email": "",
+    "vpc_cidr": "10.42.0.0/16",
+    "log_retention_days": 365,
+    "tier_a_key_namespaces": ["kommunmoln"],
+    "tier_a_noncurrent_version_days": 365,
+    "tier_a_object_lock_days": 0,
+    "tier_a_data_access_principals": [],
+    "tier_a_header_read_bytes": 65536,
+    "tier_a_validator_concurrency": 5,
+    "tier_b_hsm_count": 2,
+    "tier_b_backup_retention_days": 90,
+    "tier_b_restore_backup_id": "",
+    "tier_b_keystore_enabled": False,
+    "tier_b_trust_anchor_path": "",
+    "tier_b_existing_key_store_id": "",
+    "tier_b_admin_host": True,
+    "tier_b_noncurrent_version_days": 365,
+    "tier_b_monitor_interval_minutes": 5,
+}
+
+_EMAIL = r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}"
+_IAM_PRINCIPAL = r"arn:aws:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)"
+_NAMESPACE = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"
+
+
+def _availability_zones(key: str, value: Any, region: str) -> tuple[str, ...]:
+    zones = _list(key, value, lambda k, v: _string(k, v, pattern=r"[a-z]{2}-[a-z]+-\d[a-z]", allowed="a zone name such as eu-north-1a"))
+    if len(zones) < 2 or len(set(zones)) != len(zones):
+        raise ConfigError(key, f"expected at least two different availability zones, got {_short(list(zones))}")
+    for zone in zones:
+        if zone[:-1] != region:
+            raise ConfigError(key, f"zone '{zone}' is not in region '{region}'")
+    return zones
+
+
+def _cidr(key: str, value: Any) -> str:
+    text = _string(key, value)
+    try:
+        network = ipaddress.IPv4Network(text, strict=True)
+    except ValueError:
+        raise ConfigError(key, f"{_short(value)} is not an IPv4 network such as 10.42.0.0/16") from None
+    if not network.is_private or not 16 <= network.prefixlen <= 22:
+        raise ConfigError(key, f"{_short(value)} must be a private IPv4 network with a prefix from /16 to /22")
+    return text
+
+
+def _trust_anchor(key: str, value: Any) -> str:
+    text = _string(key, value)
+    if text:
+        path = Path(text) if Path(text).is_absolute() else REPO_ROOT / text
+        if not path.is_file():
+            raise ConfigError(key, f"no PEM file at {_short(text)} (relative paths start at the repository root)")
+    return text
+
+
+def load_config(context: Mapping[str, Any]) -> AppConfig:
+    """Validate the context and build the config. Raises `ConfigError` on the first bad key."""
+    unknown = sorted(k for k in context if k not in DEFAULTS and not k.startswith("@") and ":" not in k)
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown setting; known settings are: {', '.join(DEFAULTS)}")
+
+    def get(key: str) -> Any:
+        value = context.get(key, DEFAULTS[key])
+        if value is None:
+            raise ConfigError(key, "is required")
+        return value
+
+    allowed_regions = _list(
+        "allowed_regions", get("allowed_regions"),
+        lambda k, v: _string(k, v, pattern="|".join(map(re.escape, EU_REGIONS)), allowed=f"one of {', '.join(EU_REGIONS)}"),
+    )  # fmt: skip
+    if not allowed_regions:
+        raise ConfigError("allowed_regions", "must name at least one EU region")
+    region = _string(
+        "region", get("region"),
+        pattern="|".join(map(re.escape, allowed_regions)),
+        allowed=f"an EU region from allowed_regions ({', '.join(allowed_regions)})",
+    )  # fmt: skip
+    use_cases = _list(
+        "use_cases", get("use_cases"),
+        lambda k, v: _string(k, v, pattern="|".join(map(re.escape, names.USE_CASES)), allowed=" or ".join(names.USE_CASES)),
+    )  # fmt: skip
+    if not use_cases:
+        raise ConfigError("use_cases", f"name at least one of {', '.join(names.USE_CASES)}")
+    log_retention = _int("log_retention_days", get("log_retention_days"), low=1, high=3653)
+    if log_retention not in LOG_RETENTION_DAYS:
+        raise ConfigError("log_retention_days", f"{log_retention} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
+    alarm_email = _string("alarm_email", get("alarm_email"))
+    if alarm_email and not re.fullmatch(_EMAIL, alarm_email):
+        raise ConfigError("alarm_email", f"{_short(alarm_email)} is not an e-mail address (or leave it empty)")
+
+    tier_a = TierAConfig(
+        key_namespaces=_list("tier_a_key_namespaces", get("tier_a_key_namespaces"), lambda k, v: _namespace(k, v)),
+        noncurrent_version_days=_int("tier_a_noncurrent_version_days", get("tier_a_noncurrent_version_days"), low=1, high=3650),
+        object_lock_days=_int("tier_a_object_lock_days", get("tier_a_object_lock_days"), low=0, high=3650),
+        data_access_principals=_list(
+            "tier_a_data_access_principals", get("tier_a_data_access_principals"),
+            lambda k, v: _string(k, v, pattern=_IAM_PRINCIPAL, allowed="an IAM role, user or account-root ARN"),
+        ),  # fmt: skip
+        header_read_bytes=_int("tier_a_header_read_bytes", get("tier_a_header_read_bytes"), low=1024, high=1048576),
+        validator_concurrency=_int("tier_a_validator_concurrency", get("tier_a_validator_concurrency"), low=1, high=100),
+    )
+    if not tier_a.key_namespaces:
+        raise ConfigError("tier_a_key_namespaces", "name at least one key namespace of the municipality")
+    tier_b = TierBConfig(
+        hsm_count=_int("tier_b_hsm_count", get("tier_b_hsm_count"), low=1, high=28),
+        backup_retention_days=_int("tier_b_backup_retention_days", get("tier_b_backup_retention_days"), low=7, high=379),
+        restore_backup_id=_string(
+            "tier_b_restore_backup_id", get("tier_b_restore_backup_id"), pattern=r"|backup-[2-7a-zA-Z]{11,16}", allowed="empty or a backup id such as backup-abcdefghijk"
+        ),
+        keystore_enabled=_bool("tier_b_keystore_enabled", get("tier_b_keystore_enabled")),
+        trust_anchor_path=_trust_anchor("tier_b_trust_anchor_path", get("tier_b_trust_anchor_path")),
+        existing_key_store_id=_string(
+            "tier_b_existing_key_store_id", get("tier_b_existing_key_store_id"), pattern=r"|cks-[a-z0-9]{17}", allowed="empty or a key store id such as cks-1234567890abcdef0"
+        ),
+        admin_host=_bool("tier_b_admin_host", get("tier_b_admin_host")),
+        noncurrent_version_days=_int("tier_b_noncurrent_version_days", get("tier_b_noncurrent_version_days"), low=1, high=3650),
+        monitor_interval_minutes=_int("tier_b_monitor_interval_minutes", get("tier_b_monitor_interval_minutes"), low=1, high=60),
+    )
+    if tier_b.keystore_enabled and not (tier_b.trust_anchor_path or tier_b.existing_key_store_id):
+        raise ConfigError(
+            "tier_b_trust_anchor_path", "is required when tier_b_keystore_enabled is true (or set tier_b_existing_key_store_id)"
+        )
+    if tier_b.keystore_enabled and tier_b.hsm_count < 2:
+        raise ConfigError("tier_b_hsm_count", "a KMS custom key store needs at least 2 HSMs in different zones")
+
+    config = AppConfig(
+        municipality_name=_string("municipality_name", get("municipality_name"), pattern=r"\S.{0,62}\S", allowed="2 to 64 characters"),
+        municipality_id=_string("municipality_id", get("municipality_id"), pattern=r"[a-z][a-z0-9]{1,11}", allowed="2 to 12 lower-case letters and digits, starting with a letter"),
+        account=_string("account", get("account"), pattern=r"|\d{12}", allowed="empty or a 12-digit AWS account id"),
+        region=region,
+        allowed_regions=allowed_regions,
+        availability_zones=_availability_zones("availability_zones", get("availability_zones"), region),
+        use_cases=use_cases,
+        workshop_mode=_bool("workshop_mode", get("workshop_mode")),
+        alarm_email=alarm_email,
+        vpc_cidr=_cidr("vpc_cidr", get("vpc_cidr")),
+        log_retention_days=log_retention,
+        tier_a=tier_a,
+        tier_b=tier_b,
+    )  # fmt: skip
+    return config
+
+
+def _namespace(key: str, value: Any) -> str:
+    text = _string(key, value, pattern=_NAMESPACE, allowed="a key namespace of letters, digits and ._:/-")
+    if text == "aws-kms" or text.startswith("aws-"):
+        # The ESDK reserves aws-* provider ids; aws-kms would mean AWS can unwrap the data key.
+        raise ConfigError(key, f"{_short(text)} is reserved by AWS; a municipality namespace must not start with 'aws-'")
+    return text
+
+
+def config_field_names() -> list[str]:
+    """The top-level fields of AppConfig (used by docs and tests)."""
+    return [f.name for f in fields(AppConfig)]

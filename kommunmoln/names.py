@@ -1,0 +1,95 @@
+"""The one module of names shared by stacks, Lambda handlers, use cases and tests.
+
+Anything that two of those parts must spell the same way lives here: environment
+variables, CloudFormation output keys, tag keys and values, metric names. Keep this
+module free of third-party imports: it is packaged into every Lambda asset.
+"""
+
+from __future__ import annotations
+
+PROJECT = "kommunmoln"
+
+# --- Stack names -------------------------------------------------------------------------
+def stack_prefix(municipality_id: str) -> str:
+    """Prefix for every stack and physical name of one municipality's deployment."""
+    return f"{PROJECT}-{municipality_id}"
+
+
+def network_stack_name(municipality_id: str) -> str:
+    return f"{stack_prefix(municipality_id)}-network"
+
+
+def tier_a_stack_name(municipality_id: str) -> str:
+    return f"{stack_prefix(municipality_id)}-tier-a"
+
+
+def tier_b_stack_name(municipality_id: str) -> str:
+    return f"{stack_prefix(municipality_id)}-tier-b"
+
+
+# --- Use cases (values of the `use_cases` setting) ----------------------------------------
+USE_CASE_CLIENT_SIDE = "client-side-encryption"
+USE_CASE_CLOUDHSM = "cloudhsm-kms"
+USE_CASES = (USE_CASE_CLIENT_SIDE, USE_CASE_CLOUDHSM)
+
+# --- Resource tags (on stacks, buckets, keys) ------------------------------------------------
+TAG_PROJECT = "kommunmoln:project"
+TAG_MUNICIPALITY = "kommunmoln:municipality"
+TAG_TIER = "kommunmoln:tier"
+TAG_CLASSIFICATION = "kommunmoln:classification"
+CLASSIFICATION_PROTECTED = "osl-protected"  # holds information under the Secrecy Act (OSL)
+TIER_A = "A-client-side"
+TIER_B = "B-cloudhsm-sse-kms"
+
+# --- Object tags (on S3 objects; condition keys s3:RequestObjectTag/... and s3:ExistingObjectTag/...) ---
+# The tier A client sets this tag on every upload; the bucket policy denies PutObject without it.
+OBJECT_TAG_ENCRYPTION = "kommunmoln-encryption"
+OBJECT_TAG_ENCRYPTION_VALUE = "esdk-client-side"
+# Set by the validators. Quarantined objects are kept, readable only by the security role.
+OBJECT_TAG_STATUS = "kommunmoln-status"
+STATUS_VALIDATED = "validated"
+STATUS_QUARANTINED = "quarantined"
+# Why an object was quarantined (a short reason code, never object content).
+OBJECT_TAG_REASON = "kommunmoln-reason"
+
+# --- Lambda environment variables --------------------------------------------------------
+ENV_ALLOWED_NAMESPACES = "KOMMUNMOLN_ALLOWED_KEY_NAMESPACES"  # comma-separated
+ENV_REQUIRED_CONTEXT_KEYS = "KOMMUNMOLN_REQUIRED_CONTEXT_KEYS"  # comma-separated
+ENV_HEADER_READ_BYTES = "KOMMUNMOLN_HEADER_READ_BYTES"
+ENV_ALARM_TOPIC_ARN = "KOMMUNMOLN_ALARM_TOPIC_ARN"
+ENV_EXPECTED_KMS_KEY_ARN = "KOMMUNMOLN_EXPECTED_KMS_KEY_ARN"
+ENV_CUSTOM_KEY_STORE_ID = "KOMMUNMOLN_CUSTOM_KEY_STORE_ID"
+ENV_CLUSTER_ID = "KOMMUNMOLN_CLOUDHSM_CLUSTER_ID"
+ENV_MIN_HSMS = "KOMMUNMOLN_MIN_ACTIVE_HSMS"
+ENV_METRIC_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+
+# --- Encryption context keys the tier A client always sets (plaintext in the header: no secrets) ---
+CONTEXT_BUCKET = "kommunmoln:bucket"
+CONTEXT_KEY = "kommunmoln:key"
+CONTEXT_MUNICIPALITY = "kommunmoln:municipality"
+REQUIRED_CONTEXT_KEYS = (CONTEXT_BUCKET, CONTEXT_KEY)
+
+# --- Metrics ---------------------------------------------------------------------------
+METRIC_NAMESPACE = "Kommunmoln"
+METRIC_OBJECTS_VALIDATED = "ObjectsValidated"
+METRIC_OBJECTS_QUARANTINED = "ObjectsQuarantined"
+METRIC_KEYSTORE_CONNECTED = "CustomKeyStoreConnected"
+METRIC_ACTIVE_HSMS = "ActiveHsms"
+METRIC_MIN_HSMS_PER_AZ = "MinActiveHsmsPerAz"
+METRIC_KEY_USABLE = "KmsKeyUsable"
+
+# --- CloudFormation output keys (read by the use-case clients via --stack-name) ------------
+OUTPUT_VPC_ID = "VpcId"
+OUTPUT_S3_ENDPOINT_ID = "S3GatewayEndpointId"
+OUTPUT_DATA_BUCKET = "DataBucketName"
+OUTPUT_ACCESS_LOG_BUCKET = "AccessLogBucketName"
+OUTPUT_ALARM_TOPIC = "AlarmTopicArn"
+OUTPUT_VALIDATOR_FUNCTION = "ValidatorFunctionName"
+OUTPUT_SECURITY_ROLE = "SecurityRoleArn"
+OUTPUT_SSE_BUCKET = "SseKmsBucketName"
+OUTPUT_CLUSTER_ID = "CloudHsmClusterId"
+OUTPUT_CUSTOM_KEY_STORE_ID = "CustomKeyStoreId"
+OUTPUT_KMS_KEY_ARN = "KmsKeyArn"
+OUTPUT_KMS_ALIAS = "KmsKeyAlias"
+OUTPUT_ADMIN_HOST_ID = "AdminHostInstanceId"

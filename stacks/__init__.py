@@ -1,0 +1,1 @@
+"""CDK stacks. Stacks only wire constructs from `stacks.components` together."""

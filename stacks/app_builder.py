@@ -1,0 +1,35 @@
+"""Builds the whole app from a validated config: the one place where stacks are wired."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from kommunmoln import names
+from kommunmoln.config import AppConfig
+from stacks.compliance import add_compliance_packs
+from stacks.network_stack import NetworkStack
+
+
+def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
+    """Add every configured stack to `app` and attach the compliance packs.
+
+    Returns the stacks by name. Makes no AWS calls: zones are explicit, and when an
+    account is configured the zone look-up is answered from the config.
+    """
+    env = cdk.Environment(account=config.account or None, region=config.region)
+    stacks: dict[str, cdk.Stack] = {}
+    network = NetworkStack(
+        app,
+        names.network_stack_name(config.municipality_id),
+        config=config,
+        env=env,
+        description=f"kommunmoln network for {config.municipality_name}: isolated VPC, endpoints, flow logs",
+    )
+    stacks[network.stack_name] = network
+    # Use-case stacks are added here, each receiving the VPC as a constructor argument.
+
+    for stack in stacks.values():
+        cdk.Tags.of(stack).add(names.TAG_PROJECT, names.PROJECT)
+        cdk.Tags.of(stack).add(names.TAG_MUNICIPALITY, config.municipality_id)
+    add_compliance_packs(app)
+    return stacks

@@ -1,0 +1,24 @@
+"""Compliance gates that run on every synthesis, and the one way to acknowledge a finding."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import cdk_nag
+from constructs import IConstruct
+
+
+def add_compliance_packs(app: cdk.App) -> None:
+    """Attach the rule packs as policy-validation plugins: any unacknowledged finding fails synthesis."""
+    cdk.Validations.of(app).add_plugins(cdk_nag.AwsSolutionsChecks(), cdk_nag.NIST80053R5Checks())
+
+
+def acknowledge(resource: IConstruct, rule_id: str, reason: str) -> None:
+    """Acknowledge one finding on the one resource it concerns.
+
+    `resource` should be the CloudFormation resource itself (an L1, or `node.default_child`
+    of an L2) so that the acknowledgment cannot hide findings on siblings or children.
+    The reason must say why the finding does not apply here, specifically.
+    """
+    if len(reason) < 40:
+        raise ValueError(f"acknowledgment of {rule_id} needs a specific reason, not {reason!r}")
+    cdk.Validations.of(resource).acknowledge(cdk.Acknowledgment(id=rule_id, reason=reason))
