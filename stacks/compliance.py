@@ -22,3 +22,15 @@ def acknowledge(resource: IConstruct, rule_id: str, reason: str) -> None:
     if len(reason) < 40:
         raise ValueError(f"acknowledgment of {rule_id} needs a specific reason, not {reason!r}")
     cdk.Validations.of(resource).acknowledge(cdk.Acknowledgment(id=rule_id, reason=reason))
+
+
+def log_stream_wildcard_id(log_group_resource: IConstruct) -> str:
+    """The AwsSolutions-IAM5 finding id for `<log group ARN>:log-stream:*` in a policy."""
+    logical_id = cdk.Stack.of(log_group_resource).get_logical_id(log_group_resource.node.default_child)
+    return f"AwsSolutions::AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:log-stream:*]"
+
+
+LOG_STREAM_REASON = (
+    "Log streams are created at run time with names not known in advance; the wildcard is "
+    "confined to the streams of this one log group."
+)

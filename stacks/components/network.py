@@ -7,7 +7,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from stacks.compliance import acknowledge
+from stacks.compliance import LOG_STREAM_REASON, acknowledge, log_stream_wildcard_id
 from stacks.components.log_key import LogEncryption
 from stacks.components.service_role import ServiceRole
 
@@ -81,12 +81,7 @@ class IsolatedNetwork(Construct):
             ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
             [self.flow_log_group.log_group_arn, f"{self.flow_log_group.log_group_arn}:log-stream:*"],
         )
-        acknowledge(
-            flow_log_role.policy.node.default_child,
-            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{cdk.Stack.of(self).get_logical_id(self.flow_log_group.node.default_child)}.Arn>:log-stream:*]",
-            "Flow logs create their own streams (one per network interface) whose names are not known in advance; "
-            "the wildcard is confined to streams of this one flow-log group.",
-        )
+        acknowledge(flow_log_role.policy.node.default_child, log_stream_wildcard_id(self.flow_log_group), LOG_STREAM_REASON)
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group, flow_log_role.role),
