@@ -36,9 +36,29 @@ EU_REGIONS: tuple[str, ...] = (
 
 # The values CloudWatch Logs accepts for a retention period.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
-    2557, 2922, 3288, 3653,
-)  # fmt: skip
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 class ConfigError(ValueError):
@@ -192,7 +212,11 @@ _NAMESPACE = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"
 
 
 def _availability_zones(key: str, value: Any, region: str) -> tuple[str, ...]:
-    zones = _list(key, value, lambda k, v: _string(k, v, pattern=r"[a-z]{2}-[a-z]+-\d[a-z]", allowed="a zone name such as eu-north-1a"))
+    zones = _list(
+        key,
+        value,
+        lambda k, v: _string(k, v, pattern=r"[a-z]{2}-[a-z]+-\d[a-z]", allowed="a zone name such as eu-north-1a"),
+    )
     if len(zones) < 2 or len(set(zones)) != len(zones):
         raise ConfigError(key, f"expected at least two different availability zones, got {_short(list(zones))}")
     for zone in zones:
@@ -234,67 +258,101 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         return value
 
     allowed_regions = _list(
-        "allowed_regions", get("allowed_regions"),
-        lambda k, v: _string(k, v, pattern="|".join(map(re.escape, EU_REGIONS)), allowed=f"one of {', '.join(EU_REGIONS)}"),
-    )  # fmt: skip
+        "allowed_regions",
+        get("allowed_regions"),
+        lambda k, v: _string(
+            k, v, pattern="|".join(map(re.escape, EU_REGIONS)), allowed=f"one of {', '.join(EU_REGIONS)}"
+        ),
+    )
     if not allowed_regions:
         raise ConfigError("allowed_regions", "must name at least one EU region")
     region = _string(
-        "region", get("region"),
+        "region",
+        get("region"),
         pattern="|".join(map(re.escape, allowed_regions)),
         allowed=f"an EU region from allowed_regions ({', '.join(allowed_regions)})",
-    )  # fmt: skip
+    )
     use_cases = _list(
-        "use_cases", get("use_cases"),
-        lambda k, v: _string(k, v, pattern="|".join(map(re.escape, names.USE_CASES)), allowed=" or ".join(names.USE_CASES)),
-    )  # fmt: skip
+        "use_cases",
+        get("use_cases"),
+        lambda k, v: _string(
+            k, v, pattern="|".join(map(re.escape, names.USE_CASES)), allowed=" or ".join(names.USE_CASES)
+        ),
+    )
     if not use_cases:
         raise ConfigError("use_cases", f"name at least one of {', '.join(names.USE_CASES)}")
     log_retention = _int("log_retention_days", get("log_retention_days"), low=1, high=3653)
     if log_retention not in LOG_RETENTION_DAYS:
-        raise ConfigError("log_retention_days", f"{log_retention} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
+        raise ConfigError(
+            "log_retention_days", f"{log_retention} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}"
+        )
     alarm_email = _string("alarm_email", get("alarm_email"))
     if alarm_email and not re.fullmatch(_EMAIL, alarm_email):
         raise ConfigError("alarm_email", f"{_short(alarm_email)} is not an e-mail address (or leave it empty)")
 
     tier_a = TierAConfig(
         key_namespaces=_list("tier_a_key_namespaces", get("tier_a_key_namespaces"), lambda k, v: _namespace(k, v)),
-        noncurrent_version_days=_int("tier_a_noncurrent_version_days", get("tier_a_noncurrent_version_days"), low=1, high=3650),
+        noncurrent_version_days=_int(
+            "tier_a_noncurrent_version_days", get("tier_a_noncurrent_version_days"), low=1, high=3650
+        ),
         object_lock_days=_int("tier_a_object_lock_days", get("tier_a_object_lock_days"), low=0, high=3650),
         data_access_principals=_list(
-            "tier_a_data_access_principals", get("tier_a_data_access_principals"),
+            "tier_a_data_access_principals",
+            get("tier_a_data_access_principals"),
             lambda k, v: _string(k, v, pattern=_IAM_PRINCIPAL, allowed="an IAM role, user or account-root ARN"),
-        ),  # fmt: skip
+        ),
         header_read_bytes=_int("tier_a_header_read_bytes", get("tier_a_header_read_bytes"), low=1024, high=1048576),
-        validator_concurrency=_int("tier_a_validator_concurrency", get("tier_a_validator_concurrency"), low=1, high=100),
+        validator_concurrency=_int(
+            "tier_a_validator_concurrency", get("tier_a_validator_concurrency"), low=1, high=100
+        ),
     )
     if not tier_a.key_namespaces:
         raise ConfigError("tier_a_key_namespaces", "name at least one key namespace of the municipality")
     tier_b = TierBConfig(
         hsm_count=_int("tier_b_hsm_count", get("tier_b_hsm_count"), low=1, high=28),
-        backup_retention_days=_int("tier_b_backup_retention_days", get("tier_b_backup_retention_days"), low=7, high=379),
+        backup_retention_days=_int(
+            "tier_b_backup_retention_days", get("tier_b_backup_retention_days"), low=7, high=379
+        ),
         restore_backup_id=_string(
-            "tier_b_restore_backup_id", get("tier_b_restore_backup_id"), pattern=r"|backup-[2-7a-zA-Z]{11,16}", allowed="empty or a backup id such as backup-abcdefghijk"
+            "tier_b_restore_backup_id",
+            get("tier_b_restore_backup_id"),
+            pattern=r"|backup-[2-7a-zA-Z]{11,16}",
+            allowed="empty or a backup id such as backup-abcdefghijk",
         ),
         keystore_enabled=_bool("tier_b_keystore_enabled", get("tier_b_keystore_enabled")),
         trust_anchor_path=_trust_anchor("tier_b_trust_anchor_path", get("tier_b_trust_anchor_path")),
         existing_key_store_id=_string(
-            "tier_b_existing_key_store_id", get("tier_b_existing_key_store_id"), pattern=r"|cks-[a-z0-9]{17}", allowed="empty or a key store id such as cks-1234567890abcdef0"
+            "tier_b_existing_key_store_id",
+            get("tier_b_existing_key_store_id"),
+            pattern=r"|cks-[a-z0-9]{17}",
+            allowed="empty or a key store id such as cks-1234567890abcdef0",
         ),
         admin_host=_bool("tier_b_admin_host", get("tier_b_admin_host")),
-        noncurrent_version_days=_int("tier_b_noncurrent_version_days", get("tier_b_noncurrent_version_days"), low=1, high=3650),
-        monitor_interval_minutes=_int("tier_b_monitor_interval_minutes", get("tier_b_monitor_interval_minutes"), low=1, high=60),
+        noncurrent_version_days=_int(
+            "tier_b_noncurrent_version_days", get("tier_b_noncurrent_version_days"), low=1, high=3650
+        ),
+        monitor_interval_minutes=_int(
+            "tier_b_monitor_interval_minutes", get("tier_b_monitor_interval_minutes"), low=1, high=60
+        ),
     )
     if tier_b.keystore_enabled and not (tier_b.trust_anchor_path or tier_b.existing_key_store_id):
         raise ConfigError(
-            "tier_b_trust_anchor_path", "is required when tier_b_keystore_enabled is true (or set tier_b_existing_key_store_id)"
+            "tier_b_trust_anchor_path",
+            "is required when tier_b_keystore_enabled is true (or set tier_b_existing_key_store_id)",
         )
     if tier_b.keystore_enabled and tier_b.hsm_count < 2:
         raise ConfigError("tier_b_hsm_count", "a KMS custom key store needs at least 2 HSMs in different zones")
 
     config = AppConfig(
-        municipality_name=_string("municipality_name", get("municipality_name"), pattern=r"\S.{0,62}\S", allowed="2 to 64 characters"),
-        municipality_id=_string("municipality_id", get("municipality_id"), pattern=r"[a-z][a-z0-9]{1,11}", allowed="2 to 12 lower-case letters and digits, starting with a letter"),
+        municipality_name=_string(
+            "municipality_name", get("municipality_name"), pattern=r"\S.{0,62}\S", allowed="2 to 64 characters"
+        ),
+        municipality_id=_string(
+            "municipality_id",
+            get("municipality_id"),
+            pattern=r"[a-z][a-z0-9]{1,11}",
+            allowed="2 to 12 lower-case letters and digits, starting with a letter",
+        ),
         account=_string("account", get("account"), pattern=r"|\d{12}", allowed="empty or a 12-digit AWS account id"),
         region=region,
         allowed_regions=allowed_regions,
@@ -306,7 +364,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         log_retention_days=log_retention,
         tier_a=tier_a,
         tier_b=tier_b,
-    )  # fmt: skip
+    )
     return config
 
 
@@ -314,7 +372,9 @@ def _namespace(key: str, value: Any) -> str:
     text = _string(key, value, pattern=_NAMESPACE, allowed="a key namespace of letters, digits and ._:/-")
     if text == "aws-kms" or text.startswith("aws-"):
         # The ESDK reserves aws-* provider ids; aws-kms would mean AWS can unwrap the data key.
-        raise ConfigError(key, f"{_short(text)} is reserved by AWS; a municipality namespace must not start with 'aws-'")
+        raise ConfigError(
+            key, f"{_short(text)} is reserved by AWS; a municipality namespace must not start with 'aws-'"
+        )
     return text
 
 

@@ -57,7 +57,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """A moto server on loopback for end-to-end tests (the same one `make demo` starts)."""
+    """A moto server on loopback for end-to-end tests.
+
+    `make test` starts one (tests/run_with_moto_server.py) and passes its address in
+    KOMMUNMOLN_MOTO_ENDPOINT; a bare `pytest` run starts its own in-process server.
+    Tests share the server, so each uses its own bucket names.
+    """
+    external = os.environ.get("KOMMUNMOLN_MOTO_ENDPOINT")
+    if external:
+        yield external
+        return
     from moto.server import ThreadedMotoServer
 
     port = _free_port()

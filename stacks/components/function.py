@@ -62,7 +62,9 @@ def project_code() -> lambda_.Code:
         # Only the two packages are fingerprinted; the copy itself happens in _CopyPackages.
         exclude=["*", *[f"!{p}" for p in _ASSET_PACKAGES], *[f"!{p}/**" for p in _ASSET_PACKAGES], "**/__pycache__"],
         asset_hash_type=cdk.AssetHashType.OUTPUT,
-        bundling=cdk.BundlingOptions(image=cdk.DockerImage.from_registry("unused-local-bundling"), local=_CopyPackages()),
+        bundling=cdk.BundlingOptions(
+            image=cdk.DockerImage.from_registry("unused-local-bundling"), local=_CopyPackages()
+        ),
     )
 
 
@@ -102,11 +104,16 @@ class HardenedFunction(Construct):
         self.role = ServiceRole(self, "Role", service="lambda.amazonaws.com", description=description)
         # Network interfaces in the VPC and log delivery: what every function needs.
         self.role.allow(
-            ["ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface",
-             "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"],
+            [
+                "ec2:CreateNetworkInterface",
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DeleteNetworkInterface",
+                "ec2:AssignPrivateIpAddresses",
+                "ec2:UnassignPrivateIpAddresses",
+            ],
             ["*"],
             sid="LambdaVpcNetworkInterfaces",
-        )  # fmt: skip
+        )
         self.log_group = log_encryption.log_group(self, "Logs")
         self.role.allow(
             ["logs:CreateLogStream", "logs:PutLogEvents"],

@@ -63,12 +63,33 @@ class LogEncryption(Construct):
 _RETENTION_NAMES = dict(
     zip(
         LOG_RETENTION_DAYS,
-        ("ONE_DAY", "THREE_DAYS", "FIVE_DAYS", "ONE_WEEK", "TWO_WEEKS", "ONE_MONTH", "TWO_MONTHS", "THREE_MONTHS",
-         "FOUR_MONTHS", "FIVE_MONTHS", "SIX_MONTHS", "ONE_YEAR", "THIRTEEN_MONTHS", "EIGHTEEN_MONTHS", "TWO_YEARS",
-         "THREE_YEARS", "FIVE_YEARS", "SIX_YEARS", "SEVEN_YEARS", "EIGHT_YEARS", "NINE_YEARS", "TEN_YEARS"),
+        (
+            "ONE_DAY",
+            "THREE_DAYS",
+            "FIVE_DAYS",
+            "ONE_WEEK",
+            "TWO_WEEKS",
+            "ONE_MONTH",
+            "TWO_MONTHS",
+            "THREE_MONTHS",
+            "FOUR_MONTHS",
+            "FIVE_MONTHS",
+            "SIX_MONTHS",
+            "ONE_YEAR",
+            "THIRTEEN_MONTHS",
+            "EIGHTEEN_MONTHS",
+            "TWO_YEARS",
+            "THREE_YEARS",
+            "FIVE_YEARS",
+            "SIX_YEARS",
+            "SEVEN_YEARS",
+            "EIGHT_YEARS",
+            "NINE_YEARS",
+            "TEN_YEARS",
+        ),
         strict=True,
     )
-)  # fmt: skip
+)
 
 
 def retention(days: int) -> logs.RetentionDays:

@@ -81,7 +81,9 @@ class IsolatedNetwork(Construct):
             ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
             [self.flow_log_group.log_group_arn, f"{self.flow_log_group.log_group_arn}:log-stream:*"],
         )
-        acknowledge(flow_log_role.policy.node.default_child, log_stream_wildcard_id(self.flow_log_group), LOG_STREAM_REASON)
+        acknowledge(
+            flow_log_role.policy.node.default_child, log_stream_wildcard_id(self.flow_log_group), LOG_STREAM_REASON
+        )
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(self.flow_log_group, flow_log_role.role),
@@ -111,16 +113,23 @@ class IsolatedNetwork(Construct):
         # One security group for all interface endpoints: HTTPS from inside the VPC only.
         # The CIDR is the configured literal (not a VPC attribute) so that it can be checked.
         self.endpoint_security_group = ec2.SecurityGroup(
-            self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="Interface endpoints: HTTPS from inside the VPC only",
-        )  # fmt: skip
+        )
         self.endpoint_security_group.add_ingress_rule(ec2.Peer.ipv4(cidr), ec2.Port.tcp(443), "HTTPS from the VPC")
         self.interface_endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
         for name, service in services.items():
             endpoint = self.vpc.add_interface_endpoint(
-                name, service=service, subnets=self.subnets, private_dns_enabled=True,
-                security_groups=[self.endpoint_security_group], open=False,
-            )  # fmt: skip
+                name,
+                service=service,
+                subnets=self.subnets,
+                private_dns_enabled=True,
+                security_groups=[self.endpoint_security_group],
+                open=False,
+            )
             if name in _POLICY_CAPABLE:
                 endpoint.add_to_policy(
                     iam.PolicyStatement(

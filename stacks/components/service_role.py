@@ -43,5 +43,7 @@ class ServiceRole(Construct):
     ) -> None:
         """Add one Allow statement to the managed policy."""
         self.policy.add_statements(
-            iam.PolicyStatement(sid=sid, actions=list(actions), resources=list(resources), conditions=dict(conditions or {}))
+            iam.PolicyStatement(
+                sid=sid, actions=list(actions), resources=list(resources), conditions=dict(conditions or {})
+            )
         )

@@ -1,0 +1,78 @@
+# kommunmoln: one Makefile for everything. Run `make help` for the targets.
+# The virtual environment (.venv) and the CDK CLI (node_modules, pinned in package.json)
+# are created only when missing or when their pins change, so a second run is fast.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+CDK_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
+PYTEST_ARGS ?=
+
+# Node 20 is past its end of life; jsii prints a banner on every call without this.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+# Deployment target: `make deploy AWS_PROFILE=kommun REGION=eu-north-1`
+REGION ?=
+CDK_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),-c region=$(REGION),) $(CONTEXT)
+
+.PHONY: help install demo test synth deploy destroy lint format bench report system-deps clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(CDK_STAMP): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV_STAMP) $(CDK_STAMP) ## Create .venv and install the CDK CLI (only when missing)
+
+system-deps: ## Install SoftHSM2 (PKCS#11 tests) from Debian's packages when missing
+	@if [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing softhsm2 ..."; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null; \
+	else echo "note: SoftHSM2 is missing and cannot be installed here (not root); PKCS#11 tests will be skipped"; fi
+
+demo: $(VENV_STAMP) system-deps ## Synthesize with the gates, then run both use cases end to end on a local AWS emulation
+	$(PY) -m usecases.demo
+
+test: $(VENV_STAMP) $(CDK_STAMP) system-deps ## Run the whole test suite (starts its own moto server)
+	$(PY) -m tests.run_with_moto_server -- $(PY) -m pytest $(PYTEST_ARGS)
+
+synth: $(VENV_STAMP) $(CDK_STAMP) ## Synthesize all stacks with the compliance gates into cdk.out/
+	$(CDK) synth --quiet $(CONTEXT)
+	@echo "Templates in cdk.out/:"; ls cdk.out/*.template.json
+
+deploy: $(VENV_STAMP) $(CDK_STAMP) ## Deploy all stacks (AWS_PROFILE=..., REGION=..., CONTEXT="-c key=value")
+	$(CDK) deploy --all --require-approval broadening $(CDK_ARGS)
+
+destroy: $(VENV_STAMP) $(CDK_STAMP) ## Delete the stacks (stateful resources are retained unless workshop_mode)
+	$(CDK) destroy --all $(CDK_ARGS)
+
+lint: $(VENV_STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV_STAMP) ## Format the code with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV_STAMP) ## Run the benchmarks and regenerate docs/BENCHMARKS.md
+	$(PY) -m bench.run
+
+report: $(VENV_STAMP) ## Write the compliance evidence report (docs/compliance-report.md and .html)
+	$(PY) -m kommunmoln.compliance.report
+
+clean: ## Remove build output (keeps .venv and node_modules)
+	rm -rf cdk.out .pytest_cache .ruff_cache
