@@ -6,10 +6,21 @@ import aws_cdk as cdk
 import cdk_nag
 from constructs import IConstruct
 
+from kommunmoln.compliance import SwedishPublicSectorChecks
+from kommunmoln.config import AppConfig
 
-def add_compliance_packs(app: cdk.App) -> None:
-    """Attach the rule packs as policy-validation plugins: any unacknowledged finding fails synthesis."""
-    cdk.Validations.of(app).add_plugins(cdk_nag.AwsSolutionsChecks(), cdk_nag.NIST80053R5Checks())
+
+def add_compliance_packs(app: cdk.App, config: AppConfig | None = None) -> None:
+    """Attach the rule packs as policy-validation plugins: any unacknowledged finding fails synthesis.
+
+    The OSL pack takes the allowed regions and workshop mode from `config` (defaults without).
+    """
+    osl = (
+        SwedishPublicSectorChecks(allowed_regions=config.allowed_regions, workshop_mode=config.workshop_mode)
+        if config is not None
+        else SwedishPublicSectorChecks()
+    )
+    cdk.Validations.of(app).add_plugins(cdk_nag.AwsSolutionsChecks(), cdk_nag.NIST80053R5Checks(), osl)
 
 
 def acknowledge(resource: IConstruct, rule_id: str, reason: str) -> None:

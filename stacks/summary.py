@@ -27,11 +27,12 @@ _CDK_INTERNAL_PREFIX = "CloudFormation-Validate::"
 
 @dataclass
 class SynthSummary:
-    """What one synthesis produced: stacks, resource counts, acknowledged findings."""
+    """What one synthesis produced: stacks, resource counts, acknowledged and open findings."""
 
     seconds: float
     resources: dict[str, Counter[str]] = field(default_factory=dict)  # stack -> type -> count
     acknowledged: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # rule id -> [(path, reason)]
+    unacknowledged: list[str] = field(default_factory=list)  # "rule at path"
 
     @property
     def acknowledged_count(self) -> int:
@@ -49,6 +50,29 @@ def parse_context(pairs: list[str]) -> dict[str, Any]:
     return context
 
 
+def summarize_outdir(outdir: Path, seconds: float) -> SynthSummary:
+    """Read a synthesized cloud assembly: templates and the policy-validation report."""
+    summary = SynthSummary(seconds=seconds)
+    for path in sorted(outdir.glob("*.template.json")):
+        template = json.loads(path.read_text())
+        summary.resources[path.name.removesuffix(".template.json")] = Counter(
+            r["Type"] for r in template.get("Resources", {}).values()
+        )
+    report_file = outdir / "validation-report.json"
+    report = json.loads(report_file.read_text()) if report_file.exists() else {"pluginReports": []}
+    for plugin in report["pluginReports"]:
+        for violation in plugin.get("violations", []):
+            for construct in violation["violatingConstructs"]:
+                summary.unacknowledged.append(f"{violation['ruleName']} at {construct['constructPath']}")
+        for violation in plugin.get("suppressedViolations", []):
+            rule_id = violation.get("acknowledgedId", violation["ruleName"])
+            if not rule_id.startswith(_CDK_INTERNAL_PREFIX):
+                summary.acknowledged.setdefault(rule_id, []).append(
+                    (violation.get("acknowledgedAt", ""), violation.get("reason", ""))
+                )
+    return summary
+
+
 def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> SynthSummary:
     """Synthesize the app from cdk.json plus `overrides`; raise on any unacknowledged finding."""
     context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
@@ -58,30 +82,21 @@ def synthesize(outdir: Path, overrides: dict[str, Any] | None = None) -> SynthSu
     app = cdk.App(outdir=str(outdir), context=context)
     build_app(app, config)
     app.synth()
-    summary = SynthSummary(seconds=time.perf_counter() - started)
-    for path in sorted(outdir.glob("*.template.json")):
-        template = json.loads(path.read_text())
-        summary.resources[path.name.removesuffix(".template.json")] = Counter(
-            r["Type"] for r in template.get("Resources", {}).values()
-        )
-    for construct in app.node.find_all():
-        for entry in construct.node.metadata:
-            if entry.type != cdk.Validations.ACKNOWLEDGED_RULES_METADATA_KEY:
-                continue
-            for rule_id, reason in entry.data.items():
-                if not rule_id.startswith(_CDK_INTERNAL_PREFIX):
-                    summary.acknowledged.setdefault(rule_id, []).append((construct.node.path, reason))
-    return summary
+    return summarize_outdir(outdir, time.perf_counter() - started)
 
 
 def render(summary: SynthSummary) -> str:
     lines = [
-        f"Synthesized {len(summary.resources)} stacks in {summary.seconds:.1f} s with AwsSolutions + NIST 800-53 R5 gates:"
+        f"Synthesized {len(summary.resources)} stacks in {summary.seconds:.1f} s with AwsSolutions, NIST 800-53 R5 and KommunmolnOSL gates:"
     ]
     for stack, counts in summary.resources.items():
         top = ", ".join(f"{n} {t.split('::')[-1]}" for t, n in counts.most_common(4))
         lines.append(f"  {stack:<40} {sum(counts.values()):>4} resources ({top}, ...)")
-    lines.append(f"Findings: 0 unacknowledged, {summary.acknowledged_count} acknowledged on single resources:")
+    lines.append(
+        f"Findings: {len(summary.unacknowledged)} unacknowledged, "
+        f"{summary.acknowledged_count} acknowledged on single resources:"
+    )
+    lines.extend(f"  OPEN {finding}" for finding in summary.unacknowledged)
     for rule_id, places in sorted(summary.acknowledged.items()):
         lines.append(f"  {rule_id} x{len(places)}")
     return "\n".join(lines)

@@ -1,0 +1,292 @@
+"""The requirements the pack serves and the rules (controls) that implement them.
+
+One catalogue, read by the cdk-nag pack (rule text in findings), the evidence report and
+`docs/compliance.md`. Sources are cited by name and date; see `docs/compliance.md` for the
+full references. This is engineering documentation, not legal advice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kommunmoln import names
+
+PACK_NAME = names.COMPLIANCE_PACK
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A legal or policy requirement that controls serve."""
+
+    id: str
+    title: str
+    source: str  # the sources, by name and date
+    summary: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of the pack: its id suffix, what it checks, why, and how to fix a finding."""
+
+    number: int
+    title: str
+    requirements: tuple[str, ...]  # Requirement ids
+    explanation: str  # why the rule exists, naming the requirement
+    fix: str  # the fix hint, printed with every finding
+    resource_types: tuple[str, ...]
+    findings: tuple[str, ...] = ()  # sub-findings, acknowledged one by one as RULE[finding]
+    tests: tuple[str, ...] = ()  # test node ids (file::name) that prove the rule
+
+    @property
+    def suffix(self) -> str:
+        return str(self.number)
+
+    @property
+    def rule_id(self) -> str:
+        """The id in findings, e.g. `KommunmolnOSL-2`."""
+        return f"{PACK_NAME}-{self.number}"
+
+    @property
+    def acknowledgment_id(self) -> str:
+        """What `stacks.compliance.acknowledge(resource, ...)` takes, e.g. `KommunmolnOSL::KommunmolnOSL-2`."""
+        return f"{PACK_NAME}::{self.rule_id}"
+
+
+REQ_DISCLOSURE = "disclosure"
+REQ_OSL_10_2A = "osl-10-2a"
+REQ_EDPB_UC1 = "edpb-uc1"
+REQ_PROTECTIVE_SECURITY = "protective-security"
+REQ_RESIDENCY = "residency"
+REQ_LOGGING = "logging"
+REQ_DELETION = "deletion-protection"
+
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        REQ_DISCLOSURE,
+        "No disclosure (röjande) of secret information to the provider",
+        "eSam, position on cloud services and disclosure (Nov 2018, reaffirmed 2019); "
+        "Kammarkollegiet, pre-study on web-based office services (2019, dnr 23.2-6283-18)",
+        "Information made technically available to a provider that foreign law (the US CLOUD Act, 2018) can "
+        "compel to hand it over counts as disclosed; the stated exception is encryption strong enough that the "
+        "provider cannot read the data. Only tier A (client-side encryption) meets that exception.",
+    ),
+    Requirement(
+        REQ_OSL_10_2A,
+        "Handing information to a technical provider is not inappropriate (OSL 10 kap. 2 a §)",
+        "SOU 2021:1; prop. 2022/23:97 (OSL 10 kap. 2 a §)",
+        "Secrecy does not prevent handing information to a party that only stores or processes it technically, "
+        "unless that is inappropriate in the circumstances. The authority must make and record that assessment; "
+        "these controls are the technical facts the assessment rests on, not the assessment itself.",
+    ),
+    Requirement(
+        REQ_EDPB_UC1,
+        "Effective supplementary measure: strong encryption, keys held only by the data exporter",
+        "EDPB Recommendations 01/2020 v2.0 (18 June 2021), Use Case 1; IMY, Google Analytics decisions (July 2023)",
+        "Storage with a provider subject to third-country access is acceptable when data is strongly encrypted "
+        "before it leaves the controller and only the controller holds the keys. Encryption is not enough where "
+        "the provider can obtain the plaintext (IMY 2023), which is why tier B does not meet Use Case 1.",
+    ),
+    Requirement(
+        REQ_PROTECTIVE_SECURITY,
+        "Protective security for security-sensitive outsourcing",
+        "Säkerhetsskyddslagen (2018:585), in its current form since 1 Dec 2021",
+        "Security-sensitive outsourcing needs a special protective-security assessment, a security agreement and "
+        "sometimes consultation with the supervisory authority. The controls limit who can reach the data and keys; "
+        "the assessment, the agreement and the consultation remain the municipality's.",
+    ),
+    Requirement(
+        REQ_RESIDENCY,
+        "Data and keys stay in EU regions from the allow-list",
+        "GDPR chapter V; Decision (EU) 2023/1795 (EU-US Data Privacy Framework); General Court T-553/23 "
+        "(3 Sep 2025), appeal C-703/25 P pending",
+        "Keeping data and keys in an EU region (default eu-north-1, Stockholm) avoids a transfer under GDPR "
+        "chapter V. The Data Privacy Framework does not remove the CLOUD Act question, so residency is "
+        "necessary but not sufficient.",
+    ),
+    Requirement(
+        REQ_LOGGING,
+        "Every key use and every object access is logged",
+        "Säkerhetsskyddslagen (2018:585); OSL 10 kap. 2 a § assessment (prop. 2022/23:97); EDPB "
+        "Recommendations 01/2020 v2.0 (transparency and accountability)",
+        "Without object-level and key-level logs the municipality cannot show who read what, nor detect a "
+        "disclosure. CloudTrail S3 data events, KMS management events and server access logs provide them.",
+    ),
+    Requirement(
+        REQ_DELETION,
+        "Nothing is deleted by accident",
+        "OSL and the Archives Act (arkivlagen 1990:782) duties to keep public documents; Säkerhetsskyddslagen "
+        "(2018:585) (availability)",
+        "Buckets, keys, log groups, the HSM cluster, secrets and tables survive a `cdk destroy`; deleted or "
+        "overwritten objects stay recoverable; a key scheduled for deletion waits the full 30 days.",
+    ),
+)
+
+_TEST_RULES = "tests/infrastructure/compliance/test_rules.py"
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        1,
+        "Data and keys only in allowed EU regions",
+        (REQ_RESIDENCY, REQ_PROTECTIVE_SECURITY),
+        "Data residency (GDPR chapter V; Decision (EU) 2023/1795, T-553/23, C-703/25 P pending): every stack that "
+        "holds data or keys must be deployed to a resolved region on the EU allow-list, and keys must not be "
+        "multi-Region (a replica could be created in any region).",
+        "set `region` on the stack (cdk.Environment(region=...)) to a region in allowed_regions; do not use "
+        "environment-agnostic stacks for data or keys; set MultiRegion to false",
+        (
+            "AWS::S3::Bucket",
+            "AWS::KMS::Key",
+            names.RESOURCE_KMS_HSM_KEY,
+            "AWS::CloudHSM::Cluster",
+            "AWS::Logs::LogGroup",
+            "AWS::DynamoDB::Table",
+            "AWS::DynamoDB::GlobalTable",
+            "AWS::SecretsManager::Secret",
+            "AWS::CloudTrail::Trail",
+            "AWS::SQS::Queue",
+        ),
+        tests=(
+            f"{_TEST_RULES}::test_osl1_stack_in_allowed_region_passes",
+            f"{_TEST_RULES}::test_osl1_region_outside_allow_list_fails",
+            f"{_TEST_RULES}::test_osl1_environment_agnostic_stack_with_data_fails",
+            f"{_TEST_RULES}::test_osl1_multi_region_key_fails",
+        ),
+    ),
+    Rule(
+        2,
+        "A protected bucket is tier A (client-side encryption + validator) or tier B (HSM-backed key)",
+        (REQ_DISCLOSURE, REQ_OSL_10_2A, REQ_EDPB_UC1),
+        "eSam (Nov 2018/2019) and OSL 10 kap. 2 a § (prop. 2022/23:97); EDPB Recommendations 01/2020 v2.0 Use "
+        "Case 1: a bucket tagged as holding OSL-protected information must either receive only client-side "
+        "encrypted objects (tier A: the bucket policy denies PutObject without the encryption object tag, and a "
+        "validator Lambda checks every new object) or be encrypted with a KMS key whose material lives in the "
+        "municipality's CloudHSM or external key store (tier B). SSE-S3 or a key of origin AWS_KMS means AWS alone "
+        "holds the key material.",
+        "tier A: tag the bucket "
+        f"{names.TAG_TIER}={names.TIER_A}, add a Deny s3:PutObject statement for principal * with condition "
+        f"StringNotEquals s3:RequestObjectTag/{names.OBJECT_TAG_ENCRYPTION}={names.OBJECT_TAG_ENCRYPTION_VALUE} "
+        "and attach the validator (bucket.add_event_notification(OBJECT_CREATED, LambdaDestination(validator))); "
+        f"tier B: tag {names.TAG_TIER}={names.TIER_B} and set encryption=KMS with encryption_key = the "
+        f"{names.RESOURCE_KMS_HSM_KEY} key (CustomKeyStoreId set). A key the template cannot show (an imported "
+        "ARN) must be verified with `aws kms describe-key` (Origin AWS_CLOUDHSM or EXTERNAL_KEY_STORE) and the "
+        "finding acknowledged on the bucket with that evidence",
+        ("AWS::S3::Bucket",),
+        tests=(
+            f"{_TEST_RULES}::test_osl2_tier_a_bucket_passes",
+            f"{_TEST_RULES}::test_osl2_tier_b_bucket_with_hsm_key_passes",
+            f"{_TEST_RULES}::test_osl2_sse_s3_protected_bucket_fails_synthesis_with_rule_id_and_fix",
+            f"{_TEST_RULES}::test_osl2_aws_kms_origin_key_fails",
+            f"{_TEST_RULES}::test_osl2_tier_a_without_validator_fails",
+            f"{_TEST_RULES}::test_osl2_imported_key_arn_fails_and_can_be_acknowledged",
+        ),
+    ),
+    Rule(
+        3,
+        "Protected buckets: TLS only, Block Public Access, versioning, retention, access logging",
+        (REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY, REQ_LOGGING, REQ_DELETION),
+        "OSL 10 kap. 2 a § (prop. 2022/23:97) and Säkerhetsskyddslagen (2018:585): the storage a municipality "
+        "relies on must not leak in transit or to the public, must keep overwritten and deleted objects for a "
+        "retention period, and must log every request (server access logs).",
+        "enforce_ssl=True, block_public_access=BlockPublicAccess.BLOCK_ALL, versioned=True, a lifecycle rule "
+        "with noncurrent_version_expiration (or Object Lock with a default retention), server_access_logs_bucket=...",
+        ("AWS::S3::Bucket",),
+        findings=("TLS", "PublicAccessBlock", "Versioning", "Retention", "AccessLogging"),
+        tests=(
+            f"{_TEST_RULES}::test_osl3_hardened_protected_bucket_passes",
+            f"{_TEST_RULES}::test_osl3_bare_protected_bucket_reports_each_missing_control",
+        ),
+    ),
+    Rule(
+        4,
+        "No principal outside the account in the policies of protected buckets and their keys",
+        (REQ_DISCLOSURE, REQ_PROTECTIVE_SECURITY, REQ_EDPB_UC1),
+        "eSam (Nov 2018/2019) and Säkerhetsskyddslagen (2018:585): granting another account, the public (`*` "
+        "without an account condition), a federated or a canonical user access to a protected bucket or its key "
+        "discloses the information beyond the municipality. Deny statements may use `*`.",
+        "grant only principals of this account (roles of the app, arn:...:iam::<this account>:root); restrict "
+        "`*` and service principals with aws:PrincipalAccount / aws:SourceAccount / kms:CallerAccount = this "
+        "account; set `account` in cdk.json so literal account ids can be verified",
+        ("AWS::S3::BucketPolicy", "AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY),
+        tests=(
+            f"{_TEST_RULES}::test_osl4_own_account_principals_pass",
+            f"{_TEST_RULES}::test_osl4_other_account_in_bucket_policy_fails",
+            f"{_TEST_RULES}::test_osl4_public_principal_in_protected_key_policy_fails",
+        ),
+    ),
+    Rule(
+        5,
+        "Key policies grant no wildcard actions (kms:*, *) except the account root on ordinary keys",
+        (REQ_DISCLOSURE, REQ_EDPB_UC1, REQ_PROTECTIVE_SECURITY),
+        "EDPB Recommendations 01/2020 v2.0 Use Case 1 and eSam (Nov 2018/2019): who can use a key must be "
+        "decided by the key policy, not by any IAM policy in the account. Keys of protected buckets and HSM-backed "
+        "keys: no `kms:*` or `*` for any principal (administration and use are granted as named actions). Other "
+        "keys: `kms:*` only for the account root (the CDK default lockout guard).",
+        "list the actions: administration (kms:Create*, kms:Describe*, kms:Enable*, kms:List*, kms:Put*, "
+        "kms:Update*, kms:Revoke*, kms:Disable*, kms:Get*, kms:Delete*, kms:TagResource, kms:UntagResource, "
+        "kms:ScheduleKeyDeletion, kms:CancelKeyDeletion) for the account root/key administrators, and "
+        "kms:Encrypt/Decrypt/GenerateDataKey* for the users; never NotAction in an Allow",
+        ("AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY),
+        tests=(
+            f"{_TEST_RULES}::test_osl5_default_key_policy_on_ordinary_key_passes",
+            f"{_TEST_RULES}::test_osl5_strict_hsm_key_policy_passes",
+            f"{_TEST_RULES}::test_osl5_root_kms_star_on_protected_bucket_key_fails",
+            f"{_TEST_RULES}::test_osl5_role_with_kms_star_fails",
+        ),
+    ),
+    Rule(
+        6,
+        "Deletion protection: stateful resources retained, KMS pending window 30 days",
+        (REQ_DELETION,),
+        "Public documents and the keys that decrypt them must not disappear with a stack deletion or replacement "
+        "(OSL, arkivlagen 1990:782; Säkerhetsskyddslagen (2018:585) availability). Not checked in workshop mode.",
+        "removal_policy=RemovalPolicy.RETAIN (stacks.components.lifecycle.removal_policy) so that DeletionPolicy "
+        "and UpdateReplacePolicy are Retain; KMS keys pending_window=Duration.days(30) (or leave the default)",
+        (
+            "AWS::S3::Bucket",
+            "AWS::KMS::Key",
+            names.RESOURCE_KMS_HSM_KEY,
+            "AWS::Logs::LogGroup",
+            "AWS::CloudHSM::Cluster",
+            "AWS::SecretsManager::Secret",
+            "AWS::DynamoDB::Table",
+            "AWS::DynamoDB::GlobalTable",
+        ),
+        tests=(
+            f"{_TEST_RULES}::test_osl6_retained_resources_pass",
+            f"{_TEST_RULES}::test_osl6_destroyable_resources_and_short_pending_window_fail",
+            f"{_TEST_RULES}::test_osl6_not_applicable_in_workshop_mode",
+        ),
+    ),
+    Rule(
+        7,
+        "Object access and key use are logged (CloudTrail data events or an organization trail)",
+        (REQ_LOGGING, REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY),
+        "Säkerhetsskyddslagen (2018:585) and the OSL 10 kap. 2 a § assessment (prop. 2022/23:97): every read and "
+        "write of a protected object and every use of its key must be logged. A CloudTrail trail in the app must "
+        "log S3 data events (read and write) for the bucket and KMS management events, or the bucket is tagged as "
+        "covered by the organization trail.",
+        "add a trail: cloudtrail.Trail(...).add_s3_event_selector([S3EventSelector(bucket=...)], "
+        "read_write_type=ReadWriteType.ALL) keeping management events (KMS) included; or, if an organization "
+        f"trail logs the data events, tag the bucket {names.TAG_ORGANIZATION_TRAIL}={names.ORGANIZATION_TRAIL_TRUE}",
+        ("AWS::S3::Bucket",),
+        tests=(
+            f"{_TEST_RULES}::test_osl7_trail_with_data_events_passes",
+            f"{_TEST_RULES}::test_osl7_organization_trail_tag_passes",
+            f"{_TEST_RULES}::test_osl7_no_trail_fails",
+        ),
+    ),
+)
+
+RULES_BY_NUMBER = {rule.number: rule for rule in RULES}
+REQUIREMENTS_BY_ID = {req.id: req for req in REQUIREMENTS}
+
+
+def rules_for_type(resource_type: str) -> tuple[Rule, ...]:
+    """The rules that look at resources of this CloudFormation type."""
+    return _RULES_BY_TYPE.get(resource_type, ())
+
+
+_RULES_BY_TYPE: dict[str, tuple[Rule, ...]] = {}
+for _rule in RULES:
+    for _type in _rule.resource_types:
+        _RULES_BY_TYPE[_type] = (*_RULES_BY_TYPE.get(_type, ()), _rule)

@@ -1,0 +1,407 @@
+"""The compliance evidence report: requirement -> controls -> resources -> status -> proving test.
+
+    python -m kommunmoln.compliance.report [--out docs/compliance-report.md] [-c key=value ...]
+
+Synthesizes the app from `cdk.json` (in a temporary directory, no AWS calls) with every
+pack, then writes a Markdown and a plain HTML report. Status per resource and control:
+`pass`, `acknowledged` (with the recorded reason) or `fail`. The OSL pack's rules are
+re-evaluated here on the same templates, so a pass is a positive result, not the absence
+of a finding; for the AwsSolutions and NIST controls a pass means the control applies to
+the resource type and reported no finding. `summary_line()` gives the one line `make demo`
+prints. Engineering evidence, not legal advice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kommunmoln.compliance.catalog import PACK_NAME, REQUIREMENTS, RULES, Requirement
+from kommunmoln.compliance.checks import NOT_APPLICABLE, Evaluator, Options
+from kommunmoln.compliance.model import AppModel, ResourceRef
+from kommunmoln.config import REPO_ROOT, load_config
+
+PASS, ACKNOWLEDGED, FAIL = "pass", "acknowledged", "fail"
+_GATES_TEST = "tests/infrastructure/test_compliance_gates.py::test_default_app_has_no_unacknowledged_findings"
+_PROJECT_TEST = "tests/infrastructure/compliance/test_report.py::test_project_app_passes_the_osl_pack"
+
+
+@dataclass(frozen=True)
+class ExternalControl:
+    """A rule of a built-in cdk-nag pack that serves one of the requirements."""
+
+    plugin: str
+    rule_name: str
+    title: str
+    requirements: tuple[str, ...]
+    resource_types: tuple[str, ...]
+    tests: tuple[str, ...] = (_GATES_TEST,)
+
+
+_AWS, _NIST = "AwsSolutions", "NIST.800.53.R5"
+_B, _K, _T, _L = "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::CloudTrail::Trail", "AWS::Logs::LogGroup"
+EXTERNAL_CONTROLS: tuple[ExternalControl, ...] = (
+    ExternalControl(_AWS, "AwsSolutions-S1", "S3 server access logs enabled", ("logging",), (_B,)),
+    ExternalControl(_AWS, "AwsSolutions-S2", "S3 public access blocked", ("disclosure", "protective-security"), (_B,)),
+    ExternalControl(_AWS, "AwsSolutions-S10", "S3 requires TLS", ("protective-security",), (_B,)),
+    ExternalControl(_AWS, "AwsSolutions-KMS5", "KMS key rotation", ("protective-security",), (_K,)),
+    ExternalControl(_NIST, "NIST.800.53.R5-S3BucketLoggingEnabled", "S3 logging (AU-2, AU-12)", ("logging",), (_B,)),
+    ExternalControl(
+        _NIST,
+        "NIST.800.53.R5-S3BucketVersioningEnabled",
+        "S3 versioning (CP-9, CP-10)",
+        ("deletion-protection",),
+        (_B,),
+    ),
+    ExternalControl(
+        _NIST, "NIST.800.53.R5-S3BucketSSLRequestsOnly", "S3 TLS only (SC-8)", ("protective-security",), (_B,)
+    ),
+    ExternalControl(
+        _NIST,
+        "NIST.800.53.R5-S3BucketLevelPublicAccessProhibited",
+        "S3 public access prohibited (AC-3, AC-4)",
+        ("disclosure",),
+        (_B,),
+    ),
+    ExternalControl(
+        _NIST, "NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 default encryption with KMS (SC-28)", ("disclosure",), (_B,)
+    ),
+    ExternalControl(
+        _NIST,
+        "NIST.800.53.R5-S3BucketReplicationEnabled",
+        "S3 replication (CP-6, CP-9); acknowledged where it would move data",
+        ("residency",),
+        (_B,),
+    ),
+    ExternalControl(
+        _NIST, "NIST.800.53.R5-KMSBackingKeyRotationEnabled", "KMS rotation (SC-12)", ("protective-security",), (_K,)
+    ),
+    ExternalControl(
+        _NIST, "NIST.800.53.R5-CloudTrailLogFileValidationEnabled", "Trail log integrity (AU-9)", ("logging",), (_T,)
+    ),
+    ExternalControl(_NIST, "NIST.800.53.R5-CloudTrailEncryptionEnabled", "Trail encrypted (AU-9)", ("logging",), (_T,)),
+    ExternalControl(_NIST, "NIST.800.53.R5-CloudWatchLogGroupEncrypted", "Log groups encrypted", ("logging",), (_L,)),
+    ExternalControl(
+        _NIST,
+        "NIST.800.53.R5-CloudWatchLogGroupRetentionPeriod",
+        "Log retention set (AU-11)",
+        ("logging", "deletion-protection"),
+        (_L,),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One control on one resource."""
+
+    requirement_ids: tuple[str, ...]
+    control: str  # the rule id, e.g. KommunmolnOSL-2 or AwsSolutions-S1
+    title: str
+    resource: str  # construct path (or stack/logical id)
+    resource_type: str
+    status: str
+    detail: str
+    tests: tuple[str, ...]
+
+
+@dataclass
+class Evidence:
+    """Everything the report shows, from one synthesis."""
+
+    config: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    synthesis_error: str = ""
+
+    def controls(self) -> list[str]:
+        return sorted({row.control for row in self.rows})
+
+    def counts(self) -> Counter[str]:
+        return Counter(row.status for row in self.rows)
+
+    def rows_for(self, requirement: Requirement) -> list[Row]:
+        return [row for row in self.rows if requirement.id in row.requirement_ids]
+
+
+# --- collecting ---------------------------------------------------------------------------
+def _context(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    context.update(overrides or {})
+    return context
+
+
+def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None = None) -> Evidence:
+    """Synthesize the app (cdk.json context plus `context` overrides) and evaluate every control."""
+    import aws_cdk as cdk
+
+    from stacks.app_builder import build_app
+
+    ctx = _context(context)
+    config = load_config(ctx)
+    with tempfile.TemporaryDirectory(prefix="kommunmoln-report-") as tmp:
+        out = Path(outdir or tmp)
+        app = cdk.App(outdir=str(out), context=ctx)
+        if config.account:
+            app.node.set_context(
+                f"availability-zones:account={config.account}:region={config.region}", list(config.availability_zones)
+            )
+        build_app(app, config)
+        error = ""
+        try:
+            app.synth()
+        except RuntimeError as exc:  # findings: the report is still written, and we show them
+            if "ValidationFailed" not in str(exc):
+                raise
+            error = str(exc).splitlines()[0]
+        paths = _construct_paths(app)
+        report_file = out / "validation-report.json"
+        report = json.loads(report_file.read_text()) if report_file.exists() else {"pluginReports": []}
+        model = AppModel.from_outdir(out)
+    evidence = Evidence(
+        config={
+            "municipality": config.municipality_name,
+            "region": config.region,
+            "allowed_regions": list(config.allowed_regions),
+            "use_cases": list(config.use_cases),
+            "workshop_mode": config.workshop_mode,
+            "tier_b_keystore_enabled": config.tier_b.keystore_enabled,
+        },
+        synthesis_error=error,
+    )
+    failed, acknowledged = _findings(report)
+    evaluator = Evaluator(model, Options(config.allowed_regions, config.workshop_mode))
+    evidence.rows.extend(_pack_rows(evaluator, paths, failed, acknowledged))
+    evidence.rows.extend(_external_rows(model, paths, failed, acknowledged))
+    return evidence
+
+
+def _construct_paths(app: Any) -> dict[ResourceRef, str]:
+    import aws_cdk as cdk
+
+    paths: dict[ResourceRef, str] = {}
+    for construct in app.node.find_all():
+        if cdk.CfnResource.is_cfn_resource(construct):
+            stack = cdk.Stack.of(construct)
+            paths[ResourceRef(stack.artifact_id, stack.resolve(construct.logical_id))] = construct.node.path
+    return paths
+
+
+Key = tuple[str, str, str]  # plugin, rule name, construct path
+
+
+def _findings(report: dict[str, Any]) -> tuple[dict[Key, str], dict[Key, str]]:
+    failed: dict[Key, str] = {}
+    acknowledged: dict[Key, str] = {}
+    for plugin in report.get("pluginReports", []):
+        name = plugin.get("pluginName", "")
+        for violation in plugin.get("violations", []):
+            for construct in violation.get("violatingConstructs", []):
+                failed[(name, violation["ruleName"], construct.get("constructPath", ""))] = violation.get(
+                    "description", ""
+                )
+        for violation in plugin.get("suppressedViolations", []):
+            for construct in violation.get("violatingConstructs", []):
+                acknowledged[(name, violation["ruleName"], construct.get("constructPath", ""))] = violation.get(
+                    "reason", ""
+                )
+    return failed, acknowledged
+
+
+def _pack_rows(
+    evaluator: Evaluator, paths: dict[ResourceRef, str], failed: dict[Key, str], acknowledged: dict[Key, str]
+) -> list[Row]:
+    rows = []
+    for rule in RULES:
+        for resource_type in rule.resource_types:
+            for ref, _ in evaluator.model.all_of_type(resource_type):
+                outcome = evaluator.evaluate(rule, ref)
+                if outcome.status == NOT_APPLICABLE:
+                    continue
+                path = paths.get(ref, f"{ref.stack}/{ref.logical_id}")
+                status, detail = PASS, ""
+                if outcome.status != "COMPLIANT":
+                    ids = [f"{rule.rule_id}[{f}]" for f in outcome.findings] or [rule.rule_id]
+                    reasons = [acknowledged.get((PACK_NAME, rule_id, path)) for rule_id in ids]
+                    if all(reason is not None for reason in reasons):
+                        status = ACKNOWLEDGED
+                        detail = "; ".join(f"{i}: {r}" for i, r in zip(ids, reasons, strict=True))
+                    else:
+                        status, detail = FAIL, "; ".join(outcome.reasons)
+                rows.append(
+                    Row(rule.requirements, rule.rule_id, rule.title, path, resource_type, status, detail, rule.tests)
+                )
+    return rows
+
+
+def _external_rows(
+    model: AppModel, paths: dict[ResourceRef, str], failed: dict[Key, str], acknowledged: dict[Key, str]
+) -> list[Row]:
+    rows = []
+    for control in EXTERNAL_CONTROLS:
+        for resource_type in control.resource_types:
+            for ref, _ in model.all_of_type(resource_type):
+                path = paths.get(ref, f"{ref.stack}/{ref.logical_id}")
+                status, detail = PASS, ""
+                hits = {FAIL: [], ACKNOWLEDGED: []}
+                for status_name, source in ((FAIL, failed), (ACKNOWLEDGED, acknowledged)):
+                    for (plugin, rule_name, where), text in source.items():
+                        same_rule = rule_name == control.rule_name or rule_name.startswith(control.rule_name + "[")
+                        if plugin == control.plugin and where == path and same_rule:
+                            hits[status_name].append(text)
+                if hits[FAIL] or hits[ACKNOWLEDGED]:
+                    status = FAIL if hits[FAIL] else ACKNOWLEDGED
+                    detail = "; ".join(hits[status])
+                rows.append(
+                    Row(
+                        control.requirements,
+                        control.rule_name,
+                        control.title,
+                        path,
+                        resource_type,
+                        status,
+                        detail,
+                        control.tests,
+                    )
+                )
+    return rows
+
+
+# --- rendering ----------------------------------------------------------------------------
+def summary_line(evidence: Evidence | None = None) -> str:
+    """`Compliance: 7 requirements, N controls, X pass, Y acknowledged, Z fail`."""
+    evidence = evidence or collect_evidence()
+    counts = evidence.counts()
+    covered = sum(1 for req in REQUIREMENTS if evidence.rows_for(req))
+    return (
+        f"Compliance: {covered} requirements, {len(evidence.controls())} controls, {counts[PASS]} pass, "
+        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail"
+    )
+
+
+_DISCLAIMER = (
+    "Engineering evidence generated from the synthesized CloudFormation templates. It is not legal advice and does "
+    "not replace the municipality's own assessments (OSL 10 kap. 2 a §, Säkerhetsskyddslagen, DPIA); see "
+    "docs/compliance.md."
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(evidence: Evidence) -> str:
+    lines = [
+        "# Compliance evidence report",
+        "",
+        f"_{_DISCLAIMER}_",
+        "",
+        f"**{summary_line(evidence)}**",
+        "",
+        "Configuration: " + ", ".join(f"{k}={v}" for k, v in evidence.config.items()),
+        "",
+    ]
+    if evidence.synthesis_error:
+        lines += [f"> Synthesis reported unacknowledged findings: `{_cell(evidence.synthesis_error)}`", ""]
+    for requirement in REQUIREMENTS:
+        rows = evidence.rows_for(requirement)
+        counts = Counter(row.status for row in rows)
+        lines += [
+            f"## {requirement.title}",
+            "",
+            f"Source: {requirement.source}.",
+            "",
+            requirement.summary,
+            "",
+            f"{len({r.control for r in rows})} controls: {counts[PASS]} pass, {counts[ACKNOWLEDGED]} acknowledged, "
+            f"{counts[FAIL]} fail.",
+            "",
+            "| Control | Resource | Status | Detail | Proven by |",
+            "|---|---|---|---|---|",
+        ]
+        for row in sorted(rows, key=lambda r: (r.status != FAIL, r.status != ACKNOWLEDGED, r.control, r.resource)):
+            lines.append(
+                f"| `{row.control}` {_cell(row.title)} | `{_cell(row.resource)}` ({row.resource_type}) | "
+                f"**{row.status}** | {_cell(row.detail)} | {'<br>'.join(f'`{t}`' for t in row.tests)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_html(evidence: Evidence) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>kommunmoln compliance evidence</title>',
+        "<style>body{font-family:sans-serif;max-width:80em;margin:auto}table{border-collapse:collapse;width:100%}"
+        "td,th{border:1px solid #999;padding:4px;vertical-align:top;font-size:90%}.fail{background:#fdd}"
+        ".acknowledged{background:#ffd}.pass{background:#dfd}code{font-size:95%}</style></head><body>",
+        "<h1>Compliance evidence report</h1>",
+        f"<p><em>{esc(_DISCLAIMER)}</em></p>",
+        f"<p><strong>{esc(summary_line(evidence))}</strong></p>",
+        "<p>Configuration: " + esc(", ".join(f"{k}={v}" for k, v in evidence.config.items())) + "</p>",
+    ]
+    if evidence.synthesis_error:
+        parts.append(f"<p class='fail'>Synthesis reported unacknowledged findings: {esc(evidence.synthesis_error)}</p>")
+    for requirement in REQUIREMENTS:
+        rows = evidence.rows_for(requirement)
+        parts += [
+            f"<h2>{esc(requirement.title)}</h2>",
+            f"<p>Source: {esc(requirement.source)}.</p>",
+            f"<p>{esc(requirement.summary)}</p>",
+            "<table><tr><th>Control</th><th>Resource</th><th>Status</th><th>Detail</th><th>Proven by</th></tr>",
+        ]
+        for row in sorted(rows, key=lambda r: (r.status != FAIL, r.status != ACKNOWLEDGED, r.control, r.resource)):
+            tests = "<br>".join(f"<code>{esc(t)}</code>" for t in row.tests)
+            parts.append(
+                f"<tr class='{esc(row.status)}'><td><code>{esc(row.control)}</code> {esc(row.title)}</td>"
+                f"<td><code>{esc(row.resource)}</code> ({esc(row.resource_type)})</td><td>{esc(row.status)}</td>"
+                f"<td>{esc(row.detail)}</td><td>{tests}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_reports(evidence: Evidence, markdown_path: Path) -> tuple[Path, Path]:
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path = markdown_path.with_suffix(".html")
+    markdown_path.write_text(render_markdown(evidence), encoding="utf-8")
+    html_path.write_text(render_html(evidence), encoding="utf-8")
+    return markdown_path, html_path
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"kommunmoln: -c expects key=value, got {pair!r}")
+        overrides[key] = value
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Write the compliance evidence report (Markdown and HTML).")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "compliance-report.md")
+    parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any control fails")
+    args = parser.parse_args(argv)
+    evidence = collect_evidence(_parse_overrides(args.context))
+    markdown, html_file = write_reports(evidence, args.out)
+    print(summary_line(evidence))
+    print(f"wrote {markdown} and {html_file}")
+    return 1 if args.strict and evidence.counts()[FAIL] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["EXTERNAL_CONTROLS", "Evidence", "collect_evidence", "main", "summary_line", "write_reports"]

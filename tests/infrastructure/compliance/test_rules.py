@@ -1,0 +1,215 @@
+"""The OSL pack's rules on fixture stacks: each rule passes a compliant and flags a non-compliant one.
+
+The main fixture app is synthesized once for the module (see fixtures.py); two small apps
+cover the synthesis failure message and workshop mode.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+
+from kommunmoln import names
+from kommunmoln.compliance import SwedishPublicSectorChecks
+from tests.infrastructure.compliance.fixtures import (
+    REGION,
+    Findings,
+    build_main_app,
+    protect,
+    synth_findings,
+)
+
+PACK = names.COMPLIANCE_PACK
+OSL1, OSL2, OSL3, OSL4, OSL5, OSL6, OSL7 = (f"{PACK}-{n}" for n in range(1, 8))
+
+
+@pytest.fixture(scope="module")
+def findings(tmp_path_factory: pytest.TempPathFactory) -> Findings:
+    outdir = tmp_path_factory.mktemp("osl-fixtures")
+    return synth_findings(build_main_app(outdir), outdir)
+
+
+def _base(rule_name: str) -> str:
+    return rule_name.split("[")[0]
+
+
+def _rules(findings: Findings, path: str) -> set[str]:
+    return {_base(r) for r in findings.rules(path)}
+
+
+# --- the compliant stack ----------------------------------------------------------------
+def test_compliant_stack_has_no_findings(findings: Findings) -> None:
+    # GIVEN a stack with a tier A bucket, a tier B bucket on an HSM key, a trail, retained state
+    # THEN the pack flags nothing in it
+    assert findings.under("Good/") == set()
+
+
+# --- rule 1: residency --------------------------------------------------------------------
+def test_osl1_stack_in_allowed_region_passes(findings: Findings) -> None:
+    assert OSL1 not in _rules(findings, "Good/TierA/Resource")
+    assert OSL1 not in _rules(findings, "Good/OrdinaryKey/Resource")
+
+
+def test_osl1_region_outside_allow_list_fails(findings: Findings) -> None:
+    # GIVEN a bucket in a stack deployed to us-east-1 THEN rule 1 flags it
+    assert OSL1 in _rules(findings, "WrongRegion/Data/Resource")
+
+
+def test_osl1_environment_agnostic_stack_with_data_fails(findings: Findings) -> None:
+    # GIVEN a key in an environment-agnostic stack THEN rule 1 flags it and hints at `region`
+    assert OSL1 in _rules(findings, "Agnostic/Key/Resource")
+    assert "set `region`" in findings.descriptions[OSL1]
+
+
+def test_osl1_multi_region_key_fails(findings: Findings) -> None:
+    assert OSL1 in _rules(findings, "Bad/MultiRegionKey/Resource")
+
+
+# --- rule 2: tier A or tier B --------------------------------------------------------------
+def test_osl2_tier_a_bucket_passes(findings: Findings) -> None:
+    assert OSL2 not in _rules(findings, "Good/TierA/Resource")
+
+
+def test_osl2_tier_b_bucket_with_hsm_key_passes(findings: Findings) -> None:
+    assert OSL2 not in _rules(findings, "Good/TierB/Resource")
+
+
+def test_osl2_aws_kms_origin_key_fails(findings: Findings) -> None:
+    # GIVEN a tier B bucket encrypted with an ordinary AWS::KMS::Key (origin AWS_KMS) THEN rule 2 flags it
+    assert OSL2 in _rules(findings, "Bad/TierBAwsKms/Resource")
+
+
+def test_osl2_tier_a_without_validator_fails(findings: Findings) -> None:
+    assert OSL2 in _rules(findings, "Bad/TierANoValidator/Resource")
+
+
+def test_osl2_imported_key_arn_fails_and_can_be_acknowledged(findings: Findings) -> None:
+    # GIVEN two tier B buckets on an imported key ARN, one acknowledged with describe-key evidence
+    # THEN the plain one fails, the acknowledged one is listed as acknowledged, not failed
+    assert OSL2 in _rules(findings, "Bad/ImportedKey/Resource")
+    assert OSL2 not in _rules(findings, "Bad/ImportedKeyAcknowledged/Resource")
+    assert OSL2 in findings.acknowledged["Bad/ImportedKeyAcknowledged/Resource"]
+
+
+def test_osl2_sse_s3_protected_bucket_fails_synthesis_with_rule_id_and_fix(tmp_path: Path) -> None:
+    # GIVEN a municipality's app with the pack and an SSE-S3 bucket tagged as protected
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Municipality", env=cdk.Environment(region=REGION))
+    bucket = s3.Bucket(
+        stack, "Records", encryption=s3.BucketEncryption.S3_MANAGED, removal_policy=cdk.RemovalPolicy.RETAIN
+    )
+    protect(bucket, None)
+    cdk.Validations.of(app).add_plugins(SwedishPublicSectorChecks())
+    # WHEN synthesized THEN synthesis fails, naming the rule and the fix
+    with pytest.raises(RuntimeError, match="ValidationFailed") as error:
+        app.synth()
+    assert OSL2 in str(error.value)
+    assert "SSE-S3" in str(error.value)
+    assert "Fix: tier A:" in str(error.value)
+    # AND the validation report lists the violation with its rule name and the fix hint
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    ours = next(p for p in report["pluginReports"] if p["pluginName"] == PACK)
+    violation = next(v for v in ours["violations"] if v["ruleName"] == OSL2)
+    assert "Fix:" in violation["description"]
+    assert violation["violatingConstructs"][0]["constructPath"] == "Municipality/Records/Resource"
+    assert ours["conclusion"] == "failure"
+
+
+# --- rule 3: bucket hardening ------------------------------------------------------------------
+def test_osl3_hardened_protected_bucket_passes(findings: Findings) -> None:
+    for path in ("Good/TierA/Resource", "Good/TierB/Resource", "Good/OrgTrailLogged/Resource"):
+        assert OSL3 not in _rules(findings, path)
+
+
+def test_osl3_bare_protected_bucket_reports_each_missing_control(findings: Findings) -> None:
+    # GIVEN a protected L1 bucket with nothing but SSE-S3 THEN each missing control is its own finding
+    rules = findings.rules("Bad/SseS3")
+    assert {f"{OSL3}[{c}]" for c in ("TLS", "PublicAccessBlock", "Versioning", "Retention", "AccessLogging")} <= rules
+
+
+# --- rule 4: no external principals -----------------------------------------------------------
+def test_osl4_own_account_principals_pass(findings: Findings) -> None:
+    assert OSL4 not in _rules(findings, "Good/TierA/Policy/Resource")
+    assert OSL4 not in _rules(findings, "Good/HsmKey/Default")
+
+
+def test_osl4_other_account_in_bucket_policy_fails(findings: Findings) -> None:
+    assert OSL4 in _rules(findings, "Bad/SharedWithOtherAccount/Policy/Resource")
+
+
+def test_osl4_public_principal_in_protected_key_policy_fails(findings: Findings) -> None:
+    assert OSL4 in _rules(findings, "Bad/PublicHsmKey/Default")
+
+
+# --- rule 5: key policy wildcards --------------------------------------------------------------
+def test_osl5_default_key_policy_on_ordinary_key_passes(findings: Findings) -> None:
+    assert OSL5 not in _rules(findings, "Good/OrdinaryKey/Resource")
+
+
+def test_osl5_strict_hsm_key_policy_passes(findings: Findings) -> None:
+    assert OSL5 not in _rules(findings, "Good/HsmKey/Default")
+
+
+def test_osl5_root_kms_star_on_protected_bucket_key_fails(findings: Findings) -> None:
+    # GIVEN the key of a protected bucket with the CDK default policy (kms:* for the root) THEN it fails
+    assert OSL5 in _rules(findings, "Bad/AwsKmsOriginKey/Resource")
+
+
+def test_osl5_role_with_kms_star_fails(findings: Findings) -> None:
+    assert OSL5 in _rules(findings, "Bad/RoleKmsStarKey/Resource")
+
+
+# --- rule 6: deletion protection ----------------------------------------------------------------
+def test_osl6_retained_resources_pass(findings: Findings) -> None:
+    for path in ("Good/TierA/Resource", "Good/OrdinaryKey/Resource", "Good/Logs/Resource", "Good/HsmKey/Default"):
+        assert OSL6 not in _rules(findings, path)
+
+
+def test_osl6_destroyable_resources_and_short_pending_window_fail(findings: Findings) -> None:
+    for path in (
+        "Bad/Destroyable/Resource",
+        "Bad/ShortWindowKey/Resource",
+        "Bad/DestroyableLogs/Resource",
+        "Bad/SseS3",
+    ):
+        assert OSL6 in _rules(findings, path), path
+
+
+def test_osl6_not_applicable_in_workshop_mode(tmp_path: Path) -> None:
+    # GIVEN the pack in workshop mode and destroyable, short-window state in an allowed region
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Workshop", env=cdk.Environment(region=REGION))
+    s3.Bucket(stack, "Scratch", removal_policy=cdk.RemovalPolicy.DESTROY)
+    kms.Key(stack, "Key", pending_window=cdk.Duration.days(7), removal_policy=cdk.RemovalPolicy.DESTROY)
+    cdk.Validations.of(app).add_plugins(SwedishPublicSectorChecks(workshop_mode=True))
+    # WHEN synthesized THEN nothing is flagged (synthesis passes)
+    findings = synth_findings(app, tmp_path)
+    assert findings.error == ""
+    assert findings.failed == {}
+
+
+# --- rule 7: logging ---------------------------------------------------------------------------
+def test_osl7_trail_with_data_events_passes(findings: Findings) -> None:
+    assert OSL7 not in _rules(findings, "Good/TierA/Resource")
+    assert OSL7 not in _rules(findings, "Good/TierB/Resource")
+
+
+def test_osl7_organization_trail_tag_passes(findings: Findings) -> None:
+    assert OSL7 not in _rules(findings, "Good/OrgTrailLogged/Resource")
+
+
+def test_osl7_no_trail_fails(findings: Findings) -> None:
+    # GIVEN protected buckets that no trail of the app covers THEN rule 7 flags them
+    assert OSL7 in _rules(findings, "Bad/SseS3")
+    assert OSL7 in _rules(findings, "Bad/TierANoValidator/Resource")
+
+
+# --- the pack itself ----------------------------------------------------------------------------
+def test_pack_refuses_regions_outside_the_eu() -> None:
+    with pytest.raises(ValueError, match="EU regions"):
+        SwedishPublicSectorChecks(allowed_regions=("us-east-1",))
