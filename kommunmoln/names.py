@@ -9,6 +9,7 @@ from __future__ import annotations
 
 PROJECT = "kommunmoln"
 
+
 # --- Stack names -------------------------------------------------------------------------
 def stack_prefix(municipality_id: str) -> str:
     """Prefix for every stack and physical name of one municipality's deployment."""
@@ -27,6 +28,11 @@ def tier_b_stack_name(municipality_id: str) -> str:
     return f"{stack_prefix(municipality_id)}-tier-b"
 
 
+def tier_a_bucket_name(municipality_id: str, purpose: str, account: str, region: str) -> str:
+    """Physical name of a tier A bucket (`purpose` is "data" or "logs"); at most 63 characters."""
+    return f"{stack_prefix(municipality_id)}-tier-a-{purpose}-{account}-{region}"
+
+
 # --- Use cases (values of the `use_cases` setting) ----------------------------------------
 USE_CASE_CLIENT_SIDE = "client-side-encryption"
 USE_CASE_CLOUDHSM = "cloudhsm-kms"
@@ -40,6 +46,13 @@ TAG_CLASSIFICATION = "kommunmoln:classification"
 CLASSIFICATION_PROTECTED = "osl-protected"  # holds information under the Secrecy Act (OSL)
 TIER_A = "A-client-side"
 TIER_B = "B-cloudhsm-sse-kms"
+# A protected bucket whose object-level events are logged by an organization trail outside
+# this app (the compliance pack cannot see that trail, so the tag records the claim).
+TAG_ORGANIZATION_TRAIL = "kommunmoln:organization-trail"
+ORGANIZATION_TRAIL_TRUE = "true"
+
+# --- Compliance pack (cdk-nag plugin name; acknowledge findings as "<PACK>::<PACK>-<n>") ------
+COMPLIANCE_PACK = "KommunmolnOSL"
 
 # --- Object tags (on S3 objects; condition keys s3:RequestObjectTag/... and s3:ExistingObjectTag/...) ---
 # The tier A client sets this tag on every upload; the bucket policy denies PutObject without it.
@@ -63,6 +76,14 @@ ENV_CLUSTER_ID = "KOMMUNMOLN_CLOUDHSM_CLUSTER_ID"
 ENV_MIN_HSMS = "KOMMUNMOLN_MIN_ACTIVE_HSMS"
 ENV_METRIC_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+# Tier A client (use case 1): never the secret itself, only where to find it.
+ENV_KEY_FILE = "KOMMUNMOLN_KEY_FILE"  # default for --key (workshop key file)
+ENV_PKCS11_LIB = "KOMMUNMOLN_PKCS11_LIB"  # defaults for --pkcs11-lib/--pkcs11-token/--pkcs11-key-label
+ENV_PKCS11_TOKEN = "KOMMUNMOLN_PKCS11_TOKEN"
+ENV_PKCS11_KEY_LABEL = "KOMMUNMOLN_PKCS11_KEY_LABEL"
+ENV_PKCS11_PIN = "KOMMUNMOLN_PKCS11_PIN"  # default variable holding the HSM user PIN
+ENV_ESCROW_PASSPHRASE = "KOMMUNMOLN_ESCROW_PASSPHRASE"  # passphrase of an encrypted escrow private key
+ENV_DEMO_LARGE_MIB = "KOMMUNMOLN_DEMO_LARGE_MIB"  # size of the demo's large file (tests shrink it)
 
 # --- Encryption context keys the tier A client always sets (plaintext in the header: no secrets) ---
 CONTEXT_BUCKET = "kommunmoln:bucket"
@@ -78,6 +99,9 @@ METRIC_KEYSTORE_CONNECTED = "CustomKeyStoreConnected"
 METRIC_ACTIVE_HSMS = "ActiveHsms"
 METRIC_MIN_HSMS_PER_AZ = "MinActiveHsmsPerAz"
 METRIC_KEY_USABLE = "KmsKeyUsable"
+# Powertools adds the service name as this metric dimension; alarms must select it.
+METRIC_DIMENSION_SERVICE = "service"
+SERVICE_TIER_A_VALIDATOR = "tier-a-validator"
 
 # --- CloudFormation output keys (read by the use-case clients via --stack-name) ------------
 OUTPUT_VPC_ID = "VpcId"
@@ -93,3 +117,9 @@ OUTPUT_CUSTOM_KEY_STORE_ID = "CustomKeyStoreId"
 OUTPUT_KMS_KEY_ARN = "KmsKeyArn"
 OUTPUT_KMS_ALIAS = "KmsKeyAlias"
 OUTPUT_ADMIN_HOST_ID = "AdminHostInstanceId"
+OUTPUT_KMSUSER_SECRET = "KmsUserPasswordSecretArn"  # Secrets Manager secret with the kmsuser password
+
+# --- Custom resource types served by lambdas.cloudhsm_provisioner (tier B) ----------------
+RESOURCE_CLOUDHSM_HSMS = "Custom::CloudHsmHsms"
+RESOURCE_KMS_CUSTOM_KEY_STORE = "Custom::KmsCustomKeyStore"
+RESOURCE_KMS_HSM_KEY = "Custom::KmsHsmKey"
