@@ -1,0 +1,1 @@
+"""Custom resource provider for tier B: HSMs, the KMS custom key store and the key in it."""

@@ -1,0 +1,1 @@
+"""Scheduled health check of the tier B key store, cluster and key."""
