@@ -8,6 +8,9 @@ from kommunmoln import names
 from kommunmoln.config import AppConfig
 from stacks.compliance import add_compliance_packs
 from stacks.network_stack import NetworkStack
+from stacks.tier_a_stack import TierAStack
+from stacks.tier_b_stack import TierBStack
+from stacks.tier_b_stack import description as tier_b_description
 
 
 def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
@@ -27,9 +30,29 @@ def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     )
     stacks[network.stack_name] = network
     # Use-case stacks are added here, each receiving the VPC as a constructor argument.
+    if config.deploys(names.USE_CASE_CLIENT_SIDE):
+        tier_a = TierAStack(
+            app,
+            names.tier_a_stack_name(config.municipality_id),
+            config=config,
+            network=network.network,
+            env=env,
+            description=f"kommunmoln tier A for {config.municipality_name}: client-side-encrypted bucket and validator",
+        )
+        stacks[tier_a.stack_name] = tier_a
+    if config.deploys(names.USE_CASE_CLOUDHSM):
+        tier_b = TierBStack(
+            app,
+            names.tier_b_stack_name(config.municipality_id),
+            config=config,
+            network=network.network,
+            env=env,
+            description=tier_b_description(config),
+        )
+        stacks[tier_b.stack_name] = tier_b
 
     for stack in stacks.values():
         cdk.Tags.of(stack).add(names.TAG_PROJECT, names.PROJECT)
         cdk.Tags.of(stack).add(names.TAG_MUNICIPALITY, config.municipality_id)
-    add_compliance_packs(app)
+    add_compliance_packs(app, config)
     return stacks

@@ -1,0 +1,149 @@
+"""Choose the key custody for a command: key file, PKCS#11 HSM, escrow (recovery), or several."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from kommunmoln import names
+from kommunmoln.tier_a.codec import HeaderSummary
+from kommunmoln.tier_a.errors import DecryptionError, UsageError
+from kommunmoln.tier_a.keys import (
+    DEFAULT_NAMESPACE,
+    EscrowPrivateKey,
+    EscrowPublicKey,
+    Keyring,
+    check_namespace,
+    load_key_file,
+)
+
+
+@dataclass
+class CustodyOptions:
+    """What the caller said about keys (CLI flags, or the KOMMUNMOLN_* environment defaults)."""
+
+    key_file: str | None = None
+    pkcs11_lib: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_key_label: str | None = None
+    pkcs11_pin_env: str = names.ENV_PKCS11_PIN
+    namespace: str = DEFAULT_NAMESPACE  # of an HSM key (a key file carries its own)
+    escrow_public_key: str | None = None
+    escrow_private_key: str | None = None
+
+    @property
+    def uses_hsm(self) -> bool:
+        return bool(self.pkcs11_lib or self.pkcs11_token or self.pkcs11_key_label)
+
+
+@dataclass
+class Custody:
+    """The opened keys. Close it to end the HSM session."""
+
+    primary: object | None  # the primary ESDK master key (None in pure escrow recovery)
+    namespace: str
+    escrow_public: EscrowPublicKey | None = None
+    escrow_private: EscrowPrivateKey | None = None
+    description: str = ""
+    _closers: list = field(default_factory=list)
+
+    def encrypting_keyring(self) -> Keyring:
+        if self.primary is None:
+            raise UsageError("encryption needs the primary key: give --key KEYFILE or the --pkcs11-* options")
+        keys = [self.primary]
+        if self.escrow_public is not None:
+            keys.append(self.escrow_public.master_key())
+        return Keyring(*keys)
+
+    def decrypting_keyring(self, header: HeaderSummary | None = None) -> Keyring:
+        keys = [self.primary] if self.primary is not None else []
+        if self.escrow_private is not None:
+            keys.extend(self._escrow_keys(header))
+        if not keys:
+            raise UsageError("no key given: use --key KEYFILE, the --pkcs11-* options, or --escrow-private-key PEM")
+        return Keyring(*keys)
+
+    def _escrow_keys(self, header: HeaderSummary | None) -> Iterable[object]:
+        assert self.escrow_private is not None
+        if header is None:
+            return [self.escrow_private.master_key(self.namespace)]
+        namespaces = [ns for ns, name in header.wrapping_keys if name == self.escrow_private.name]
+        if not namespaces and self.primary is None:
+            raise DecryptionError(
+                f"the message has no data key for escrow key {self.escrow_private.name} "
+                "(it was encrypted without --escrow-public-key, or for another escrow key)"
+            )
+        return [self.escrow_private.master_key(ns) for ns in dict.fromkeys(namespaces)]
+
+    @property
+    def needs_header(self) -> bool:
+        """Escrow recovery reads the header first, to find the escrow key's namespace."""
+        return self.escrow_private is not None
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> Custody:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
+    """Open the keys named by `options`. Raises UsageError/KeyFileError/HsmError."""
+    check_namespace(options.namespace)
+    if options.uses_hsm and options.key_file:
+        raise UsageError("give either --key (key file) or the --pkcs11-* options (HSM), not both")
+    primary = None
+    namespace = options.namespace
+    description = ""
+    closers: list = []
+    if options.uses_hsm:
+        missing = [
+            flag
+            for flag, value in (
+                ("--pkcs11-lib", options.pkcs11_lib),
+                ("--pkcs11-token", options.pkcs11_token),
+                ("--pkcs11-key-label", options.pkcs11_key_label),
+            )
+            if not value
+        ]
+        if missing:
+            raise UsageError(f"HSM custody needs {', '.join(missing)}")
+        pin = os.environ.get(options.pkcs11_pin_env)
+        if not pin:
+            raise UsageError(f"set the token's user PIN in the environment variable {options.pkcs11_pin_env}")
+        from kommunmoln.tier_a.pkcs11_key import open_hsm_key
+
+        hsm, primary = open_hsm_key(
+            lib_path=options.pkcs11_lib,
+            token_label=options.pkcs11_token,
+            pin=pin,
+            key_label=options.pkcs11_key_label,
+            namespace=options.namespace,
+        )
+        closers.append(hsm.close)
+        description = f"HSM key {options.namespace}/{options.pkcs11_key_label} on token {options.pkcs11_token!r}"
+    elif options.key_file:
+        key = load_key_file(options.key_file)
+        primary = key.master_key()
+        namespace = key.namespace
+        description = f"key file {options.key_file} ({key.namespace}/{key.name})"
+    elif need_primary:
+        raise UsageError(
+            f"no key given: use --key KEYFILE (or the --pkcs11-* options); {names.ENV_KEY_FILE} sets a default key file"
+        )
+    escrow_public = (
+        EscrowPublicKey.load(options.escrow_public_key, namespace=namespace) if options.escrow_public_key else None
+    )
+    escrow_private = EscrowPrivateKey.load(options.escrow_private_key) if options.escrow_private_key else None
+    if primary is None and escrow_private is None and not need_primary:
+        raise UsageError("no key given: use --key KEYFILE, the --pkcs11-* options, or --escrow-private-key PEM")
+    if escrow_private is not None:
+        description = (description + " + " if description else "") + f"escrow private key {escrow_private.name}"
+    custody = Custody(primary, namespace, escrow_public, escrow_private, description)
+    custody._closers = closers
+    return custody

@@ -1,0 +1,540 @@
+"""S3 transfers of ESDK messages: encrypt while uploading, decrypt while downloading.
+
+Upload: the file is encrypted as a stream and cut into parts; parts upload in parallel with
+at most `concurrency` parts in flight, so memory stays near (concurrency + 1) x part size
+whatever the file size. Botocore retries each request (adaptive mode, exponential backoff).
+Any failure, including Ctrl-C, aborts the multipart upload so no orphan parts remain.
+Objects that fit in one part go up with a single PutObject. Every upload carries the
+object tag the bucket policy requires (names.OBJECT_TAG_ENCRYPTION).
+
+Download: GetObject streams into the decryptor, which writes a temporary file beside the
+destination and renames it only after the whole message authenticated. A dropped
+connection resumes with a ranged GET pinned to the same ETag.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from kommunmoln import names
+from kommunmoln.tier_a.codec import FRAME_LENGTH, DecryptResult, decrypt_to_file, open_encryptor
+from kommunmoln.tier_a.errors import EncryptionError, TierAError, TransferError, UsageError
+
+MIB = 1024 * 1024
+MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
+DEFAULT_PART_SIZE = 16 * MIB
+DEFAULT_CONCURRENCY = 4
+MAX_PARTS = 10_000
+DEFAULT_REGION = "eu-north-1"
+STACK_BUCKET = "@stack"  # s3://@stack/prefix = the data bucket of --stack-name
+TAGGING = urllib.parse.urlencode({names.OBJECT_TAG_ENCRYPTION: names.OBJECT_TAG_ENCRYPTION_VALUE})
+CONTENT_TYPE = "application/octet-stream"
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+# --- Where ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str  # an object key or a prefix; "" = the whole bucket
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_s3_url(url: str) -> S3Location:
+    """`s3://bucket/key-or-prefix` (or `s3://@stack/...`, resolved later)."""
+    if not url.startswith("s3://"):
+        raise UsageError(f"{url!r} is not an S3 URL; expected s3://bucket/prefix (or s3://{STACK_BUCKET}/prefix)")
+    bucket, _, key = url[len("s3://") :].partition("/")
+    if bucket != STACK_BUCKET and not _BUCKET_NAME.fullmatch(bucket):
+        raise UsageError(f"{url!r}: {bucket!r} is not a valid bucket name")
+    if len(key.encode("utf-8")) > 1024:
+        raise UsageError(f"{url!r}: object keys are at most 1024 bytes")
+    return S3Location(bucket, key)
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    profile: str | None = None
+    region: str = DEFAULT_REGION
+    endpoint_url: str | None = None
+    stack_name: str | None = None
+
+
+def make_session(aws: AwsSettings) -> boto3.Session:
+    try:
+        return boto3.Session(profile_name=aws.profile, region_name=aws.region)
+    except botocore.exceptions.ProfileNotFound:
+        raise UsageError(f"AWS profile {aws.profile!r} is not configured") from None
+
+
+def s3_client(session: boto3.Session, aws: AwsSettings, *, concurrency: int = DEFAULT_CONCURRENCY):
+    config = Config(
+        region_name=aws.region,
+        retries={"mode": "adaptive", "max_attempts": 8},
+        max_pool_connections=max(10, concurrency * 2 + 2),
+        connect_timeout=10,
+        read_timeout=120,
+        s3={"addressing_style": "path"} if aws.endpoint_url else None,
+    )
+    return session.client("s3", endpoint_url=aws.endpoint_url, config=config)
+
+
+def stack_outputs(session: boto3.Session, aws: AwsSettings, stack_name: str) -> dict[str, str]:
+    cloudformation = session.client("cloudformation", region_name=aws.region, endpoint_url=aws.endpoint_url)
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except botocore.exceptions.ClientError as error:
+        raise UsageError(f"cannot read stack {stack_name!r} in {aws.region}: {_client_error_text(error)}") from None
+    except botocore.exceptions.BotoCoreError as error:
+        raise TransferError(f"cannot read stack {stack_name!r}: {error}") from None
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+
+
+def resolve_location(location: S3Location, *, stack_bucket: Callable[[], str]) -> S3Location:
+    if location.bucket == STACK_BUCKET:
+        return S3Location(stack_bucket(), location.key)
+    return location
+
+
+# --- Errors -------------------------------------------------------------------------------
+def _client_error_text(error: botocore.exceptions.ClientError) -> str:
+    info = error.response.get("Error", {})
+    return f"{info.get('Code', 'Error')}: {info.get('Message', '') or error.operation_name}".rstrip(": ")
+
+
+def _s3_error(error: Exception, what: str) -> TierAError:
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket",):
+            return UsageError(f"{what}: the bucket does not exist")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return UsageError(f"{what}: no such object")
+        if code in ("AccessDenied", "403", "Forbidden"):
+            return TransferError(f"{what}: access denied ({_client_error_text(error)})")
+        return TransferError(f"{what}: {_client_error_text(error)}")
+    if isinstance(error, botocore.exceptions.NoCredentialsError):
+        return UsageError(f"{what}: no AWS credentials (use --profile or the usual AWS variables)")
+    if isinstance(error, botocore.exceptions.EndpointConnectionError):
+        return TransferError(f"{what}: cannot reach the S3 endpoint ({error})")
+    if isinstance(error, botocore.exceptions.BotoCoreError):
+        return TransferError(f"{what}: {error}")
+    if isinstance(error, TierAError):
+        return error
+    return TransferError(f"{what}: {type(error).__name__}: {error}")
+
+
+# --- Upload -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TransferSettings:
+    part_size: int = DEFAULT_PART_SIZE
+    concurrency: int = DEFAULT_CONCURRENCY
+
+    def __post_init__(self) -> None:
+        if self.part_size < MIN_PART_SIZE:
+            raise UsageError(f"part size must be at least {MIN_PART_SIZE // MIB} MiB")
+        if not 1 <= self.concurrency <= 64:
+            raise UsageError("concurrency must be between 1 and 64")
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    path: Path
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str
+    plaintext_bytes: int
+    stored_bytes: int
+    parts: int  # 0 = single PutObject
+    encryption_context: dict[str, str]
+
+
+class _Counting(io.RawIOBase):
+    """Counts bytes read from a file (progress of the plaintext side)."""
+
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None) -> None:
+        self._raw = raw
+        self._on_bytes = on_bytes
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        if self._on_bytes and data:
+            self._on_bytes(len(data))
+        return data
+
+
+class _PartReader:
+    """Cuts the encryptor's output into parts of exactly `size` bytes (the last one shorter)."""
+
+    def __init__(self, encryptor) -> None:
+        self._encryptor = encryptor
+        self._carry = bytearray()
+        self._exhausted = False
+        self.total = 0
+
+    def next_part(self, size: int) -> bytes:
+        buffer = self._carry
+        while len(buffer) < size and not self._exhausted:
+            chunk = self._encryptor.read(FRAME_LENGTH)
+            if not chunk:
+                self._exhausted = True
+                break
+            buffer += chunk
+        part = bytes(buffer[:size])
+        self._carry = bytearray(buffer[size:])
+        self.total += len(part)
+        return part
+
+
+def _part_size_for(plaintext_bytes: int, wanted: int) -> int:
+    """`wanted`, raised (to whole MiB) when the file would need more than 10,000 parts."""
+    estimate = plaintext_bytes + math.ceil(plaintext_bytes / FRAME_LENGTH + 1) * 64 + 64 * 1024
+    if math.ceil(estimate / wanted) <= MAX_PARTS - 1:
+        return wanted
+    return math.ceil(estimate / (MAX_PARTS - 1) / MIB) * MIB
+
+
+def object_context(bucket: str, key: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The encryption context of an object: its bucket and key (plaintext, so no secrets)."""
+    extra = dict(extra or {})
+    for name, value in ((names.CONTEXT_BUCKET, bucket), (names.CONTEXT_KEY, key)):
+        if name in extra and extra[name] != value:
+            raise UsageError(f"--context {name} is set by the client to the object's location; do not override it")
+    return {**extra, names.CONTEXT_BUCKET: bucket, names.CONTEXT_KEY: key}
+
+
+def upload_encrypted(
+    s3,
+    *,
+    source_path: str | os.PathLike[str],
+    bucket: str,
+    key: str,
+    key_provider,
+    extra_context: Mapping[str, str] | None = None,
+    settings: TransferSettings | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> UploadResult:
+    """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored."""
+    settings = settings or TransferSettings()
+    source_path = Path(source_path)
+    context = object_context(bucket, key, extra_context)
+    what = f"upload of {source_path} to s3://{bucket}/{key}"
+    if not key or key.endswith("/"):
+        raise UsageError(f"{what}: the object key must not be empty or end with '/'")
+    try:
+        raw = open(source_path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        raise UsageError(f"{source_path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{source_path} is a directory") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {source_path}: {error.strerror}") from None
+    with raw:
+        size = os.fstat(raw.fileno()).st_size
+        part_size = _part_size_for(size, settings.part_size)
+        source = _Counting(raw, on_bytes)
+        try:
+            reader = _PartReader(open_encryptor(source, key_provider, context))
+            first = reader.next_part(part_size)
+            second = reader.next_part(part_size) if len(first) == part_size else b""
+        except TierAError:
+            raise
+        except Exception as error:  # the ESDK (or an HSM) failed before anything was sent
+            raise EncryptionError(f"{what}: encryption failed: {type(error).__name__}: {error}") from None
+        if not second:
+            try:
+                response = s3.put_object(Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE)
+            except Exception as error:
+                raise _s3_error(error, what) from None
+            return UploadResult(
+                source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
+                len(first), 0, context,
+            )  # fmt: skip
+        response, parts = _multipart(s3, bucket, key, [first, second], reader, part_size, settings, what)
+        return UploadResult(
+            source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
+            reader.total, parts, context,
+        )  # fmt: skip
+
+
+def _multipart(
+    s3, bucket: str, key: str, ready: list[bytes], reader: _PartReader, part_size: int,
+    settings: TransferSettings, what: str,
+) -> tuple[dict[str, Any], int]:  # fmt: skip
+    try:
+        upload_id = s3.create_multipart_upload(
+            Bucket=bucket, Key=key, Tagging=TAGGING, ContentType=CONTENT_TYPE, ChecksumAlgorithm="CRC32"
+        )["UploadId"]
+    except Exception as error:
+        raise _s3_error(error, what) from None
+    slots = threading.BoundedSemaphore(settings.concurrency)
+    failures: list[BaseException] = []
+    futures: list[Future] = []
+    completed: dict[int, dict[str, str]] = {}
+
+    def send(number: int, body: bytes) -> None:
+        response = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, ChecksumAlgorithm="CRC32"
+        )
+        completed[number] = {"PartNumber": number, "ETag": response["ETag"]}
+        if response.get("ChecksumCRC32"):
+            completed[number]["ChecksumCRC32"] = response["ChecksumCRC32"]
+
+    def done(future: Future) -> None:
+        if future.exception() is not None:
+            failures.append(future.exception())
+        slots.release()
+
+    pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="kommunmoln-part")
+    try:
+        number = 0
+        while True:
+            body = ready.pop(0) if ready else reader.next_part(part_size)
+            if not body or failures:
+                break
+            number += 1
+            if number > MAX_PARTS:
+                raise TransferError(f"{what}: more than {MAX_PARTS} parts; use a larger --part-size-mib")
+            slots.acquire()  # at most `concurrency` parts in flight: bounded memory
+            if failures:
+                slots.release()
+                break
+            future = pool.submit(send, number, body)
+            future.add_done_callback(done)
+            futures.append(future)
+            del body
+        pool.shutdown(wait=True)
+        if failures:
+            raise failures[0]
+        parts = [completed[n] for n in sorted(completed)]
+        response = s3.complete_multipart_upload(
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+        return response, len(parts)
+    except BaseException as error:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _abort(s3, bucket, key, upload_id)
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            raise
+        reason = _s3_error(error, what)
+        raise type(reason)(f"{reason}; multipart upload aborted, no parts left behind") from None
+
+
+def _abort(s3, bucket: str, key: str, upload_id: str) -> None:
+    """Abort until S3 reports no such upload (parts still in flight can survive one abort)."""
+    for _ in range(3):
+        try:
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except botocore.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return
+        except Exception:  # noqa: S112 - best effort, retried; the lifecycle rule is the backstop
+            continue
+        try:
+            if not s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts"):
+                return
+        except botocore.exceptions.ClientError:
+            return  # NoSuchUpload: gone
+
+
+def plan_uploads(paths: list[str], location: S3Location) -> list[tuple[Path, str]]:
+    """Files and object keys. A directory uploads its files recursively as prefix + relative path.
+
+    A single file goes to exactly the URL's key unless the key is empty or ends with '/'
+    (then prefix + file name), like `aws s3 cp`.
+    """
+    plan: list[tuple[Path, str]] = []
+    prefix = location.key
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    file = Path(root, name)
+                    if file.is_file() and not file.is_symlink():
+                        plan.append((file, base + file.relative_to(path).as_posix()))
+        elif path.is_file():
+            if len(paths) == 1 and prefix and not prefix.endswith("/"):
+                plan.append((path, prefix))
+            else:
+                base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+                plan.append((path, base + path.name))
+        else:
+            raise UsageError(f"{path} does not exist")
+    keys = [k for _, k in plan]
+    if len(set(keys)) != len(keys):
+        raise UsageError("two inputs map to the same object key; upload them separately")
+    if not plan:
+        raise UsageError("nothing to upload (the directories are empty)")
+    return plan
+
+
+# --- Download -----------------------------------------------------------------------------
+_RESUMABLE = (
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ConnectionClosedError,
+    ConnectionError,
+)
+
+
+class S3ObjectStream(io.RawIOBase):
+    """A GetObject body that resumes with ranged GETs (same ETag) after a dropped connection."""
+
+    def __init__(self, s3, bucket: str, key: str, version_id: str | None = None, *, resumes: int = 5) -> None:
+        self._s3, self.bucket, self.key = s3, bucket, key
+        self._resumes = resumes
+        self.position = 0
+        response = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+        self.version_id = response.get("VersionId") or version_id
+        self.etag = response.get("ETag")
+        self.length = response.get("ContentLength")
+        self._body = response["Body"]
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        attempts = 0
+        while True:
+            try:
+                data = self._body.read(size if size is not None and size >= 0 else None)
+                self.position += len(data)
+                return data
+            except _RESUMABLE:
+                attempts += 1
+                if attempts > self._resumes:
+                    raise
+                self._reopen()
+
+    def _reopen(self) -> None:
+        extra: dict[str, str] = {"Range": f"bytes={self.position}-"}
+        if self.version_id and self.version_id != "null":
+            extra["VersionId"] = self.version_id
+        if self.etag:
+            extra["IfMatch"] = self.etag
+        self._body = self._s3.get_object(Bucket=self.bucket, Key=self.key, **extra)["Body"]
+
+    def close(self) -> None:
+        try:
+            self._body.close()
+        finally:
+            super().close()
+
+
+def download_decrypted(
+    s3,
+    *,
+    bucket: str,
+    key: str,
+    dest: str | os.PathLike[str],
+    key_provider,
+    expected_context: Mapping[str, str] | None = None,
+    version_id: str | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> DecryptResult:
+    """Stream s3://bucket/key into the decryptor; `dest` appears only if all of it authenticated.
+
+    The message's encryption context must name this bucket and key (an object copied or
+    moved to another name is refused), plus any `expected_context` entries.
+    """
+    what = f"download of s3://{bucket}/{key}"
+    expected = {**dict(expected_context or {}), names.CONTEXT_BUCKET: bucket, names.CONTEXT_KEY: key}
+    try:
+        stream = S3ObjectStream(s3, bucket, key, version_id)
+    except Exception as error:
+        raise _s3_error(error, what) from None
+    with stream:
+        try:
+            return decrypt_to_file(stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes)
+        except TierAError as error:
+            raise type(error)(f"s3://{bucket}/{key}: {error}") from None
+        except Exception as error:
+            raise _s3_error(error, what) from None
+
+
+def read_object_head(s3, bucket: str, key: str, size: int) -> bytes:
+    """The first `size` bytes of an object (one ranged GET)."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{size - 1}")["Body"].read()
+    except Exception as error:
+        raise _s3_error(error, f"read of s3://{bucket}/{key}") from None
+
+
+def list_keys(s3, bucket: str, prefix: str) -> Iterator[str]:
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"]
+    except TierAError:
+        raise
+    except Exception as error:
+        raise _s3_error(error, f"listing of s3://{bucket}/{prefix}") from None
+
+
+def object_exists(s3, bucket: str, key: str) -> bool:
+    if not key or key.endswith("/"):
+        return False
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise _s3_error(error, f"s3://{bucket}/{key}") from None
+    except Exception as error:
+        raise _s3_error(error, f"s3://{bucket}/{key}") from None
+
+
+def safe_relative(rel: str) -> PurePosixPath:
+    """An object key part as a local relative path; refuses '..', absolute and empty segments."""
+    path = PurePosixPath(rel)
+    if not rel or rel.startswith("/") or "\\" in rel or any(p in ("..", ".", "") for p in rel.split("/")):
+        raise UsageError(f"object key part {rel!r} is not a safe local path; download it by its full key")
+    return path
+
+
+def plan_downloads(s3, location: S3Location, dest: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """(object key, local path) pairs. A key names one object; otherwise it is a prefix."""
+    dest = Path(dest)
+    if object_exists(s3, location.bucket, location.key):
+        name = PurePosixPath(location.key).name
+        target = dest / name if dest.is_dir() or str(dest).endswith(os.sep) else dest
+        return [(location.key, target)]
+    prefix = location.key if not location.key or location.key.endswith("/") else location.key + "/"
+    plan = []
+    for key in list_keys(s3, location.bucket, prefix):
+        if key.endswith("/"):
+            continue  # "folder" markers
+        plan.append((key, dest.joinpath(*safe_relative(key[len(prefix) :]).parts)))
+    if not plan:
+        raise UsageError(f"no object or prefix s3://{location.bucket}/{location.key}")
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"{dest} is a file; a prefix downloads into a directory")
+    return plan

@@ -1,0 +1,82 @@
+"""An SNS topic for security alarms, encrypted with a customer-managed key, TLS-only."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks.components.lifecycle import removal_policy
+
+
+class AlarmTopic(Construct):
+    """Alarm topic (KMS customer-managed key, rotated; TLS-only) with an optional e-mail subscription.
+
+    CloudWatch alarms may use the key to publish; publishers from code need
+    `kms:GenerateDataKey` and `kms:Decrypt` on `key` besides `sns:Publish` on `topic`.
+
+    Attributes:
+        topic: the SNS topic.
+        key: the KMS key encrypting it.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, description: str, email: str, workshop_mode: bool
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"Encrypts the alarm topic: {description}",
+            enable_key_rotation=True,
+            pending_window=cdk.Duration.days(30),
+            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        )
+        # CloudWatch alarm actions publish to encrypted topics through this key (AWS docs,
+        # "Using Amazon CloudWatch alarms" with SSE topics), only for alarms of this account.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        self.topic = sns.Topic(self, "Topic", display_name=description[:100], master_key=self.key, enforce_ssl=True)
+        # A topic policy replaces SNS's default one, so CloudWatch's right to publish is stated here.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        self._action = cw_actions.SnsAction(self.topic)
+
+    def alarm_when_above_zero(
+        self, scope: Construct, construct_id: str, *, metric: cloudwatch.IMetric, description: str
+    ) -> cloudwatch.Alarm:
+        """An alarm, publishing to the topic, that fires as soon as `metric` is above zero."""
+        alarm = cloudwatch.Alarm(
+            scope,
+            construct_id,
+            metric=metric,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(self._action)
+        return alarm

@@ -1,0 +1,161 @@
+"""The activation path: an SSM-managed admin host inside the isolated VPC.
+
+Why a host: initializing needs only the API (boto3), but activating the cluster (admin
+password) and creating `kmsuser` need the CloudHSM CLI on a machine that reaches the HSMs
+on 2223-2225, which only something inside the VPC does. The host has no key pair, no
+inbound rules and no public address; operators reach it with SSM Session Manager through
+the VPC endpoints, and every session is logged by CloudTrail.
+
+The VPC has no internet path (by design), so the CloudHSM CLI cannot be downloaded on the
+host. The operator stages the CLI package (from AWS's download page, checksum verified on
+the operator's machine) and the cluster's trust anchor in the staging bucket made here,
+then installs it on the host (`aws s3 cp s3://<staging>/cloudhsm-cli.rpm . && sudo dnf
+install -y ./cloudhsm-cli.rpm`), or pushes it with an SSM Run Command document. Nothing
+here opens a route to the internet.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.compliance import acknowledge
+from stacks.components.cloudhsm import CloudHsmCluster
+from stacks.components.hsm_key_store import KmsUserSecret
+from stacks.components.network import IsolatedNetwork
+from stacks.components.tier_b_buckets import hardened_bucket
+
+INSTALL_NOTE = (
+    "No internet path: stage the CloudHSM CLI package in the staging bucket and install it from there "
+    "(or with an SSM Run Command document); see docs/use-case-2.md#admin-host."
+)
+
+
+class HsmAdminHost(Construct):
+    """A t3.micro Amazon Linux 2023 instance for cluster activation and `kmsuser`.
+
+    IMDSv2 only, encrypted EBS, detailed monitoring, EBS-optimized, no key pair, no
+    inbound rules (the cluster's client security group), termination protection unless
+    workshop mode. The AMI id comes from AWS's public SSM parameter, resolved by
+    CloudFormation at deploy time (no synthesis look-up).
+
+    Attributes:
+        instance, role, staging_bucket (CLI package and trust anchor for the host).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        network: IsolatedNetwork,
+        cluster: CloudHsmCluster,
+        secret: KmsUserSecret,
+        access_logs: s3.IBucket,
+        noncurrent_version_days: int,
+        workshop_mode: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.staging_bucket = hardened_bucket(
+            self,
+            "StagingBucket",
+            workshop_mode=workshop_mode,
+            noncurrent_version_days=noncurrent_version_days,
+            access_log_bucket=access_logs,
+            log_prefix="admin-staging/",
+        )
+        acknowledge(
+            self.staging_bucket.node.default_child,
+            "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
+            "Holds only the vendor's CloudHSM CLI package and public certificates (no protected information); "
+            "SSE-S3 lets the admin host read them without a further key grant.",
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description="Tier B CloudHSM admin host (SSM Session Manager, no SSH)",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSSMManagedInstanceCore")],
+        )
+        acknowledge(
+            self.role.node.default_child,
+            "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]",
+            "AWS's SSM agent policy is what makes the host reachable by Session Manager instead of SSH; AWS "
+            "maintains its action list as the agent changes. The host's own permissions are a separate policy.",
+        )
+        stack = cdk.Stack.of(self)
+        self.policy = iam.ManagedPolicy(
+            self,
+            "Policy",
+            description="Tier B admin host: read the staging bucket and the initial kmsuser password",
+            roles=[self.role],
+            statements=[
+                iam.PolicyStatement(
+                    sid="ReadStaging",
+                    actions=["s3:GetObject", "s3:ListBucket"],
+                    resources=[self.staging_bucket.bucket_arn, self.staging_bucket.arn_for_objects("*")],
+                ),
+                iam.PolicyStatement(
+                    sid="ReadKmsUserPassword",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[secret.secret.secret_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptKmsUserPassword",
+                    actions=["kms:Decrypt"],
+                    resources=[secret.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{stack.region}.amazonaws.com"}},
+                ),
+                iam.PolicyStatement(sid="DescribeClusters", actions=["cloudhsm:DescribeClusters"], resources=["*"]),
+            ],
+        )
+        policy = self.policy.node.default_child
+        staging_id = stack.get_logical_id(self.staging_bucket.node.default_child)
+        acknowledge(
+            policy,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::<{staging_id}.Arn>/*]",
+            "The host reads any staged file (CLI package versions, certificates) of its own staging bucket only.",
+        )
+        acknowledge(
+            policy,
+            "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            "cloudhsm:DescribeClusters has no resource-level permissions (Service Authorization Reference); the "
+            "host reads the HSM addresses and cluster certificates from it.",
+        )
+        self.instance = ec2.Instance(
+            self,
+            "Instance",
+            vpc=network.vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, one_per_az=True),
+            instance_type=ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MICRO),
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(),
+            role=self.role,
+            security_group=cluster.client_security_group,
+            require_imdsv2=True,
+            detailed_monitoring=True,
+            ebs_optimized=True,
+            disable_api_termination=not workshop_mode,
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(16, encrypted=True, volume_type=ec2.EbsDeviceVolumeType.GP3),
+                )
+            ],
+        )
+        if workshop_mode:
+            acknowledge(
+                self.instance.instance,
+                "AwsSolutions::AwsSolutions-EC29",
+                "Workshop mode must tear everything down with one command; the admin host holds no data "
+                "(termination protection is on outside workshop mode).",
+            )
+        # The subnet determines the zone; a literal zone in the template is redundant (cfn W3010).
+        self.instance.instance.add_property_deletion_override("AvailabilityZone")
+        self.instance.user_data.add_commands(
+            f"echo 'CLUSTER_ID={cluster.cluster_id}' > /etc/kommunmoln-cloudhsm.env",
+            f"echo 'STAGING_BUCKET={self.staging_bucket.bucket_name}' >> /etc/kommunmoln-cloudhsm.env",
+            f"echo '{INSTALL_NOTE}' > /etc/motd.d/kommunmoln",
+        )

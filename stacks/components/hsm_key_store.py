@@ -1,0 +1,295 @@
+"""The kmsuser secret, the KMS custom key store and the HSM-backed KMS key (tier B phase 2).
+
+`AWS::KMS::Key` has no CustomKeyStoreId, so the key store and the key are custom resources
+(`Custom::KmsCustomKeyStore`, `Custom::KmsHsmKey`) served by the HsmProvisioner.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.compliance import acknowledge
+from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner, finding_arn
+from stacks.components.lifecycle import removal_policy
+from stacks.components.network import IsolatedNetwork
+
+# Key administration without any cryptographic use and without kms:CreateGrant (a grant
+# could hand an administrator the use of the key). Written out: no `kms:*`, no wildcards.
+KEY_ADMIN_ACTIONS = (
+    "kms:DescribeKey", "kms:GetKeyPolicy", "kms:PutKeyPolicy", "kms:ListKeyPolicies", "kms:ListResourceTags",
+    "kms:ListGrants", "kms:RevokeGrant", "kms:ListAliases", "kms:CreateAlias", "kms:UpdateAlias",
+    "kms:DeleteAlias", "kms:UpdateKeyDescription", "kms:EnableKey", "kms:DisableKey", "kms:TagResource",
+    "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
+)  # fmt: skip
+# What S3 needs from the caller's key permissions for SSE-KMS (with S3 Bucket Keys).
+KEY_USAGE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey")
+
+
+class KmsUserSecret(Construct):
+    """The initial `kmsuser` password, generated and encrypted with a customer-managed key.
+
+    The operator creates the `kmsuser` crypto user with this password (from the admin host)
+    and CreateCustomKeyStore hands it to KMS. KMS then rotates kmsuser's password itself
+    on every connect, so this value is only the initial credential; after an
+    INVALID_CREDENTIALS failure the runbook sets a new password on the HSM, stores it here
+    and calls UpdateCustomKeyStore (docs/use-case-2.md#kmsuser-password).
+
+    Also adds a Secrets Manager interface endpoint so the provisioner and the admin host
+    reach the secret from the isolated VPC.
+
+    Attributes:
+        secret: the Secrets Manager secret.
+        key: the KMS key encrypting it.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, network: IsolatedNetwork, workshop_mode: bool) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description="Encrypts the initial kmsuser password of the tier B custom key store",
+            enable_key_rotation=True,
+            pending_window=cdk.Duration.days(30),
+            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        )
+        self.secret = secretsmanager.Secret(
+            self,
+            "Secret",
+            description="Initial password of the CloudHSM crypto user kmsuser (KMS rotates it on connect)",
+            encryption_key=self.key,
+            # CloudHSM passwords: 7-32 characters; punctuation is excluded because the CLI and
+            # KMS reject or mangle some of it.
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=32, exclude_punctuation=True, include_space=False, require_each_included_type=True
+            ),
+            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        )
+        rotation_reason = (
+            "KMS rotates the kmsuser password itself each time it connects the custom key store; a Secrets "
+            "Manager rotation would desynchronise it. Manual rotation runbook: docs/use-case-2.md#kmsuser-password."
+        )
+        resource = self.secret.node.default_child
+        acknowledge(resource, "AwsSolutions::AwsSolutions-SMG4", rotation_reason)
+        acknowledge(resource, "NIST.800.53.R5::NIST.800.53.R5-SecretsManagerRotationEnabled", rotation_reason)
+
+        account = cdk.Stack.of(self).account
+        self.endpoint = ec2.InterfaceVpcEndpoint(
+            self,
+            "SecretsManagerEndpoint",
+            vpc=network.vpc,
+            service=ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+            subnets=network.subnets,
+            private_dns_enabled=True,
+            security_groups=[network.endpoint_security_group],
+            open=False,
+        )
+        self.endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="OnlyThisAccountsPrincipals",
+                principals=[iam.AnyPrincipal()],
+                actions=["*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:PrincipalAccount": account}},
+            )
+        )
+
+
+class HsmKeyStore(Construct):
+    """The KMS custom key store on the cluster (`Custom::KmsCustomKeyStore`).
+
+    Creates and connects the key store (or reconnects `existing_key_store_id`). Retained
+    unless workshop mode; in workshop mode the handler deletes it only when it holds no keys.
+
+    Attributes:
+        resource: the CustomResource.
+        key_store_id: the custom key store id (cks-...).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        provisioner: HsmProvisioner,
+        cluster: CloudHsmCluster,
+        hsms: CloudHsmHsms,
+        secret: KmsUserSecret,
+        key_store_name: str,
+        trust_anchor_file: Path | None,
+        existing_key_store_id: str,
+        workshop_mode: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        trust_anchor = trust_anchor_file.read_text(encoding="ascii").strip() if trust_anchor_file else ""
+        self.resource = cdk.CustomResource(
+            self,
+            "Resource",
+            service_token=provisioner.provider.service_token,
+            resource_type="Custom::KmsCustomKeyStore",
+            properties={
+                "ClusterId": cluster.cluster_id,
+                "KeyStoreName": key_store_name,
+                "TrustAnchorCertificate": trust_anchor,
+                "KeyStorePasswordSecretArn": secret.secret.secret_arn,
+                "ExistingKeyStoreId": existing_key_store_id,
+                "WorkshopMode": str(workshop_mode).lower(),
+            },
+            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        )
+        # CreateCustomKeyStore needs two active HSMs in different zones.
+        self.resource.node.add_dependency(hsms.resource)
+        self.key_store_id = self.resource.get_att_string("CustomKeyStoreId")
+        _grant_key_store(provisioner, secret)
+
+
+def _grant_key_store(provisioner: HsmProvisioner, secret: KmsUserSecret) -> None:
+    stack = cdk.Stack.of(provisioner)
+    provisioner.allow(
+        ["kms:CreateCustomKeyStore", "kms:ConnectCustomKeyStore", "kms:DescribeCustomKeyStores",
+         "kms:DisconnectCustomKeyStore", "kms:DeleteCustomKeyStore", "kms:UpdateCustomKeyStore", "kms:ListKeys"],
+        ["*"],
+        sid="CustomKeyStores",
+    )  # fmt: skip
+    provisioner.allow(["secretsmanager:GetSecretValue"], [secret.secret.secret_arn], sid="ReadKmsUserPassword")
+    provisioner.allow(
+        ["kms:Decrypt"],
+        [secret.key.key_arn],
+        sid="DecryptKmsUserPassword",
+        conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{stack.region}.amazonaws.com"}},
+    )
+    # KMS creates its service-linked role for custom key stores on the first CreateCustomKeyStore.
+    provisioner.allow(
+        ["iam:CreateServiceLinkedRole"],
+        [
+            f"arn:{stack.partition}:iam::{stack.account}:role/aws-service-role/cks.kms.amazonaws.com/"
+            "AWSServiceRoleForKeyManagementServiceCustomKeyStores"
+        ],
+        sid="KmsCustomKeyStoreServiceLinkedRole",
+        conditions={"StringEquals": {"iam:AWSServiceName": "cks.kms.amazonaws.com"}},
+    )
+
+
+class HsmKey(Construct):
+    """The symmetric KMS key in the custom key store (`Custom::KmsHsmKey`) with its alias.
+
+    Key policy (a JSON document, no `kms:*` anywhere):
+      * the account root may *administer* the key (KEY_ADMIN_ACTIONS only). This is the
+        lockout guard AWS documents ("allows the account to use IAM policies ... prevents the
+        key from becoming unmanageable"), narrowed from the default `kms:*` to administration:
+        IAM can never grant anyone cryptographic use of this key, only the key policy can;
+      * `admin_role` may administer but not use the key;
+      * `usage_role` may Encrypt/Decrypt/GenerateDataKey* only through S3 in this Region
+        (`kms:ViaService`), i.e. only as SSE-KMS for the bucket.
+    A key administrator can still rewrite the policy (PutKeyPolicy); that is inherent to
+    KMS and logged by CloudTrail as a management event.
+
+    Attributes:
+        admin_role / usage_role: the named roles of the key policy.
+        key_id / key_arn: from the custom resource.
+        alias_name: alias/kommunmoln-<municipality>-tier-b.
+        key: `kms.IKey` for the key ARN (for L2 constructs such as the bucket).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        provisioner: HsmProvisioner,
+        key_store: HsmKeyStore,
+        alias_name: str,
+        description: str,
+        workshop_mode: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        account = iam.AccountRootPrincipal()
+        self.admin_role = iam.Role(
+            self, "AdminRole", assumed_by=account, description="Administers (never uses) the tier B HSM-backed key"
+        )
+        self.usage_role = iam.Role(
+            self, "UsageRole", assumed_by=account, description="Reads and writes the tier B bucket (SSE-KMS via S3)"
+        )
+        self.alias_name = alias_name
+        policy = iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    sid="AccountAdministersKeyLockoutGuard",
+                    principals=[account],
+                    actions=list(KEY_ADMIN_ACTIONS),
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="KeyAdministratorsManageNotUse",
+                    principals=[iam.ArnPrincipal(self.admin_role.role_arn)],
+                    actions=list(KEY_ADMIN_ACTIONS),
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
+                    sid="UseOnlyThroughS3",
+                    principals=[iam.ArnPrincipal(self.usage_role.role_arn)],
+                    actions=list(KEY_USAGE_ACTIONS),
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"s3.{stack.region}.amazonaws.com",
+                            "kms:CallerAccount": stack.account,
+                        }
+                    },
+                ),
+            ]
+        )
+        self.resource = cdk.CustomResource(
+            self,
+            "Resource",
+            service_token=provisioner.provider.service_token,
+            resource_type="Custom::KmsHsmKey",
+            properties={
+                "CustomKeyStoreId": key_store.key_store_id,
+                "Description": description,
+                "KeyPolicy": stack.to_json_string(policy.to_json()),
+                "AliasName": alias_name,
+                "WorkshopMode": str(workshop_mode).lower(),
+            },
+            # Retained; in workshop mode the handler schedules deletion (30 days).
+            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        )
+        self.key_id = self.resource.get_att_string("KeyId")
+        self.key_arn = self.resource.get_att_string("KeyArn")
+        self.key = kms.Key.from_key_arn(self, "Imported", self.key_arn)
+        _grant_key(provisioner, alias_name)
+
+
+def _grant_key(provisioner: HsmProvisioner, alias_name: str) -> None:
+    stack = cdk.Stack.of(provisioner)
+    kms_arn = f"arn:{stack.partition}:kms:{stack.region}:{stack.account}"
+    provisioner.allow(
+        ["kms:CreateKey"],
+        ["*"],
+        sid="CreateHsmBackedKeysOnly",
+        conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM", "kms:KeySpec": "SYMMETRIC_DEFAULT"}},
+    )
+    provisioner.allow(
+        ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:TagResource"],
+        [f"{kms_arn}:key/*"],
+        sid="ManageHsmBackedKeysOnly",
+        conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM"}},
+    )
+    provisioner.allow(["kms:DescribeKey"], [f"{kms_arn}:key/*"], sid="DescribeKeys")
+    provisioner.allow(
+        ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
+        [f"{kms_arn}:{alias_name}", f"{kms_arn}:key/*"],
+        sid="TheTierBAlias",
+    )
+    provisioner.acknowledge_wildcard(
+        f"Resource::{finding_arn(stack, 'kms')}:key/*",
+        "The HSM-backed key's id exists only after CreateKey; management actions are further limited to keys "
+        "whose origin is AWS_CLOUDHSM (kms:KeyOrigin), alias actions to the one tier B alias.",
+    )

@@ -1,0 +1,208 @@
+"""Tier B buckets: a hardened bucket helper, the access-log bucket and the SSE-KMS data bucket.
+
+(Tier B's own copy; the tier A engineer writes `secure_bucket.py` in parallel. To be
+deduplicated later.)
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from kommunmoln import names
+from stacks.compliance import acknowledge
+from stacks.components.lifecycle import removal_policy
+
+REPLICATION_REASON = (
+    "Data and logs must stay in the one configured EU Region; cross-Region replication of tier B data "
+    "would need a second HSM-backed key store elsewhere. Versioning and retention protect against loss."
+)
+
+
+def hardened_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    workshop_mode: bool,
+    noncurrent_version_days: int,
+    access_log_bucket: s3.IBucket | None,
+    log_prefix: str = "",
+    encryption_key: kms.IKey | None = None,
+    bucket_name: str | None = None,
+) -> s3.Bucket:
+    """A private, TLS-only, versioned bucket with owner-enforced objects and lifecycle rules.
+
+    SSE-KMS with `encryption_key` (and S3 Bucket Keys) when given, else SSE-S3.
+    """
+    bucket = s3.Bucket(
+        scope,
+        construct_id,
+        bucket_name=bucket_name,
+        encryption=s3.BucketEncryption.KMS if encryption_key else s3.BucketEncryption.S3_MANAGED,
+        encryption_key=encryption_key,
+        bucket_key_enabled=True if encryption_key else None,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        server_access_logs_bucket=access_log_bucket,
+        server_access_logs_prefix=log_prefix or None,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="ExpireNoncurrentVersions",
+                noncurrent_version_expiration=cdk.Duration.days(noncurrent_version_days),
+                abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+            )
+        ],
+        removal_policy=removal_policy(workshop_mode=workshop_mode),
+    )
+    acknowledge(
+        bucket.node.default_child, "NIST.800.53.R5::NIST.800.53.R5-S3BucketReplicationEnabled", REPLICATION_REASON
+    )
+    return bucket
+
+
+def access_log_bucket(scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int) -> s3.Bucket:
+    """The target of S3 server access logs (which S3 can deliver only to SSE-S3 buckets)."""
+    bucket = hardened_bucket(
+        scope, construct_id, workshop_mode=workshop_mode, noncurrent_version_days=retention_days, access_log_bucket=None
+    )
+    resource = bucket.node.default_child
+    acknowledge(
+        resource,
+        "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
+        "Server access log delivery supports only SSE-S3 on the target bucket; the logs hold request "
+        "metadata, never object content.",
+    )
+    self_logging = (
+        "This is the server access log target itself; logging it into itself would loop. Access to it is "
+        "recorded by the CloudTrail management events."
+    )
+    acknowledge(resource, "AwsSolutions::AwsSolutions-S1", self_logging)
+    acknowledge(resource, "NIST.800.53.R5::NIST.800.53.R5-S3BucketLoggingEnabled", self_logging)
+    return bucket
+
+
+class SseKmsBucket(Construct):
+    """The tier B data bucket: SSE-KMS with the HSM-backed key, S3 Bucket Keys on.
+
+    Bucket policy (besides TLS-only):
+      * deny PutObject with any other encryption mode (AES256, aws:kms:dsse) when the
+        `x-amz-server-side-encryption` header is sent;
+      * deny PutObject naming any other KMS key (`...-aws-kms-key-id` must be the key ARN);
+      * deny PutObject with `aws:kms` but no key id (S3 could pick the AWS managed aws/s3 key);
+      * deny SSE-C.
+    A PutObject *without* encryption headers is allowed: default encryption then applies the
+    HSM-backed key with a Bucket Key. Decision: UploadPart and CompleteMultipartUpload are
+    authorized as s3:PutObject but carry no SSE headers, so denying absent headers would
+    break multipart uploads; the validator checks every new object's encryption anyway.
+
+    Object-created notifications go straight to the validator (CloudFormation
+    NotificationConfiguration, no CDK notifications custom resource). The bucket has an
+    explicit name so the Lambda permission can name it without a dependency cycle.
+
+    Attributes:
+        bucket, bucket_name, bucket_arn (the name-derived ARN, usable in policies before the
+        bucket exists), data_access_policy (S3 access for the usage role).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        bucket_name: str,
+        key: kms.IKey,
+        key_arn: str,
+        access_logs: s3.IBucket,
+        usage_role: iam.IRole,
+        validator: lambda_.IFunction,
+        noncurrent_version_days: int,
+        workshop_mode: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.bucket_name = bucket_name
+        self.bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
+        permission = lambda_.CfnPermission(
+            self,
+            "InvokeValidator",
+            action="lambda:InvokeFunction",
+            function_name=validator.function_arn,
+            principal="s3.amazonaws.com",
+            source_account=stack.account,
+            source_arn=self.bucket_arn,
+        )
+        self.bucket = hardened_bucket(
+            self,
+            "Bucket",
+            bucket_name=bucket_name,
+            encryption_key=key,
+            workshop_mode=workshop_mode,
+            noncurrent_version_days=noncurrent_version_days,
+            access_log_bucket=access_logs,
+            log_prefix=f"{bucket_name}/",
+        )
+        cfn_bucket: s3.CfnBucket = self.bucket.node.default_child
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            lambda_configurations=[
+                s3.CfnBucket.LambdaConfigurationProperty(event="s3:ObjectCreated:*", function=validator.function_arn)
+            ]
+        )
+        cfn_bucket.add_resource_dependency(permission)
+        cdk.Tags.of(self.bucket).add(names.TAG_CLASSIFICATION, names.CLASSIFICATION_PROTECTED)
+        cdk.Tags.of(self.bucket).add(names.TAG_TIER, names.TIER_B)
+
+        objects = f"{self.bucket_arn}/*"
+        sse = "s3:x-amz-server-side-encryption"
+        for sid, conditions in (
+            ("DenyOtherEncryptionModes", {"StringNotEqualsIfExists": {sse: "aws:kms"}}),
+            ("DenyOtherKmsKeys", {"StringNotEqualsIfExists": {f"{sse}-aws-kms-key-id": key_arn}}),
+            ("DenyKmsWithoutKeyId", {"StringEquals": {sse: "aws:kms"}, "Null": {f"{sse}-aws-kms-key-id": "true"}}),
+            ("DenySseC", {"Null": {f"{sse}-customer-algorithm": "false"}}),
+        ):
+            self.bucket.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["s3:PutObject"],
+                    resources=[objects],
+                    conditions=conditions,
+                )
+            )
+
+        self.data_access_policy = iam.ManagedPolicy(
+            self,
+            "DataAccess",
+            description="Tier B bucket: read and write objects (SSE-KMS through the key policy's S3 grant)",
+            roles=[usage_role],
+            statements=[
+                iam.PolicyStatement(sid="ListBucket", actions=["s3:ListBucket"], resources=[self.bucket_arn]),
+                iam.PolicyStatement(
+                    sid="ReadWriteObjects",
+                    actions=["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload"],
+                    resources=[objects],
+                ),
+            ],
+        )
+        acknowledge(
+            self.data_access_policy.node.default_child,
+            f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::{finding_text(self, bucket_name)}/*]",
+            "The usage role reads and writes any object of the tier B bucket, which is its purpose; "
+            "the wildcard is confined to that one bucket's objects.",
+        )
+
+
+def finding_text(scope: Construct, value: str) -> str:
+    """How cdk-nag prints a string with pseudo-parameter tokens inside a finding id (`<AWS::AccountId>`)."""
+    resolved = cdk.Stack.of(scope).resolve(value)
+    if isinstance(resolved, str):
+        return resolved
+    parts = resolved["Fn::Join"][1]
+    return "".join(part if isinstance(part, str) else f"<{part['Ref']}>" for part in parts)

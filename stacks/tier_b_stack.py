@@ -1,0 +1,130 @@
+"""Tier B stack (use case 2): CloudHSM cluster, KMS custom key store, SSE-KMS bucket.
+
+Two phases, switched by `tier_b_keystore_enabled`:
+  1. (default) cluster, HSMs, admin host, kmsuser secret, trail, monitor. No data bucket:
+     until the operator has initialized and activated the cluster and created `kmsuser`,
+     no HSM-backed key can exist, and a bucket with a regular KMS key would silently be a
+     weaker tier.
+  2. adds the custom key store, the HSM-backed key with its alias and key policy, the
+     SSE-KMS data bucket, its CloudTrail data events and the object validator.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from kommunmoln import names
+from kommunmoln.config import AppConfig
+from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner
+from stacks.components.hsm_admin_host import INSTALL_NOTE, HsmAdminHost
+from stacks.components.hsm_key_store import HsmKey, HsmKeyStore, KmsUserSecret
+from stacks.components.log_key import LogEncryption
+from stacks.components.network import IsolatedNetwork
+from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
+from stacks.components.tier_b_checks import AlarmTopic, KeyStoreMonitor, TierBValidator
+from stacks.components.trail import TierBTrail
+
+PHASE_1_NOTE = (
+    "Phase 1: no data bucket yet. Initialize and activate the cluster, create kmsuser "
+    "(python -m usecases.cloudhsm_kms init), then deploy with tier_b_keystore_enabled=true."
+)
+
+
+class TierBStack(cdk.Stack):
+    """Wires the tier B constructs for one municipality (see the module docstring)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: AppConfig, network: IsolatedNetwork, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        # As in cdk.json, also when app.py runs without the CLI: access logs are granted by
+        # bucket policy (an ACL would conflict with BucketOwnerEnforced).
+        self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
+        tier_b, workshop = config.tier_b, config.workshop_mode
+        log_encryption = LogEncryption(
+            self, "LogEncryption", workshop_mode=workshop, retention_days=config.log_retention_days
+        )
+        access_logs = access_log_bucket(
+            self, "AccessLogs", workshop_mode=workshop, retention_days=config.log_retention_days
+        )
+        trail = TierBTrail(
+            self, "Trail", access_logs=access_logs, log_encryption=log_encryption,
+            retention_days=config.log_retention_days, workshop_mode=workshop,
+        )  # fmt: skip
+
+        provisioner = HsmProvisioner(
+            self, "Provisioner", network=network, log_encryption=log_encryption, workshop_mode=workshop
+        )
+        # A new AWS::CloudHSM::Cluster, or (tier_b_restore_backup_id) one restored from a backup by the
+        # provisioner; the key store below then gets the restored cluster's id and moves to it.
+        cluster = CloudHsmCluster(
+            self, "Cluster", network=network, vpc_cidr=config.vpc_cidr,
+            backup_retention_days=tier_b.backup_retention_days, restore_backup_id=tier_b.restore_backup_id,
+            workshop_mode=workshop, provisioner=provisioner,
+        )  # fmt: skip
+        provisioner.grant_hsms(cluster=cluster, vpc_id=network.vpc.vpc_id)
+        hsms = CloudHsmHsms(
+            self, "Hsms", provisioner=provisioner, cluster=cluster, availability_zones=config.availability_zones,
+            hsm_count=tier_b.hsm_count, workshop_mode=workshop,
+        )  # fmt: skip
+        secret = KmsUserSecret(self, "KmsUserPassword", network=network, workshop_mode=workshop)
+        if tier_b.admin_host:
+            host = HsmAdminHost(
+                self, "AdminHost", network=network, cluster=cluster, secret=secret, access_logs=access_logs,
+                noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
+            )  # fmt: skip
+            cdk.CfnOutput(self, names.OUTPUT_ADMIN_HOST_ID, value=host.instance.instance_id, description=INSTALL_NOTE)
+        alarms = AlarmTopic(self, "Alarms", alarm_email=config.alarm_email, workshop_mode=workshop)
+
+        key_store_id = key_arn = ""
+        if tier_b.keystore_enabled:
+            key_store = HsmKeyStore(
+                self, "KeyStore", provisioner=provisioner, cluster=cluster, hsms=hsms, secret=secret,
+                key_store_name=f"{config.prefix}-tier-b", trust_anchor_file=tier_b.trust_anchor_file(),
+                existing_key_store_id=tier_b.existing_key_store_id, workshop_mode=workshop,
+            )  # fmt: skip
+            key = HsmKey(
+                self, "Key", provisioner=provisioner, key_store=key_store, alias_name=f"alias/{config.prefix}-tier-b",
+                description=f"kommunmoln tier B data key of {config.municipality_name} (CloudHSM custom key store)",
+                workshop_mode=workshop,
+            )  # fmt: skip
+            key_store_id, key_arn = key_store.key_store_id, key.key_arn
+            bucket_name = f"{config.prefix}-tier-b-{self.account}-{self.region}"
+            validator = TierBValidator(
+                self, "Validator", network=network, log_encryption=log_encryption, alarms=alarms,
+                bucket_arn=f"arn:{self.partition}:s3:::{bucket_name}", key_arn=key_arn, workshop_mode=workshop,
+            )  # fmt: skip
+            data = SseKmsBucket(
+                self, "Data", bucket_name=bucket_name, key=key.key, key_arn=key_arn, access_logs=access_logs,
+                usage_role=key.usage_role, validator=validator.function.function,
+                noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
+            )  # fmt: skip
+            trail.add_data_events(data.bucket)
+            cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store_id)
+            cdk.CfnOutput(self, names.OUTPUT_KMS_KEY_ARN, value=key_arn)
+            cdk.CfnOutput(self, names.OUTPUT_KMS_ALIAS, value=key.alias_name)
+            cdk.CfnOutput(
+                self, names.OUTPUT_SSE_BUCKET, value=data.bucket.bucket_name,
+                description="Object reads/writes are CloudTrail data events of this stack's trail (in addition to "
+                "any organization trail, which may hold the management events centrally).",
+            )  # fmt: skip
+
+        KeyStoreMonitor(
+            self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
+            cluster_id=cluster.cluster_id, min_hsms=tier_b.hsm_count, key_store_id=key_store_id, key_arn=key_arn,
+            interval_minutes=tier_b.monitor_interval_minutes, workshop_mode=workshop,
+        )  # fmt: skip
+        cdk.CfnOutput(
+            self, names.OUTPUT_CLUSTER_ID, value=cluster.cluster_id,
+            description=None if tier_b.keystore_enabled else PHASE_1_NOTE,
+        )  # fmt: skip
+        cdk.CfnOutput(self, names.OUTPUT_ALARM_TOPIC, value=alarms.topic.topic_arn)
+
+
+def description(config: AppConfig) -> str:
+    """The stack description, saying which phase is deployed."""
+    base = f"kommunmoln tier B for {config.municipality_name}: CloudHSM cluster and HSMs, admin host, monitor"
+    if config.tier_b.keystore_enabled:
+        return f"{base}, KMS custom key store, HSM-backed key, SSE-KMS bucket (phase 2)"
+    return f"{base}. {PHASE_1_NOTE}"
