@@ -50,6 +50,8 @@ TIER_B = "B-cloudhsm-sse-kms"
 # this app (the compliance pack cannot see that trail, so the tag records the claim).
 TAG_ORGANIZATION_TRAIL = "kommunmoln:organization-trail"
 ORGANIZATION_TRAIL_TRUE = "true"
+# On a CloudHSM cluster the tier B provisioner restored from a backup: the source backup id.
+TAG_RESTORED_FROM_BACKUP = "kommunmoln:restored-from-backup"
 
 # --- Compliance pack (cdk-nag plugin name; acknowledge findings as "<PACK>::<PACK>-<n>") ------
 COMPLIANCE_PACK = "KommunmolnOSL"
@@ -120,6 +122,7 @@ OUTPUT_ADMIN_HOST_ID = "AdminHostInstanceId"
 OUTPUT_KMSUSER_SECRET = "KmsUserPasswordSecretArn"  # Secrets Manager secret with the kmsuser password
 
 # --- Custom resource types served by lambdas.cloudhsm_provisioner (tier B) ----------------
+RESOURCE_CLOUDHSM_CLUSTER = "Custom::CloudHsmCluster"  # a cluster restored from a backup
 RESOURCE_CLOUDHSM_HSMS = "Custom::CloudHsmHsms"
 RESOURCE_KMS_CUSTOM_KEY_STORE = "Custom::KmsCustomKeyStore"
 RESOURCE_KMS_HSM_KEY = "Custom::KmsHsmKey"
