@@ -67,7 +67,9 @@ class ConfigError(ValueError):
     def __init__(self, key: str, problem: str) -> None:
         self.key = key
         self.problem = problem
-        super().__init__(f"context key '{key}': {problem}")
+        # A key typed by a user may hold anything; the message stays one printable line.
+        shown = key if key.isprintable() and len(key) <= 60 else repr(key)[:60]
+        super().__init__(f"context key '{shown}': {problem}")
 
 
 T = TypeVar("T")
@@ -82,7 +84,8 @@ def _short(value: Any) -> str:
 def _string(key: str, value: Any, *, pattern: str | None = None, allowed: str = "") -> str:
     if not isinstance(value, str):
         raise ConfigError(key, f"expected a string, got {_short(value)}")
-    if pattern is not None and not re.fullmatch(pattern, value):
+    # ASCII semantics: \\w and character classes must not admit look-alike Unicode letters or digits.
+    if pattern is not None and not re.fullmatch(pattern, value, flags=re.ASCII):
         raise ConfigError(key, f"{_short(value)} is not allowed; expected {allowed}")
     return value
 
@@ -98,7 +101,7 @@ def _bool(key: str, value: Any) -> bool:
 def _int(key: str, value: Any, *, low: int, high: int) -> int:
     if isinstance(value, bool):  # bool is an int subclass; `true` is not a number of days
         raise ConfigError(key, f"expected a whole number from {low} to {high}, got {_short(value)}")
-    if isinstance(value, str) and re.fullmatch(r"-?\d{1,12}", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,12}", value.strip()):
         value = int(value.strip())
     if not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(key, f"expected a whole number from {low} to {high}, got {_short(value)}")
@@ -207,7 +210,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _EMAIL = r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}"
-_IAM_PRINCIPAL = r"arn:aws:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)"
+_IAM_PRINCIPAL = r"arn:aws:iam::[0-9]{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)"
 _NAMESPACE = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"
 
 
@@ -215,7 +218,7 @@ def _availability_zones(key: str, value: Any, region: str) -> tuple[str, ...]:
     zones = _list(
         key,
         value,
-        lambda k, v: _string(k, v, pattern=r"[a-z]{2}-[a-z]+-\d[a-z]", allowed="a zone name such as eu-north-1a"),
+        lambda k, v: _string(k, v, pattern=r"[a-z]{2}-[a-z]+-[0-9][a-z]", allowed="a zone name such as eu-north-1a"),
     )
     if len(zones) < 2 or len(set(zones)) != len(zones):
         raise ConfigError(key, f"expected at least two different availability zones, got {_short(list(zones))}")
@@ -240,7 +243,11 @@ def _trust_anchor(key: str, value: Any) -> str:
     text = _string(key, value)
     if text:
         path = Path(text) if Path(text).is_absolute() else REPO_ROOT / text
-        if not path.is_file():
+        try:
+            exists = path.is_file()
+        except (OSError, ValueError):  # a name too long for the file system, or a NUL byte
+            exists = False
+        if not exists:
             raise ConfigError(key, f"no PEM file at {_short(text)} (relative paths start at the repository root)")
     return text
 
@@ -345,7 +352,10 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
 
     config = AppConfig(
         municipality_name=_string(
-            "municipality_name", get("municipality_name"), pattern=r"\S.{0,62}\S", allowed="2 to 64 characters"
+            "municipality_name",
+            get("municipality_name"),
+            pattern=r"[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,62}[^\s\x00-\x1f\x7f]",
+            allowed="2 to 64 printable characters",
         ),
         municipality_id=_string(
             "municipality_id",
@@ -353,7 +363,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
             pattern=r"[a-z][a-z0-9]{1,11}",
             allowed="2 to 12 lower-case letters and digits, starting with a letter",
         ),
-        account=_string("account", get("account"), pattern=r"|\d{12}", allowed="empty or a 12-digit AWS account id"),
+        account=_string("account", get("account"), pattern=r"|[0-9]{12}", allowed="empty or a 12-digit AWS account id"),
         region=region,
         allowed_regions=allowed_regions,
         availability_zones=_availability_zones("availability_zones", get("availability_zones"), region),

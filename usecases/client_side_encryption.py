@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -401,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
+    # SIGTERM (a service stop, `kill`) takes the same clean path as Ctrl-C: multipart uploads
+    # are aborted and temporary plaintext is discarded.
+    previous = _interrupt_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except TierAError as error:
@@ -412,6 +416,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # a bug or an unexpected library error: still one line, no key material
         print(f"error: unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def _interrupt_on_sigterm() -> signal.Handlers | Callable | int | None:
+    """Route SIGTERM to KeyboardInterrupt while a command runs (main thread only)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
+        return None
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from aws_encryption_sdk.exceptions import (
 )
 from aws_encryption_sdk.identifiers import Algorithm
 from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 
 from kommunmoln.tier_a.errors import ContextMismatchError, DecryptionError, EncryptionError, UsageError
 
@@ -214,7 +214,11 @@ class DecryptResult:
 
 
 class _TempBeside:
-    """A 0600 temporary file beside `dest`: fsync + os.replace on success, unlink on failure."""
+    """A 0600 temporary file beside `dest`: fsync + os.replace on success, unlink on failure.
+
+    Ctrl-C and SIGTERM discard it. SIGKILL cannot be intercepted: the 0600 file then stays
+    until the next run for the same destination sweeps it (see `_sweep_stale`).
+    """
 
     def __init__(self, dest: Path) -> None:
         self.dest = Path(dest)
@@ -227,6 +231,7 @@ class _TempBeside:
             raise UsageError(f"output {self.dest} is a directory")
         if not parent.is_dir():
             raise UsageError(f"output directory {parent} does not exist")
+        self._sweep_stale(parent)
         try:
             fd, name = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".partial", dir=parent)
         except OSError as error:
@@ -234,6 +239,15 @@ class _TempBeside:
         self.tmp = Path(name)
         self.handle = os.fdopen(fd, "wb")
         return self.handle, self.tmp
+
+    def _sweep_stale(self, parent: Path) -> None:
+        """Remove temporary files that an earlier run for this destination left when it was killed.
+
+        SIGKILL (or a power cut) gives no process a chance to clean up, so a 0600 temporary
+        file may remain; it is removed here, before anything new is written.
+        """
+        for stale in parent.glob(f".{self.dest.name}.*.partial"):
+            stale.unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         assert self.handle is not None and self.tmp is not None
@@ -307,6 +321,8 @@ def _explain_failure(error: BaseException, stage: str, head: bytes, key_provider
         return "not an AWS Encryption SDK message, or its header is corrupted"
     if isinstance(error, InvalidTag):
         return "ciphertext failed authentication (tampered or corrupted); no output written"
+    if isinstance(error, InvalidSignature):
+        return "message signature does not verify (tampered or corrupted); no output written"
     return "message is truncated or corrupted; no output written"
 
 
@@ -349,7 +365,7 @@ def decrypt_to_file(
                 raise DecryptionError("unexpected data after the end of the message; no output written")
         except (DecryptionError, UsageError):
             raise
-        except (AWSEncryptionSDKClientError, InvalidTag, ValueError, struct.error, EOFError) as error:
+        except (AWSEncryptionSDKClientError, InvalidTag, InvalidSignature, ValueError, struct.error, EOFError) as error:
             raise DecryptionError(_explain_failure(error, stage, bytes(recorder.head), key_provider)) from None
         summary_keys = tuple(
             (edk.key_provider.provider_id, key_name_from_key_info(edk.key_provider.key_info, edk.encrypted_data_key))

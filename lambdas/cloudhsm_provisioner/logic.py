@@ -550,7 +550,7 @@ def cluster_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -
             )
             if new_value != old_value
         ]
-        if not _cluster_gone(cluster):
+        if cluster is not None and not _cluster_gone(cluster):
             raise ProvisioningError(
                 f"refusing to replace CloudHSM cluster {cluster_id} ({cluster.get('State')}, "
                 f"{len(live_hsms(cluster))} HSM(s)): {', '.join(changed)} changed, and only BackupRetentionDays can "
@@ -563,8 +563,11 @@ def cluster_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -
         LOG.warning("cluster %s no longer exists; restoring a new one (%s changed)", cluster_id, ", ".join(changed))
         created = _restore_cluster(props, clients, sleep=sleep)
         return {"PhysicalResourceId": created["ClusterId"], "Data": _cluster_data(created)}
-    if cluster is None:
-        raise ProvisioningError(f"CloudHSM cluster {cluster_id} not found; it was deleted outside CloudFormation")
+    if cluster is None or _cluster_gone(cluster):
+        raise ProvisioningError(
+            f"CloudHSM cluster {cluster_id} no longer exists (deleted outside CloudFormation); to restore it again, "
+            "set tier_b_restore_backup_id to a backup of it (the newest READY one) and deploy"
+        )
     if props.backup_retention_days != old.backup_retention_days:
         cluster = call(
             cloudhsm.modify_cluster,
@@ -601,9 +604,11 @@ def _refuse_hsms(cluster_id: str, cluster: Mapping[str, Any]) -> None:
 def cluster_is_complete(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> dict[str, Any]:
     props = ClusterProps.parse(event["ResourceProperties"])
     cluster_id = event["PhysicalResourceId"]
+    if event["RequestType"] == "Delete" and not props.workshop_mode:
+        return {"IsComplete": True}  # retained: nothing was asked of CloudHSM
     cluster = describe_cluster(clients.cloudhsm, cluster_id, sleep=sleep)
     if event["RequestType"] == "Delete":
-        if not props.workshop_mode or cluster is None or cluster.get("State") == "DELETED":
+        if cluster is None or cluster.get("State") == "DELETED":
             return {"IsComplete": True}
         if cluster.get("State") != "DELETE_IN_PROGRESS":
             _refuse_hsms(cluster_id, cluster)

@@ -136,7 +136,9 @@ def check_cluster(cloudhsm: Any, cluster_id: str, min_hsms: int) -> Check:
     cluster = clusters[0]
     hsms = [h for h in cluster.get("Hsms", []) if h.get("State") != "DELETED"]
     active = Counter(h["AvailabilityZone"] for h in hsms if h.get("State") == "ACTIVE")
-    zones = {h["AvailabilityZone"] for h in hsms}
+    # The cluster's subnet mapping names every zone it spans: a zone whose HSMs are all gone
+    # must count as 0, not vanish from the minimum.
+    zones = {h["AvailabilityZone"] for h in hsms} | set(cluster.get("SubnetMapping", {}))
     total = sum(active.values())
     min_per_zone = min((active[z] for z in zones), default=0)
     values = {names.METRIC_ACTIVE_HSMS: total, names.METRIC_MIN_HSMS_PER_AZ: min_per_zone}

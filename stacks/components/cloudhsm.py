@@ -63,8 +63,10 @@ class CloudHsmCluster(Construct):
 
     Attributes:
         resource: the CfnCluster, or the CustomResource of a restored cluster.
+        cluster: the CfnCluster of a new cluster; None for a restored one.
         cluster_id: the cluster id (cluster-...).
         cluster_arn: the cluster ARN.
+        restored_from_backup: the source backup id of a restored cluster, else "".
         security_group_id: the security group CloudHSM created for the cluster.
         client_security_group: for clients of the HSMs (admin host): no inbound rules,
             egress 2223-2225 to the VPC and HTTPS to the VPC endpoints.
@@ -141,6 +143,7 @@ class CloudHsmCluster(Construct):
         self.cluster_id = cluster.attr_cluster_id
         self.cluster_arn = cluster.attr_arn
         self.security_group_id = cluster.attr_security_group
+        self.restored_from_backup = ""
 
     def _restore(
         self,
@@ -176,10 +179,12 @@ class CloudHsmCluster(Construct):
         self.cluster_id = restored.get_att_string("ClusterId")
         self.cluster_arn = f"arn:{stack.partition}:cloudhsm:{stack.region}:{stack.account}:cluster/{self.cluster_id}"
         self.security_group_id = restored.get_att_string("SecurityGroup")
+        self.restored_from_backup = backup_id
 
 
 class HsmProvisioner(Construct):
-    """One Provider (on_event + is_complete) for the three tier B custom resource types.
+    """One Provider (on_event + is_complete) for the tier B custom resource types (restored cluster, HSMs,
+    key store, key).
 
     Both handlers are HardenedFunctions (in the VPC, own managed-policy role, DLQ,
     encrypted logs). The framework's own functions and waiter state machine get an
@@ -213,14 +218,14 @@ class HsmProvisioner(Construct):
             self,
             "OnEvent",
             handler=f"{PROVISIONER_HANDLER}.on_event",
-            description="Tier B provisioner: starts HSM, key store and HSM-backed key operations",
+            description="Tier B provisioner: starts cluster restore, HSM, key store and HSM-backed key operations",
             **common,
         )
         self.is_complete = HardenedFunction(
             self,
             "IsComplete",
             handler=f"{PROVISIONER_HANDLER}.is_complete",
-            description="Tier B provisioner: reports whether HSM, key store and key operations finished",
+            description="Tier B provisioner: reports whether cluster restore, HSM, key store and key operations finished",
             **common,
         )
         # The provisioning permissions live in one managed policy of their own, attached to
@@ -236,9 +241,10 @@ class HsmProvisioner(Construct):
             function.function.node.add_dependency(self.policy)
         self.acknowledge_wildcard(
             "Resource::*",
-            "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters, the EC2 "
-            "Describe calls CreateHsm depends on, the KMS custom key store actions, kms:ListKeys, and "
-            "kms:CreateKey (restricted by condition to origin AWS_CLOUDHSM, symmetric keys).",
+            "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters and "
+            "DescribeBackups, the EC2 Describe calls CreateHsm and CreateCluster depend on, the KMS custom "
+            "key store actions, kms:ListKeys, and kms:CreateKey (restricted by condition to origin "
+            "AWS_CLOUDHSM, symmetric keys).",
         )
 
         self.framework_key = kms.Key(
@@ -294,7 +300,19 @@ class HsmProvisioner(Construct):
         """
         stack = cdk.Stack.of(self)
         ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
-        self.allow(["cloudhsm:CreateHsm", "cloudhsm:DeleteHsm"], [cluster.cluster_arn], sid="HsmsOfThisCluster")
+        if cluster.restored_from_backup:
+            # The restored cluster's ARN comes from a custom resource this Provider serves: naming it
+            # here would make the policy wait for the cluster, which waits for the policy (a cycle).
+            self.allow(
+                ["cloudhsm:CreateHsm", "cloudhsm:DeleteHsm"],
+                [f"arn:{stack.partition}:cloudhsm:{stack.region}:{stack.account}:cluster/*"],
+                sid="HsmsOfThisCluster",
+                conditions={
+                    "StringEquals": {f"aws:ResourceTag/{names.TAG_RESTORED_FROM_BACKUP}": cluster.restored_from_backup}
+                },
+            )
+        else:
+            self.allow(["cloudhsm:CreateHsm", "cloudhsm:DeleteHsm"], [cluster.cluster_arn], sid="HsmsOfThisCluster")
         self.allow(["cloudhsm:DescribeClusters"], ["*"], sid="DescribeClusters")
         self.allow(
             ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets"],

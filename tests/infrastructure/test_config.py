@@ -58,6 +58,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"municipality_id": "Göteborg"}, "municipality_id", "lower-case"),
     ({"municipality_id": "x"}, "municipality_id", "2 to 12"),
     ({"municipality_name": ""}, "municipality_name", "2 to 64"),
+    ({"municipality_name": "Kommun\r\nX"}, "municipality_name", "printable"),
     ({"account": "12345"}, "account", "12-digit"),
     ({"use_cases": ["tier-c"]}, "use_cases", "client-side-encryption"),
     ({"use_cases": ""}, "use_cases", "at least one"),

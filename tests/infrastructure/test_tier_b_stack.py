@@ -1,8 +1,9 @@
 """Tier B stack: the security properties of the CloudHSM / SSE-KMS stack, asserted on templates.
 
-Three synthesized apps, each synthesized once: phase 1 (the default cdk.json, shared
+Four synthesized apps, each synthesized once: phase 1 (the default cdk.json, shared
 session fixture), phase 2 (key store enabled, full app: the compliance gates must pass or
-synthesis raises) and workshop mode (tier B only).
+synthesis raises), workshop mode (tier B only) and a restore from a backup (tier B only,
+phase 2, reconnecting an existing key store).
 """
 
 from __future__ import annotations
@@ -64,6 +65,23 @@ def phase2(tmp_path_factory: pytest.TempPathFactory, trust_anchor: Path) -> Synt
 def workshop(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     context = {"workshop_mode": True, "use_cases": [names.USE_CASE_CLOUDHSM]}
     return synthesize(tmp_path_factory.mktemp("cdk.out.workshop"), context)
+
+
+BACKUP_ID = "backup-abcdefghijk"
+EXISTING_KEY_STORE = "cks-0123456789abcdef0"
+
+
+@pytest.fixture(scope="module")
+def restored(tmp_path_factory: pytest.TempPathFactory, trust_anchor: Path) -> Synthesized:
+    """Tier B restored from a backup, reconnecting an existing key store (production: gates with retention)."""
+    context = {
+        "use_cases": [names.USE_CASE_CLOUDHSM],
+        "tier_b_restore_backup_id": BACKUP_ID,
+        "tier_b_existing_key_store_id": EXISTING_KEY_STORE,
+        "tier_b_keystore_enabled": True,
+        "tier_b_trust_anchor_path": str(trust_anchor.resolve()),
+    }
+    return synthesize(tmp_path_factory.mktemp("cdk.out.restored"), context)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -431,3 +449,93 @@ def test_workshop_mode_deletes_what_production_retains(workshop: Synthesized) ->
     assert _one(workshop, "AWS::SecretsManager::Secret")["DeletionPolicy"] == "Delete"
     # AND the admin host can be terminated by the stack
     assert instance["DisableApiTermination"] is False
+
+
+def test_workshop_mode_empties_every_tier_b_bucket_so_one_destroy_removes_it(workshop: Synthesized) -> None:
+    # GIVEN workshop mode (access logs, trail logs and staging bucket in phase 1; the phase 2 data
+    # bucket comes from the same hardened_bucket helper)
+    buckets = workshop.resources(TIER_B, "AWS::S3::Bucket")
+    emptied = [
+        r["Properties"]["BucketName"] for r in workshop.resources(TIER_B, "Custom::S3AutoDeleteObjects").values()
+    ]
+    # THEN every bucket is deleted with the stack and emptied first (versions included) by CDK's provider
+    assert len(buckets) >= 3
+    for logical_id, bucket in buckets.items():
+        assert bucket["DeletionPolicy"] == "Delete", logical_id
+        assert {"Ref": logical_id} in emptied, logical_id
+    # AND the emptying resource waits for the bucket policy, so it can deny new writes before it deletes
+    for resource in workshop.resources(TIER_B, "Custom::S3AutoDeleteObjects").values():
+        assert any("Policy" in dependency for dependency in resource["DependsOn"])
+    # AND the provider is one function of CDK's, and the gates passed with it (synthesis raises otherwise)
+    providers = [k for k in workshop.resources(TIER_B, "AWS::Lambda::Function") if k.startswith("CustomS3AutoDelete")]
+    assert len(providers) == 1
+    report = json.loads((workshop.outdir / "validation-report.json").read_text())
+    assert all(plugin["conclusion"] == "success" for plugin in report["pluginReports"])
+
+
+def test_production_buckets_have_no_auto_delete(synthesized: Synthesized) -> None:
+    # GIVEN the default configuration THEN no tier B bucket can be emptied by the stack
+    assert not synthesized.resources(TIER_B, "Custom::S3AutoDeleteObjects")
+    assert all(b["DeletionPolicy"] == "Retain" for b in synthesized.resources(TIER_B, "AWS::S3::Bucket").values())
+
+
+# --- restore from a backup -------------------------------------------------------------------
+def test_restore_creates_the_cluster_through_the_custom_resource_not_cloudformation(restored: Synthesized) -> None:
+    # GIVEN tier_b_restore_backup_id
+    (logical_id, cluster), *others = restored.resources(TIER_B, names.RESOURCE_CLOUDHSM_CLUSTER).items()
+    props = cluster["Properties"]
+    # THEN there is no AWS::CloudHSM::Cluster (it has no SourceBackupId) but one restore custom resource
+    assert not others
+    assert not restored.resources(TIER_B, "AWS::CloudHSM::Cluster")
+    assert props["SourceBackupId"] == BACKUP_ID
+    assert (props["HsmType"], props["Mode"], props["BackupRetentionDays"]) == ("hsm2m.medium", "FIPS", "90")
+    assert len(props["SubnetIds"]) == 2 and all("isolatedSubnet" in _render(s) for s in props["SubnetIds"])
+    # AND it is retained, as a cluster holding key material must be
+    assert (cluster["DeletionPolicy"], cluster["UpdateReplacePolicy"], props["WorkshopMode"]) == (
+        "Retain", "Retain", "false"
+    )  # fmt: skip
+    # AND the HSMs, the HSM port rule, the key store and the output all use the restored cluster
+    cluster_id = {"Fn::GetAtt": [logical_id, "ClusterId"]}
+    hsms = _one(restored, names.RESOURCE_CLOUDHSM_HSMS)
+    assert hsms["Properties"]["ClusterId"] == cluster_id
+    assert logical_id in hsms["DependsOn"]  # CloudFormation deletes the HSMs before the cluster
+    (rule,) = restored.resources(TIER_B, "AWS::EC2::SecurityGroupIngress").values()
+    assert rule["Properties"]["GroupId"] == {"Fn::GetAtt": [logical_id, "SecurityGroup"]}
+    store = _one(restored, names.RESOURCE_KMS_CUSTOM_KEY_STORE)["Properties"]
+    assert store["ClusterId"] == cluster_id
+    assert store["ExistingKeyStoreId"] == EXISTING_KEY_STORE
+    assert restored.template(TIER_B)["Outputs"][names.OUTPUT_CLUSTER_ID]["Value"] == cluster_id
+
+
+def test_restore_permissions_name_the_backup_and_the_restored_cluster_tag(restored: Synthesized) -> None:
+    # GIVEN the provisioning policy of the restored stack
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for k, p in restored.resources(TIER_B, "AWS::IAM::ManagedPolicy").items()
+        if k.startswith("ProvisionerPermissions")
+    ]
+    statements = {s["Sid"]: s for s in policy}
+    tag_condition = {"StringEquals": {f"aws:ResourceTag/{names.TAG_RESTORED_FROM_BACKUP}": BACKUP_ID}}
+    # THEN CreateCluster is allowed from the configured backup only
+    restore = statements["RestoreFromTheConfiguredBackup"]
+    assert restore["Action"] == "cloudhsm:CreateCluster"
+    assert _render(restore["Resource"]).endswith(f":backup/{BACKUP_ID}")
+    # AND ModifyCluster/DeleteCluster and the HSM actions only on the cluster tagged as restored from it
+    assert statements["ManageTheRestoredCluster"]["Condition"] == tag_condition
+    assert statements["HsmsOfThisCluster"]["Condition"] == tag_condition
+    # AND the CloudHSM service-linked role may be created, and nothing else of IAM
+    slr = statements["CloudHsmServiceLinkedRole"]
+    assert slr["Condition"] == {"StringEquals": {"iam:AWSServiceName": "cloudhsm.amazonaws.com"}}
+    assert _render(slr["Resource"]).endswith("/cloudhsm.amazonaws.com/AWSServiceRoleForCloudHSM")
+
+
+def test_restored_stack_passes_the_compliance_gates(restored: Synthesized) -> None:
+    # GIVEN the restored stack (synthesis raises on any unacknowledged finding)
+    report = json.loads((restored.outdir / "validation-report.json").read_text())
+    # THEN every pack concluded with success, and the one new wildcard (cluster/*) is acknowledged on the policy
+    assert all(plugin["conclusion"] == "success" and not plugin["violations"] for plugin in report["pluginReports"])
+    acknowledged = [
+        v for plugin in report["pluginReports"] for v in plugin.get("suppressedViolations", [])
+        if ":cloudhsm:" in v.get("ruleName", "") + json.dumps(v)
+    ]  # fmt: skip
+    assert acknowledged and all(v["acknowledgedAt"].endswith("/Permissions/Resource") for v in acknowledged)

@@ -1,0 +1,120 @@
+"""The benchmark report renders ratios and targets from fake numbers (no benchmark is run)."""
+
+from __future__ import annotations
+
+from bench.peers import parse_openssl_speed
+from bench.report import (
+    DOWNLOAD,
+    ENCRYPT,
+    MEMORY_UPLOAD,
+    MIB,
+    UPLOAD,
+    BenchResults,
+    Measurement,
+    ValidatorResult,
+    chart_bars,
+    check_targets,
+    openssl_ratio,
+    ratio,
+    render_markdown,
+)
+
+GIB = 1024 * MIB
+
+
+def _results() -> BenchResults:
+    results = BenchResults(date="2026-01-01", commands=["make bench"], machine={"cores": "2"}, runs=3)
+    results.measurements += [
+        Measurement(UPLOAD, "boto3", 256 * MIB, seconds=[10.0, 9.0, 11.0], max_rss_kib=[80_000] * 3),
+        Measurement(UPLOAD, "kommunmoln", 256 * MIB, seconds=[10.0, 12.0, 11.0], max_rss_kib=[120_000] * 3),
+        Measurement(DOWNLOAD, "boto3", 256 * MIB, seconds=[5.0, 5.0, 5.0]),
+        Measurement(DOWNLOAD, "kommunmoln", 256 * MIB, seconds=[4.0, 5.0, 6.0]),
+        Measurement(ENCRYPT, "kommunmoln", 256 * MIB, seconds=[1.0, 1.0, 1.0]),
+        Measurement(MEMORY_UPLOAD, "kommunmoln", GIB, seconds=[40.0], max_rss_kib=[150_000]),
+        Measurement(MEMORY_UPLOAD, "kommunmoln", 4 * GIB, seconds=[160.0], max_rss_kib=[250_000]),
+    ]
+    results.openssl_bytes_per_s = [1024 * MIB, 2048 * MIB, 3072 * MIB]
+    results.validator = [ValidatorResult(MIB, 65536, (0.01, 0.02, 0.03), "validated")]
+    results.synthesis_seconds = [40.0, 42.0, 41.0]
+    return results
+
+
+def test_ratio_is_baseline_median_time_over_peer_median_time():
+    # GIVEN boto3 with a median of 10 s and our client with a median of 11 s for the same size
+    results = _results()
+    # WHEN the upload ratio is computed
+    value = ratio(results, UPLOAD, "kommunmoln", 256 * MIB)
+    # THEN it is 10/11 (throughput relative to the baseline), and missing peers give None
+    assert value is not None and abs(value - 10 / 11) < 1e-9
+    assert ratio(results, UPLOAD, "rclone-crypt", 256 * MIB) is None
+
+
+def test_encrypt_ratio_uses_the_median_openssl_figure():
+    # GIVEN 256 MiB encrypted in 1 s and OpenSSL figures whose median is 2048 MiB/s
+    results = _results()
+    # WHEN the ratio to OpenSSL is computed
+    value = openssl_ratio(results, "kommunmoln", 256 * MIB)
+    # THEN it is 256/2048
+    assert value is not None and abs(value - 0.125) < 1e-9
+
+
+def test_targets_pass_and_fail_from_the_numbers():
+    # GIVEN an upload ratio of 0.91, a download ratio of 1.0 and a memory peak that grows past 200 MB
+    results = _results()
+    # WHEN the targets are checked
+    checks = {c.target.split(" (")[0]: c for c in check_targets(results)}
+    # THEN upload and download pass, upload memory fails, and unmeasured download memory says so
+    assert checks["encrypted upload >= 0.9 x plain boto3"].passed is True
+    assert checks["encrypted upload >= 0.9 x plain boto3"].measured == "0.91"
+    assert checks["encrypted download >= 0.9 x plain boto3"].passed is True
+    memory = [c for c in check_targets(results) if c.target.startswith("upload peak RSS")]
+    assert memory[0].passed is False and "4 GiB: 256 MB" in memory[0].measured
+    assert next(c for c in check_targets(results) if c.target.startswith("memory-download")).passed is None
+
+
+def test_markdown_shows_medians_ratios_and_verdicts():
+    # GIVEN fake results
+    results = _results()
+    # WHEN the page is rendered
+    page = render_markdown(results)
+    # THEN it has the commands, the median row with its ratio, the OpenSSL figure and the verdicts
+    assert "make bench" in page
+    assert (
+        "| 256 MiB | kommunmoln tier A (ESDK, this project) | 11.00 | 23.3 | 0.91 | 123 | 10.00 12.00 11.00 |" in page
+    )
+    assert "**2048 MiB/s**" in page
+    assert "**FAIL**" in page and "**pass**" in page
+    assert "| 1 MiB | 65536 | 20.0 | validated |" in page
+    assert "median **41.0 s**" in page
+
+
+def test_chart_bars_leave_out_the_baseline():
+    # GIVEN fake results
+    # WHEN the chart's bars are listed
+    bars = chart_bars(_results())
+    # THEN the baseline has no bar of its own and encrypt-only compares against OpenSSL
+    assert all(peer != "boto3" for _, peer, _ in bars)
+    assert any(group.startswith("encrypt only") and abs(value - 0.125) < 1e-9 for group, _, value in bars)
+
+
+def test_openssl_speed_output_is_parsed_from_the_16384_byte_column():
+    # GIVEN the table printed by `openssl speed -evp aes-256-gcm`
+    output = (
+        "The 'numbers' are in 1000s of bytes per second processed.\n"
+        "type             16 bytes     64 bytes    256 bytes   1024 bytes   8192 bytes  16384 bytes\n"
+        "AES-256-GCM      19763.05k    90552.06k   449342.01k   837928.70k  2034541.71k  2247236.27k\n"
+    )
+    # WHEN it is parsed
+    # THEN the 16384-byte column is returned in bytes per second
+    assert parse_openssl_speed(output) == 2247236.27 * 1000
+
+
+def test_openssl_output_without_the_row_is_refused():
+    # GIVEN output without an AES-256-GCM row
+    # WHEN it is parsed THEN a ValueError names what is missing
+    try:
+        parse_openssl_speed("type 16384 bytes\n")
+    except ValueError as error:
+        assert "aes-256-gcm" in str(error)
+    else:
+        raise AssertionError("expected ValueError")
