@@ -1,0 +1,1 @@
+"""Benchmarks of the tier A client against its peers (`make bench`)."""

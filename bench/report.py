@@ -1,0 +1,449 @@
+"""Benchmark results: the data model, ratios, targets, the markdown page and the chart.
+
+Nothing here measures anything: `bench.run` fills a `BenchResults` and calls
+`render_markdown` and `render_chart`; tests feed fake numbers.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+UPLOAD = "upload"
+DOWNLOAD = "download"
+ENCRYPT = "encrypt"
+MEMORY_UPLOAD = "memory-upload"
+MEMORY_DOWNLOAD = "memory-download"
+SWEEP = "sweep"
+
+BASELINE = "boto3"
+SINGLE_STREAM = "boto3-get"
+OURS = "kommunmoln"
+PEER_LABELS = {
+    "boto3": "plain boto3 (no encryption)",
+    "boto3-get": "plain boto3 get_object, one stream (no encryption)",
+    "kommunmoln": "kommunmoln tier A (ESDK, this project)",
+    "rclone-crypt": "rclone crypt",
+    "s3ec": "AWS S3 Encryption Client for Python (KMS keyring)",
+    "esdk-default": "AWS Encryption SDK, defaults (ECDSA suite, 4 KiB frames)",
+}
+UPLOAD_TARGET = 0.9
+DOWNLOAD_TARGET = 0.9
+MEMORY_LIMIT_MB = 200.0
+MEMORY_FLAT_TOLERANCE = 1.10  # "flat": the 4 GiB peak within 10 % of the 1 GiB peak
+
+
+@dataclass
+class Measurement:
+    """Repeated runs of one operation by one peer on one size."""
+
+    section: str
+    peer: str
+    size_bytes: int
+    seconds: list[float] = field(default_factory=list)
+    max_rss_kib: list[int] = field(default_factory=list)
+    variant: str = ""  # a tuning variant (sweep), e.g. "part 16 MiB x 4"
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def mib_per_s(self) -> float:
+        return self.size_bytes / MIB / self.median_seconds
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        """The largest peak resident set over the runs, in MB (10^6 bytes)."""
+        return max(self.max_rss_kib) * 1024 / 1e6 if self.max_rss_kib else None
+
+
+@dataclass(frozen=True)
+class ValidatorResult:
+    size_bytes: int
+    bytes_read: int
+    seconds: tuple[float, ...]
+    status: str
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.seconds) * 1000
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    """Where our client's CPU time goes (py-spy samples of the non-idle threads)."""
+
+    tool: str
+    size_bytes: int
+    wall_seconds: float
+    top_functions: tuple[tuple[str, float], ...]  # (function, share of CPU samples), own time
+    by_thread: tuple[tuple[str, float], ...]  # (thread, CPU seconds)
+    by_stage: tuple[tuple[str, float], ...]  # (stage, share of CPU samples), inclusive
+
+
+@dataclass
+class BenchResults:
+    date: str
+    commands: list[str]
+    machine: dict[str, str]
+    runs: int
+    measurements: list[Measurement] = field(default_factory=list)
+    openssl_bytes_per_s: list[float] = field(default_factory=list)
+    validator: list[ValidatorResult] = field(default_factory=list)
+    synthesis_seconds: list[float] = field(default_factory=list)
+    profile: ProfileSummary | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # peer or section -> why
+    notes: list[str] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # peer -> settings used
+
+    def find(self, section: str, peer: str, size_bytes: int, variant: str = "") -> Measurement | None:
+        for m in self.measurements:
+            if (m.section, m.peer, m.size_bytes, m.variant) == (section, peer, size_bytes, variant) and m.seconds:
+                return m
+        return None
+
+    def sizes(self, section: str) -> list[int]:
+        return sorted({m.size_bytes for m in self.measurements if m.section == section})
+
+    def peers(self, section: str) -> list[str]:
+        order = list(PEER_LABELS)
+        found = {m.peer for m in self.measurements if m.section == section}
+        return sorted(found, key=lambda p: (order.index(p) if p in order else len(order), p))
+
+    @property
+    def openssl_mib_per_s(self) -> float | None:
+        return statistics.median(self.openssl_bytes_per_s) / MIB if self.openssl_bytes_per_s else None
+
+
+# --- ratios and targets ---------------------------------------------------------------------
+def ratio(results: BenchResults, section: str, peer: str, size_bytes: int, baseline: str = BASELINE) -> float | None:
+    """Throughput of `peer` over that of `baseline` (same section, size and run); None if missing."""
+    mine, base = results.find(section, peer, size_bytes), results.find(section, baseline, size_bytes)
+    if mine is None or base is None:
+        return None
+    return base.median_seconds / mine.median_seconds
+
+
+def openssl_ratio(results: BenchResults, peer: str, size_bytes: int) -> float | None:
+    m = results.find(ENCRYPT, peer, size_bytes)
+    limit = results.openssl_mib_per_s
+    if m is None or limit is None:
+        return None
+    return m.mib_per_s / limit
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    target: str
+    measured: str
+    passed: bool | None  # None: not measured
+
+
+def check_targets(results: BenchResults) -> list[TargetCheck]:
+    checks: list[TargetCheck] = []
+    for section, limit in ((UPLOAD, UPLOAD_TARGET), (DOWNLOAD, DOWNLOAD_TARGET)):
+        for size in results.sizes(section):
+            value = ratio(results, section, OURS, size)
+            checks.append(
+                TargetCheck(
+                    f"encrypted {section} >= {limit:.1f} x plain boto3 ({_size(size)})",
+                    "not measured" if value is None else f"{value:.2f}",
+                    None if value is None else value >= limit,
+                )
+            )
+    for size in results.sizes(DOWNLOAD):
+        value = ratio(results, DOWNLOAD, OURS, size, baseline=SINGLE_STREAM)
+        if value is not None:
+            checks.append(
+                TargetCheck(
+                    f"encrypted download >= {DOWNLOAD_TARGET:.1f} x plain single-stream get_object ({_size(size)})",
+                    f"{value:.2f}",
+                    value >= DOWNLOAD_TARGET,
+                )
+            )
+    for section in (MEMORY_UPLOAD, MEMORY_DOWNLOAD):
+        peaks = [(m.size_bytes, m.peak_rss_mb) for m in results.measurements if m.section == section and m.max_rss_kib]
+        if not peaks:
+            checks.append(TargetCheck(f"{section}: peak RSS flat and < {MEMORY_LIMIT_MB:.0f} MB", "not measured", None))
+            continue
+        peaks.sort()
+        values = [p for _, p in peaks if p is not None]
+        flat = values[-1] <= values[0] * MEMORY_FLAT_TOLERANCE
+        under = max(values) < MEMORY_LIMIT_MB
+        shown = ", ".join(f"{_size(s)}: {p:.0f} MB" for s, p in peaks if p is not None)
+        checks.append(
+            TargetCheck(
+                f"{section.replace('memory-', '')} peak RSS flat ({_size(peaks[0][0])} -> {_size(peaks[-1][0])}, within 10 %) "
+                f"and < {MEMORY_LIMIT_MB:.0f} MB",
+                shown,
+                flat and under,
+            )
+        )
+    return checks
+
+
+# --- markdown -------------------------------------------------------------------------------
+def _size(size_bytes: int) -> str:
+    if size_bytes >= 1024 * MIB and size_bytes % (1024 * MIB) == 0:
+        return f"{size_bytes // (1024 * MIB)} GiB"
+    if size_bytes >= MIB:
+        return f"{size_bytes / MIB:g} MiB"
+    return f"{size_bytes} B"
+
+
+def _fmt(value: float | None, spec: str = ".2f", missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def _verdict(passed: bool | None) -> str:
+    return {True: "**pass**", False: "**FAIL**", None: "not measured"}[passed]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _transfer_section(results: BenchResults, section: str, title: str) -> list[str]:
+    sizes = results.sizes(section)
+    if not sizes:
+        return []
+    lines = [f"## {title}", ""]
+    single = SINGLE_STREAM in results.peers(section)
+    rows = []
+    for size in sizes:
+        for peer in results.peers(section):
+            m = results.find(section, peer, size)
+            if m is None:
+                continue
+            rows.append(
+                [
+                    _size(size),
+                    PEER_LABELS.get(peer, peer),
+                    f"{m.median_seconds:.2f}",
+                    f"{m.mib_per_s:.1f}",
+                    _fmt(ratio(results, section, peer, size)),
+                    *([_fmt(ratio(results, section, peer, size, baseline=SINGLE_STREAM))] if single else []),
+                    _fmt(m.peak_rss_mb, ".0f"),
+                    " ".join(f"{s:.2f}" for s in m.seconds),
+                ]
+            )
+    header = ["size", "peer", "median s", "MiB/s", "ratio to plain boto3"]
+    header += ["ratio to plain get_object"] if single else []
+    lines += _table([*header, "peak RSS MB", "runs (s)"], rows)
+    return [*lines, ""]
+
+
+def _encrypt_section(results: BenchResults) -> list[str]:
+    sizes = results.sizes(ENCRYPT)
+    if not sizes:
+        return []
+    limit = results.openssl_mib_per_s
+    lines = [
+        "## Encrypt only (file to file, no network)",
+        "",
+        f"OpenSSL AES-256-GCM limit on one core (16384-byte blocks, median of {len(results.openssl_bytes_per_s)}): "
+        f"**{_fmt(limit, '.0f')} MiB/s**.",
+        "",
+    ]
+    rows = []
+    for size in sizes:
+        for peer in results.peers(ENCRYPT):
+            m = results.find(ENCRYPT, peer, size)
+            if m is None:
+                continue
+            rows.append(
+                [
+                    _size(size),
+                    PEER_LABELS.get(peer, peer),
+                    f"{m.median_seconds:.2f}",
+                    f"{m.mib_per_s:.1f}",
+                    _fmt(openssl_ratio(results, peer, size), ".3f"),
+                    _fmt(ratio(results, ENCRYPT, OURS, size, baseline=peer)) if peer != OURS else "1.00",
+                    " ".join(f"{s:.2f}" for s in m.seconds),
+                ]
+            )
+    lines += _table(
+        ["size", "encryptor", "median s", "MiB/s", "ratio to OpenSSL", "kommunmoln speed-up over it", "runs (s)"],
+        rows,
+    )
+    return [*lines, ""]
+
+
+def _memory_section(results: BenchResults) -> list[str]:
+    rows = []
+    for section in (MEMORY_UPLOAD, MEMORY_DOWNLOAD):
+        for m in sorted((m for m in results.measurements if m.section == section), key=lambda m: m.size_bytes):
+            rows.append(
+                [
+                    section.replace("memory-", ""),
+                    _size(m.size_bytes),
+                    _fmt(m.peak_rss_mb, ".0f"),
+                    f"{m.median_seconds:.1f}",
+                    f"{m.mib_per_s:.1f}",
+                ]
+            )
+    if not rows:
+        return []
+    lines = ["## Peak memory of this project's client", "", "Peak resident set (VmHWM) of the client process."]
+    lines += ["", *_table(["operation", "size", "peak RSS MB", "seconds", "MiB/s"], rows), ""]
+    return lines
+
+
+def _sweep_section(results: BenchResults) -> list[str]:
+    sweep = [m for m in results.measurements if m.section == SWEEP]
+    if not sweep:
+        return []
+    lines = ["## Tuning sweep (this project's client, transfer settings and frame length)", ""]
+    rows = [
+        [
+            m.peer,
+            m.variant,
+            _size(m.size_bytes),
+            f"{m.median_seconds:.2f}",
+            f"{m.mib_per_s:.1f}",
+            _fmt(m.peak_rss_mb, ".0f"),
+        ]
+        for m in sweep
+    ]
+    return [*lines, *_table(["operation", "variant", "size", "median s", "MiB/s", "peak RSS MB"], rows), ""]
+
+
+def _profile_section(profile: ProfileSummary | None) -> list[str]:
+    if profile is None:
+        return []
+    lines = [
+        f"## Profile: our encrypt+upload of {_size(profile.size_bytes)} ({profile.tool})",
+        "",
+        f"Wall time {profile.wall_seconds:.1f} s. CPU by thread: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in profile.by_thread)
+        + ".",
+        "",
+        "Inclusive share of CPU samples by stage:",
+        "",
+        *_table(["stage", "share"], [[name, f"{share:.0%}"] for name, share in profile.by_stage]),
+        "",
+        "Functions with the most own time:",
+        "",
+        *_table(["function", "share"], [[f"`{name}`", f"{share:.1%}"] for name, share in profile.top_functions]),
+        "",
+    ]
+    return lines
+
+
+def render_markdown(results: BenchResults) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `make bench` (`python -m bench.run`); do not edit by hand. Every ratio compares "
+        "peers measured in the same run, against the same local moto server on loopback. Medians of "
+        f"{results.runs} run(s) each; peers are interleaved within each run.",
+        "",
+        "## Machine and versions",
+        "",
+        *_table(["", ""], [[k, v] for k, v in results.machine.items()]),
+        "",
+        "## Commands",
+        "",
+        "```",
+        *results.commands,
+        "```",
+        "",
+    ]
+    if results.settings:
+        lines += ["Peer settings:", ""]
+        lines += [f"- {PEER_LABELS.get(p, p)}: {s}" for p, s in results.settings.items()]
+        lines.append("")
+    checks = check_targets(results)
+    lines += ["## Targets (issue 6)", ""]
+    lines += _table(["target", "measured", "result"], [[c.target, c.measured, _verdict(c.passed)] for c in checks])
+    lines.append("")
+    lines += _transfer_section(results, UPLOAD, "Upload (encrypt + upload)")
+    lines += _transfer_section(results, DOWNLOAD, "Download (download + decrypt)")
+    lines += _encrypt_section(results)
+    lines += _memory_section(results)
+    if results.validator:
+        lines += ["## Tier A validator (one ranged GET of the header per object)", ""]
+        lines += _table(
+            ["object size", "bytes read", "median ms per object", "status"],
+            [[_size(v.size_bytes), str(v.bytes_read), f"{v.median_ms:.1f}", v.status] for v in results.validator],
+        )
+        lines.append("")
+    if results.synthesis_seconds:
+        lines += [
+            "## Synthesis (all stacks, all rule packs)",
+            "",
+            f"`python -m stacks.summary --outdir <tmp>` in a fresh process: median "
+            f"**{statistics.median(results.synthesis_seconds):.1f} s** over {len(results.synthesis_seconds)} run(s) "
+            f"({' '.join(f'{s:.1f}' for s in results.synthesis_seconds)} s), Python and Node start included.",
+            "",
+        ]
+    lines += _sweep_section(results)
+    lines += _profile_section(results.profile)
+    if results.skipped:
+        lines += ["## Skipped", ""]
+        lines += [f"- {PEER_LABELS.get(k, k)}: {v}" for k, v in results.skipped.items()]
+        lines.append("")
+    if results.notes:
+        lines += ["## Notes", ""]
+        lines += [f"- {note}" for note in results.notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- chart ----------------------------------------------------------------------------------
+def chart_bars(results: BenchResults) -> list[tuple[str, str, float]]:
+    """(group, label, ratio) bars: transfers against plain boto3, encryption against OpenSSL."""
+    bars: list[tuple[str, str, float]] = []
+    for section in (UPLOAD, DOWNLOAD):
+        for size in results.sizes(section):
+            for peer in results.peers(section):
+                if peer in (BASELINE, SINGLE_STREAM):
+                    continue
+                value = ratio(results, section, peer, size)
+                if value is not None:
+                    bars.append((f"{section} {_size(size)}\n(vs plain boto3)", peer, value))
+                single = ratio(results, section, peer, size, baseline=SINGLE_STREAM)
+                if section == DOWNLOAD and single is not None:
+                    bars.append((f"download {_size(size)}\n(vs plain get_object)", peer, single))
+    for size in results.sizes(ENCRYPT):
+        for peer in results.peers(ENCRYPT):
+            value = openssl_ratio(results, peer, size)
+            if value is not None:
+                bars.append((f"encrypt only {_size(size)}\n(vs OpenSSL AES-GCM)", peer, value))
+    return bars
+
+
+def render_chart(results: BenchResults, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = chart_bars(results)
+    groups = list(dict.fromkeys(g for g, _, _ in bars))
+    peers = list(dict.fromkeys(p for _, p, _ in bars))
+    width = 0.8 / max(1, len(peers))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(groups) + 2), 5), dpi=110)
+    for index, peer in enumerate(peers):
+        xs, ys = [], []
+        for g, group in enumerate(groups):
+            for bar_group, bar_peer, value in bars:
+                if bar_group == group and bar_peer == peer:
+                    xs.append(g + (index - (len(peers) - 1) / 2) * width)
+                    ys.append(value)
+        rects = ax.bar(xs, ys, width, label=PEER_LABELS.get(peer, peer))
+        ax.bar_label(rects, fmt="%.2f", fontsize=7)
+    ax.axhline(UPLOAD_TARGET, color="grey", linestyle="--", linewidth=1, label=f"target {UPLOAD_TARGET} (transfers)")
+    ax.set_xticks(range(len(groups)), groups, fontsize=8)
+    ax.set_ylabel("throughput ratio (higher is better)")
+    ax.set_title(f"kommunmoln benchmarks, {results.date} (median of {results.runs})")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
