@@ -138,6 +138,7 @@ RULES: tuple[Rule, ...] = (
             "AWS::KMS::Key",
             names.RESOURCE_KMS_HSM_KEY,
             "AWS::CloudHSM::Cluster",
+            names.RESOURCE_CLOUDHSM_CLUSTER,  # a cluster restored from a backup
             "AWS::Logs::LogGroup",
             "AWS::DynamoDB::Table",
             "AWS::DynamoDB::GlobalTable",
@@ -247,6 +248,7 @@ RULES: tuple[Rule, ...] = (
             names.RESOURCE_KMS_HSM_KEY,
             "AWS::Logs::LogGroup",
             "AWS::CloudHSM::Cluster",
+            names.RESOURCE_CLOUDHSM_CLUSTER,  # a cluster restored from a backup
             "AWS::SecretsManager::Secret",
             "AWS::DynamoDB::Table",
             "AWS::DynamoDB::GlobalTable",
