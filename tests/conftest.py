@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from kommunmoln.local_aws import moto_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,12 +50,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A moto server on loopback for end-to-end tests.
@@ -63,19 +58,8 @@ def moto_endpoint() -> Iterator[str]:
     KOMMUNMOLN_MOTO_ENDPOINT; a bare `pytest` run starts its own in-process server.
     Tests share the server, so each uses its own bucket names.
     """
-    external = os.environ.get("KOMMUNMOLN_MOTO_ENDPOINT")
-    if external:
-        yield external
-        return
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with moto_server(os.environ.get("KOMMUNMOLN_MOTO_ENDPOINT")) as endpoint:
+        yield endpoint
 
 
 @dataclass(frozen=True)

@@ -8,20 +8,15 @@ runs the command and stops the server, returning the command's exit code.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from kommunmoln.local_aws import free_port
+
 ENDPOINT_VARIABLE = "KOMMUNMOLN_MOTO_ENDPOINT"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main(argv: list[str]) -> int:
@@ -30,7 +25,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         print("usage: python -m tests.run_with_moto_server -- COMMAND ...", file=sys.stderr)
         return 2
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     server_bin = Path(sys.executable).with_name("moto_server")
     log = open(os.devnull, "w")  # noqa: SIM115 - closed after the server stops

@@ -23,7 +23,6 @@ import contextlib
 import datetime as dt
 import io
 import json
-import logging
 import os
 import secrets
 import sys
@@ -42,6 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kommunmoln import names
 from kommunmoln.config import DEFAULTS
+from kommunmoln.local_aws import moto_server
 from kommunmoln.tier_b import ca as ca_lib
 from lambdas.keystore_monitor import logic as monitor_logic
 from lambdas.tier_b_validator import logic as validator_logic
@@ -439,29 +439,8 @@ def _env(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-@contextlib.contextmanager
-def _moto_server(endpoint_url: str | None) -> Iterator[str]:
-    if endpoint_url:
-        yield endpoint_url
-        return
-    import socket
-
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines in the demo output
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
 def cmd_demo(args: argparse.Namespace, echo: Echo) -> int:
-    with _moto_server(args.endpoint_url) as endpoint:
+    with moto_server(args.endpoint_url) as endpoint:
         return run_demo(endpoint, echo=echo, region=args.region)
 
 

@@ -12,11 +12,9 @@ import contextlib
 import hashlib
 import io
 import json
-import logging
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 import urllib.parse
@@ -30,6 +28,7 @@ import boto3
 import botocore.exceptions
 
 from kommunmoln import names
+from kommunmoln.local_aws import moto_server
 from kommunmoln.tier_a.codec import HEADER_PEEK_BYTES, DecryptionError, format_context, summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import TierAError
@@ -85,12 +84,6 @@ class Row:
     expected_status: str = names.STATUS_VALIDATED
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -105,20 +98,6 @@ def _human(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"  # pragma: no cover
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
@@ -349,7 +328,7 @@ def run_demo(
     try:
         if aws.stack_name:
             return _run(out, aws, custody, large_mib, workdir, quiet, endpoint=None)
-        with _moto_server() as endpoint:
+        with moto_server() as endpoint:
             local = AwsSettings(profile=None, region=aws.region, endpoint_url=endpoint)
             return _run(out, local, custody, large_mib, workdir, quiet, endpoint=endpoint)
     except TierAError as error:

@@ -33,7 +33,7 @@ from stacks.components.service_role import ServiceRole
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 _ASSET_PACKAGES = ("lambdas", "kommunmoln")
 # Client-only modules that Lambda never imports (they need the ESDK or PKCS#11).
-_ASSET_EXCLUDE = ("__pycache__", "*.pyc", "tier_a", "tier_b", "compliance")
+_ASSET_EXCLUDE = ("__pycache__", "*.pyc", "tier_a", "tier_b", "compliance", "local_aws.py")
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 POWERTOOLS_VERSION = "3.37.0"  # keep equal to aws-lambda-powertools in requirements.txt
