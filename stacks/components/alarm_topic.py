@@ -6,12 +6,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import supporting_key
 
 
 class AlarmTopic(Construct):
@@ -30,13 +29,8 @@ class AlarmTopic(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        self.key = kms.Key(
-            self,
-            "Key",
-            description=f"Encrypts the alarm topic: {description}",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        self.key = supporting_key(
+            self, "Key", description=f"Encrypts the alarm topic: {description}", workshop_mode=workshop_mode
         )
         # CloudWatch alarm actions publish to encrypted topics through this key (AWS docs,
         # "Using Amazon CloudWatch alarms" with SSE topics), only for alarms of this account.

@@ -17,7 +17,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudhsm as cloudhsm
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
@@ -25,7 +24,7 @@ from constructs import Construct
 from kommunmoln import names
 from stacks.compliance import acknowledge
 from stacks.components.function import HardenedFunction
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import removal_policy, supporting_key
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 
@@ -247,13 +246,11 @@ class HsmProvisioner(Construct):
             "AWS_CLOUDHSM, symmetric keys).",
         )
 
-        self.framework_key = kms.Key(
+        self.framework_key = supporting_key(
             self,
             "FrameworkKey",
             description="Encrypts the environment of the custom resource framework functions (tier B)",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+            workshop_mode=workshop_mode,
         )
         self.provider = cr.Provider(
             self,

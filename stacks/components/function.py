@@ -17,7 +17,6 @@ import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
@@ -25,7 +24,7 @@ from constructs import Construct
 
 from kommunmoln import names
 from stacks.compliance import LOG_STREAM_REASON, acknowledge, log_stream_wildcard_id
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import removal_policy, supporting_key
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.service_role import ServiceRole
@@ -129,13 +128,11 @@ class HardenedFunction(Construct):
             "actions do not support resource-level permissions (the same statement as AWSLambdaVPCAccessExecutionRole).",
         )
 
-        self.queue_key = kms.Key(
+        self.queue_key = supporting_key(
             self,
             "QueueKey",
             description=f"Encrypts the dead-letter queue of: {description}",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+            workshop_mode=workshop_mode,
         )
         self.dead_letter_queue = sqs.Queue(
             self,

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from stacks.compliance import acknowledge
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner, finding_arn
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import removal_policy, supporting_key
 from stacks.components.network import IsolatedNetwork
 
 # Key administration without any cryptographic use and without kms:CreateGrant (a grant
@@ -51,13 +51,11 @@ class KmsUserSecret(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, network: IsolatedNetwork, workshop_mode: bool) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(
+        self.key = supporting_key(
             self,
             "Key",
             description="Encrypts the initial kmsuser password of the tier B custom key store",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+            workshop_mode=workshop_mode,
         )
         self.secret = secretsmanager.Secret(
             self,

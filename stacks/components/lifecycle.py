@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_kms as kms
+from constructs import Construct
 
 
 def removal_policy(*, workshop_mode: bool) -> cdk.RemovalPolicy:
@@ -12,3 +14,19 @@ def removal_policy(*, workshop_mode: bool) -> cdk.RemovalPolicy:
     workshop, on the other hand, must be able to tear everything down in one command.
     """
     return cdk.RemovalPolicy.DESTROY if workshop_mode else cdk.RemovalPolicy.RETAIN
+
+
+def supporting_key(scope: Construct, construct_id: str, *, description: str, workshop_mode: bool) -> kms.Key:
+    """A customer-managed KMS key for a supporting resource (logs, queues, topics, secrets, trails).
+
+    The project's standard in one place: yearly automatic rotation, the longest pending
+    window (30 days) so a mistaken deletion can be cancelled, retained unless workshop mode.
+    """
+    return kms.Key(
+        scope,
+        construct_id,
+        description=description,
+        enable_key_rotation=True,
+        pending_window=cdk.Duration.days(30),
+        removal_policy=removal_policy(workshop_mode=workshop_mode),
+    )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from kommunmoln.config import LOG_RETENTION_DAYS
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import removal_policy, supporting_key
 
 
 class LogEncryption(Construct):
@@ -24,13 +23,11 @@ class LogEncryption(Construct):
         stack = cdk.Stack.of(self)
         self._retention_days = retention_days
         self._workshop_mode = workshop_mode
-        self.key = kms.Key(
+        self.key = supporting_key(
             self,
             "Key",
             description=f"Encrypts CloudWatch log groups of {stack.stack_name}",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+            workshop_mode=workshop_mode,
         )
         # CloudWatch Logs may use the key only for log groups of this account and region.
         self.key.add_to_resource_policy(

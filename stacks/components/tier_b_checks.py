@@ -15,7 +15,6 @@ from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -23,7 +22,7 @@ from constructs import Construct
 from kommunmoln import names
 from stacks.compliance import acknowledge
 from stacks.components.function import HardenedFunction
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import supporting_key
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.tier_b_buckets import finding_text
@@ -45,13 +44,8 @@ class AlarmTopic(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, workshop_mode: bool) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        self.key = kms.Key(
-            self,
-            "Key",
-            description="Encrypts the tier B alarm topic",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        self.key = supporting_key(
+            self, "Key", description="Encrypts the tier B alarm topic", workshop_mode=workshop_mode
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(

@@ -13,12 +13,11 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_cloudtrail as cloudtrail
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.compliance import acknowledge
-from stacks.components.lifecycle import removal_policy
+from stacks.components.lifecycle import supporting_key
 from stacks.components.log_key import LogEncryption
 from stacks.components.tier_b_buckets import hardened_bucket
 
@@ -42,13 +41,8 @@ class TierBTrail(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        self.key = kms.Key(
-            self,
-            "Key",
-            description="Encrypts the tier B CloudTrail log files",
-            enable_key_rotation=True,
-            pending_window=cdk.Duration.days(30),
-            removal_policy=removal_policy(workshop_mode=workshop_mode),
+        self.key = supporting_key(
+            self, "Key", description="Encrypts the tier B CloudTrail log files", workshop_mode=workshop_mode
         )
         trail_arn = f"arn:{stack.partition}:cloudtrail:{stack.region}:{stack.account}:trail/*"
         self.key.add_to_resource_policy(
