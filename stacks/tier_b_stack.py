@@ -16,13 +16,14 @@ from constructs import Construct
 
 from kommunmoln import names
 from kommunmoln.config import AppConfig
+from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner
 from stacks.components.hsm_admin_host import INSTALL_NOTE, HsmAdminHost
 from stacks.components.hsm_key_store import HsmKey, HsmKeyStore, KmsUserSecret
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
-from stacks.components.tier_b_checks import AlarmTopic, KeyStoreMonitor, TierBValidator
+from stacks.components.tier_b_checks import KeyStoreMonitor, TierBValidator
 from stacks.components.trail import TierBTrail
 
 PHASE_1_NOTE = (
@@ -75,7 +76,9 @@ class TierBStack(cdk.Stack):
                 noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
             )  # fmt: skip
             cdk.CfnOutput(self, names.OUTPUT_ADMIN_HOST_ID, value=host.instance.instance_id, description=INSTALL_NOTE)
-        alarms = AlarmTopic(self, "Alarms", alarm_email=config.alarm_email, workshop_mode=workshop)
+        alarms = AlarmTopic(
+            self, "Alarms", description="kommunmoln tier B alarms", email=config.alarm_email, workshop_mode=workshop
+        )
 
         key_store_id = key_arn = ""
         if tier_b.keystore_enabled:

@@ -11,6 +11,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.components.lifecycle import supporting_key
+from stacks.components.service_role import ServiceRole
 
 
 class AlarmTopic(Construct):
@@ -58,19 +59,51 @@ class AlarmTopic(Construct):
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self._action = cw_actions.SnsAction(self.topic)
 
-    def alarm_when_above_zero(
-        self, scope: Construct, construct_id: str, *, metric: cloudwatch.IMetric, description: str
+    def grant_publish(self, role: ServiceRole) -> None:
+        """Let a function's role publish to the encrypted topic (through SNS only)."""
+        role.allow(["sns:Publish"], [self.topic.topic_arn], sid="PublishAlarms")
+        role.allow(
+            ["kms:GenerateDataKey", "kms:Decrypt"],
+            [self.key.key_arn],
+            sid="EncryptAlarmMessages",
+            conditions={"StringEquals": {"kms:ViaService": f"sns.{cdk.Stack.of(self).region}.amazonaws.com"}},
+        )
+
+    def alarm(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        comparison: cloudwatch.ComparisonOperator,
+        description: str,
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
+        evaluation_periods: int = 1,
     ) -> cloudwatch.Alarm:
-        """An alarm, publishing to the topic, that fires as soon as `metric` is above zero."""
+        """An alarm notifying this topic; `description` should name the remedy."""
         alarm = cloudwatch.Alarm(
             scope,
             construct_id,
             metric=metric,
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            threshold=threshold,
+            comparison_operator=comparison,
+            evaluation_periods=evaluation_periods,
+            treat_missing_data=missing,
             alarm_description=description,
         )
         alarm.add_alarm_action(self._action)
         return alarm
+
+    def alarm_when_above_zero(
+        self, scope: Construct, construct_id: str, *, metric: cloudwatch.IMetric, description: str
+    ) -> cloudwatch.Alarm:
+        """An alarm, publishing to the topic, that fires as soon as `metric` is above zero."""
+        return self.alarm(
+            scope,
+            construct_id,
+            metric=metric,
+            threshold=0,
+            comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            description=description,
+        )

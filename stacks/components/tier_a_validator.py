@@ -68,8 +68,7 @@ class TierAValidator(Construct):
             [bucket.objects_arn],
             sid="TagObjectVersions",
         )
-        role.allow(["sns:Publish"], [alarms.topic.topic_arn], sid="PublishAlarms")
-        role.allow(["kms:GenerateDataKey", "kms:Decrypt"], [alarms.key.key_arn], sid="EncryptAlarmMessages")
+        alarms.grant_publish(role)
         acknowledge(
             role.policy.node.default_child,
             f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_rendering(stack, bucket.objects_arn)}]",

@@ -11,18 +11,15 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from kommunmoln import names
 from stacks.compliance import acknowledge
+from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.function import HardenedFunction
-from stacks.components.lifecycle import supporting_key
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.tier_b_buckets import finding_text
@@ -32,69 +29,6 @@ VALIDATOR_SERVICE = "tier-b-object-validator"
 STATUS_COMMAND = "run `python -m usecases.cloudhsm_kms status`"
 GE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
-
-
-class AlarmTopic(Construct):
-    """An SNS topic encrypted with a customer-managed key that CloudWatch alarms may use.
-
-    Attributes:
-        topic, key.
-    """
-
-    def __init__(self, scope: Construct, construct_id: str, *, alarm_email: str, workshop_mode: bool) -> None:
-        super().__init__(scope, construct_id)
-        stack = cdk.Stack.of(self)
-        self.key = supporting_key(
-            self, "Key", description="Encrypts the tier B alarm topic", workshop_mode=workshop_mode
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchAlarmsOfThisAccountPublish",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-            )
-        )
-        self.topic = sns.Topic(self, "Topic", master_key=self.key, enforce_ssl=True, display_name="kommunmoln tier B")
-        if alarm_email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
-
-    def grant_publish(self, function: HardenedFunction) -> None:
-        """Let a function publish to the encrypted topic."""
-        function.role.allow(["sns:Publish"], [self.topic.topic_arn], sid="PublishAlarms")
-        function.role.allow(
-            ["kms:GenerateDataKey", "kms:Decrypt"],
-            [self.key.key_arn],
-            sid="EncryptAlarmMessages",
-            conditions={"StringEquals": {"kms:ViaService": f"sns.{cdk.Stack.of(self).region}.amazonaws.com"}},
-        )
-
-    def alarm(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        metric: cloudwatch.IMetric,
-        threshold: float,
-        comparison: cloudwatch.ComparisonOperator,
-        description: str,
-        missing: cloudwatch.TreatMissingData,
-        evaluation_periods: int = 1,
-    ) -> cloudwatch.Alarm:
-        """An alarm whose description names the remedy, notifying this topic."""
-        alarm = cloudwatch.Alarm(
-            scope,
-            construct_id,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=comparison,
-            evaluation_periods=evaluation_periods,
-            treat_missing_data=missing,
-            alarm_description=description,
-        )
-        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
-        return alarm
 
 
 def _metric(name: str, service: str, period: cdk.Duration, statistic: str) -> cloudwatch.Metric:
@@ -158,7 +92,7 @@ class KeyStoreMonitor(Construct):
             reserved_concurrency=1,
             workshop_mode=workshop_mode,
         )
-        alarms.grant_publish(self.function)
+        alarms.grant_publish(self.function.role)
         if key_arn:
             self.function.role.allow(["kms:DescribeKey"], [key_arn], sid="DescribeHsmBackedKey")
         _read_only_policy(
@@ -259,7 +193,7 @@ class TierBValidator(Construct):
             "objects of the one tier B bucket.",
         )
         self.function.role.allow(["kms:DescribeKey"], [key_arn], sid="DescribeHsmBackedKey")
-        alarms.grant_publish(self.function)
+        alarms.grant_publish(self.function.role)
         period = cdk.Duration.minutes(5)
         self.alarms = [
             alarms.alarm(

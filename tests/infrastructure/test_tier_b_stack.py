@@ -539,3 +539,21 @@ def test_restored_stack_passes_the_compliance_gates(restored: Synthesized) -> No
         if ":cloudhsm:" in v.get("ruleName", "") + json.dumps(v)
     ]  # fmt: skip
     assert acknowledged and all(v["acknowledgedAt"].endswith("/Permissions/Resource") for v in acknowledged)
+
+
+def test_alarm_topic_accepts_cloudwatch_alarms(synthesized: Synthesized) -> None:
+    # GIVEN the tier B alarm topic, whose TLS-only topic policy replaces SNS's default one
+    (policy,) = synthesized.resources("-tier-b", "AWS::SNS::TopicPolicy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    # THEN CloudWatch alarms of this account may still publish to it (else alarms go nowhere)
+    publish = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert len(publish) == 1
+    assert publish[0]["Effect"] == "Allow" and publish[0]["Action"] == "sns:Publish"
+    assert publish[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    # AND the key lets CloudWatch encrypt the message
+    keys = synthesized.resources("-tier-b", "AWS::KMS::Key").values()
+    assert any(
+        s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+        for k in keys
+        for s in k["Properties"]["KeyPolicy"]["Statement"]
+    )
