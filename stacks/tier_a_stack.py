@@ -20,7 +20,7 @@ from stacks.components.secure_bucket import SecureBucket
 from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import add_tier_a_guards
 from stacks.components.tier_a_validator import TierAValidator, nag_rendering
-from stacks.components.trail import TierBTrail
+from stacks.components.trail import AuditTrail
 
 
 class TierAStack(cdk.Stack):
@@ -78,7 +78,7 @@ class TierAStack(cdk.Stack):
         cdk.Tags.of(self).add(names.TAG_TIER, names.TIER_A)
 
         # Every object read and write (S3 data events) and every key use (KMS management events).
-        self.trail = TierBTrail(
+        self.trail = AuditTrail(
             self,
             "Trail",
             access_logs=self.data.access_log_bucket,

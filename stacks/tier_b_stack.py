@@ -24,7 +24,7 @@ from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
 from stacks.components.tier_b_checks import KeyStoreMonitor, TierBValidator
-from stacks.components.trail import TierBTrail
+from stacks.components.trail import AuditTrail
 
 PHASE_1_NOTE = (
     "Phase 1: no data bucket yet. Initialize and activate the cluster, create kmsuser "
@@ -49,7 +49,7 @@ class TierBStack(cdk.Stack):
         access_logs = access_log_bucket(
             self, "AccessLogs", workshop_mode=workshop, retention_days=config.log_retention_days
         )
-        trail = TierBTrail(
+        trail = AuditTrail(
             self, "Trail", access_logs=access_logs, log_encryption=log_encryption,
             retention_days=config.log_retention_days, workshop_mode=workshop,
         )  # fmt: skip

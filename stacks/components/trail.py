@@ -1,11 +1,11 @@
-"""A CloudTrail trail for tier B: management events (every KMS key use and CloudHSM call)
-and, in phase 2, S3 data events of the data bucket.
+"""A CloudTrail audit trail of one stack: management events (every KMS key use and CloudHSM
+call) and S3 data events of the protected buckets it is given (both tiers use it).
 
 KMS cryptographic calls (GenerateDataKey/Decrypt made by S3 on the caller's behalf) are
 management events, so the key's use is logged even without data events. Organizations
 with an organization trail (Control Tower / Landing Zone Accelerator) may already record
-management events centrally; this trail still adds the data events of the tier B bucket
-and keeps a municipality-owned, validated copy in the same Region.
+management events centrally; this trail still adds the data events of the protected
+buckets and keeps a municipality-owned, validated copy in the same Region.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from stacks.components.log_key import LogEncryption
 from stacks.components.tier_b_buckets import hardened_bucket
 
 
-class TierBTrail(Construct):
+class AuditTrail(Construct):
     """Trail with log file validation, KMS-encrypted files and CloudWatch Logs delivery.
 
     Attributes:
@@ -42,7 +42,10 @@ class TierBTrail(Construct):
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.key = supporting_key(
-            self, "Key", description="Encrypts the tier B CloudTrail log files", workshop_mode=workshop_mode
+            self,
+            "Key",
+            description=f"Encrypts the CloudTrail log files of {stack.stack_name}",
+            workshop_mode=workshop_mode,
         )
         trail_arn = f"arn:{stack.partition}:cloudtrail:{stack.region}:{stack.account}:trail/*"
         self.key.add_to_resource_policy(
