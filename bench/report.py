@@ -299,7 +299,7 @@ def _sweep_section(results: BenchResults) -> list[str]:
     sweep = [m for m in results.measurements if m.section == SWEEP]
     if not sweep:
         return []
-    lines = ["## Tuning sweep (this project's client, transfer settings and frame length)", ""]
+    lines = ["## Tuning sweep (this project's client: part size and parts in flight)", ""]
     rows = [
         [
             m.peer,
@@ -440,8 +440,10 @@ def render_chart(results: BenchResults, path: Path) -> None:
         rects = ax.bar(xs, ys, width, label=PEER_LABELS.get(peer, peer))
         ax.bar_label(rects, fmt="%.2f", fontsize=7)
     ax.axhline(UPLOAD_TARGET, color="grey", linestyle="--", linewidth=1, label=f"target {UPLOAD_TARGET} (transfers)")
+    ax.axhline(1.0, color="black", linewidth=0.6)
+    ax.set_yscale("log")  # ratios span 0.01 (against OpenSSL) to 30 (against moto's ranged GETs)
     ax.set_xticks(range(len(groups)), groups, fontsize=8)
-    ax.set_ylabel("throughput ratio (higher is better)")
+    ax.set_ylabel("throughput ratio, log scale (higher is better)")
     ax.set_title(f"kommunmoln benchmarks, {results.date} (median of {results.runs})")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()

@@ -406,7 +406,7 @@ def _run(
     prefix = DEMO_PREFIX if local else f"demo/{time.strftime('%Y%m%dT%H%M%S')}/{DEMO_PREFIX}"
 
     out.section("3. Encrypt and upload (streaming; multipart with parallel parts for the large file)")
-    transfer = TransferSettings(part_size=16 * MIB, concurrency=4)
+    transfer = TransferSettings()  # the defaults a municipality gets
     plan = plan_uploads([str(samples_dir)], S3Location(bucket, prefix))
     for path, key in plan:
         with Progress(f"upload {path.name}", path.stat().st_size, enabled=progress_enabled(quiet)) as bar:

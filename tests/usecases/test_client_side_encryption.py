@@ -347,13 +347,13 @@ def test_cli_stack_bucket_from_outputs(tmp_path: Path, key_file: Path, capsys, m
 
 # --- The demo -----------------------------------------------------------------------------------
 def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
-    # GIVEN the demo with a 17 MiB "large" file (two 16 MiB parts) to stay fast
+    # GIVEN the demo with a 17 MiB "large" file (three parts at the default 8 MiB) to stay fast
     # WHEN it runs THEN it exits 0 and shows the expected outcomes
     code = main(["demo", "--large-mib", "17", "--workdir", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "result: all expected outcomes" in out
-    assert "multipart, 2 parts" in out
+    assert "multipart, 3 parts" in out
     assert "quarantined arende/okrypterat/personnummer.txt  [ok]" in out
     assert "context-mismatch" in out
     assert "recovered with escrow-rsa-" in out
