@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 
 def free_port() -> int:
@@ -34,3 +35,18 @@ def moto_server(endpoint_url: str | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def temporary_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block and restore the previous values after it."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

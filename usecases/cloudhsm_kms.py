@@ -41,7 +41,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from kommunmoln import names
 from kommunmoln.config import DEFAULTS
-from kommunmoln.local_aws import moto_server
+from kommunmoln.local_aws import moto_server, temporary_environ
 from kommunmoln.tier_b import ca as ca_lib
 from lambdas.keystore_monitor import logic as monitor_logic
 from lambdas.tier_b_validator import logic as validator_logic
@@ -425,20 +425,6 @@ def cmd_verify(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
 
 
 # --- demo ----------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _env(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def cmd_demo(args: argparse.Namespace, echo: Echo) -> int:
     with moto_server(args.endpoint_url) as endpoint:
         return run_demo(endpoint, echo=echo, region=args.region)
@@ -471,7 +457,11 @@ def run_demo(endpoint: str, *, echo: Echo = print, region: str = DEFAULT_REGION)
     echo("      against recorded responses that botocore's Stubber checks against the real AWS service models.")
     echo(f"AWS emulation: {endpoint} (region {region})")
     env = {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": region, "AWS_REGION": region, "AWS_ENDPOINT_URL": endpoint}
-    with _env(env), _without_env("AWS_PROFILE"), tempfile.TemporaryDirectory(prefix="kommunmoln-tier-b-") as tmp:
+    with (
+        temporary_environ(env),
+        _without_env("AWS_PROFILE"),
+        tempfile.TemporaryDirectory(prefix="kommunmoln-tier-b-") as tmp,
+    ):
         session = boto3.Session(region_name=region, **_session_credentials())
         aws = Aws(region=region, endpoint_url=endpoint)
         aws._session = session
@@ -602,7 +592,7 @@ def _demo_object_validator(aws: Aws, data: _DemoData, tally: _Tally) -> None:
             }
         )
     env = {names.ENV_EXPECTED_KMS_KEY_ARN: data.alias, names.ENV_ALARM_TOPIC_ARN: data.topic_arn}
-    with _env(env):
+    with temporary_environ(env):
         validator_handler.reset_cold_start_state()
         logs = io.StringIO()
         with _captured(validator_handler.logger, logs), contextlib.redirect_stdout(logs):

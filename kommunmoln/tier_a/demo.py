@@ -19,7 +19,6 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import boto3
 import botocore.exceptions
 
 from kommunmoln import names
-from kommunmoln.local_aws import moto_server
+from kommunmoln.local_aws import moto_server, temporary_environ
 from kommunmoln.tier_a.codec import HEADER_PEEK_BYTES, DecryptionError, format_context, summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import TierAError
@@ -98,20 +97,6 @@ def _human(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size} B"  # pragma: no cover
-
-
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _bucket_policy(bucket: str) -> dict[str, Any]:
@@ -268,7 +253,7 @@ class _Validator:
         self.log_lines = 0
 
     def __call__(self, event: dict) -> list[dict]:
-        with _environ(self.env):
+        with temporary_environ(self.env):
             from lambdas.tier_a_validator import handler
 
             handler.reset()
