@@ -250,16 +250,21 @@ class HsmProps:
         return HsmProps(cluster_id=cluster_id, zones=tuple(zones), count=int(raw))
 
 
-def describe_cluster(cloudhsm: Any, cluster_id: str, *, sleep: Sleep) -> dict[str, Any] | None:
-    """The cluster description, or None when no such cluster exists."""
+def _describe_one(operation: Callable[..., Any], result_key: str, filters: dict[str, list[str]], sleep: Sleep):
+    """The one CloudHSM item a describe call filters for, or None when it does not exist."""
     try:
-        response = call(cloudhsm.describe_clusters, sleep=sleep, Filters={"clusterIds": [cluster_id]})
+        response = call(operation, sleep=sleep, Filters=filters)
     except ClientError as err:
         if error_code(err) in ("CloudHsmResourceNotFoundException", "CloudHsmInvalidRequestException"):
             return None
         raise
-    clusters = response.get("Clusters", [])
-    return clusters[0] if clusters else None
+    items = response.get(result_key, [])
+    return items[0] if items else None
+
+
+def describe_cluster(cloudhsm: Any, cluster_id: str, *, sleep: Sleep) -> dict[str, Any] | None:
+    """The cluster description, or None when no such cluster exists."""
+    return _describe_one(cloudhsm.describe_clusters, "Clusters", {"clusterIds": [cluster_id]}, sleep)
 
 
 def live_hsms(cluster: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -447,14 +452,8 @@ def _cluster_data(cluster: Mapping[str, Any]) -> dict[str, str]:
 
 
 def describe_backup(cloudhsm: Any, backup_id: str, *, sleep: Sleep) -> dict[str, Any] | None:
-    try:
-        response = call(cloudhsm.describe_backups, sleep=sleep, Filters={"backupIds": [backup_id]})
-    except ClientError as err:
-        if error_code(err) in ("CloudHsmResourceNotFoundException", "CloudHsmInvalidRequestException"):
-            return None
-        raise
-    backups = response.get("Backups", [])
-    return backups[0] if backups else None
+    """The backup description, or None when no such backup exists."""
+    return _describe_one(cloudhsm.describe_backups, "Backups", {"backupIds": [backup_id]}, sleep)
 
 
 def _require_restorable(backup_id: str, backup: Mapping[str, Any] | None, props: ClusterProps) -> None:

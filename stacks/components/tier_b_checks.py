@@ -113,35 +113,38 @@ class KeyStoreMonitor(Construct):
 
         breaching = cloudwatch.TreatMissingData.BREACHING  # a silent monitor is itself a problem
         period = cdk.Duration.minutes(max(interval_minutes, 5))
+
+        def below(construct_id: str, metric_name: str, threshold: float, description: str) -> cloudwatch.Alarm:
+            # Every monitor alarm: the metric's minimum below a floor for two periods, and
+            # silence (no data) counts as breaching, since a dead monitor proves nothing.
+            return alarms.alarm(
+                self, construct_id, metric=_metric(metric_name, MONITOR_SERVICE, period, "Minimum"),
+                threshold=threshold, comparison=LT, missing=breaching, evaluation_periods=2,
+                description=description,
+            )  # fmt: skip
+
         self.alarms = [
-            alarms.alarm(
-                self, "ActiveHsmsAlarm", metric=_metric(names.METRIC_ACTIVE_HSMS, MONITOR_SERVICE, period, "Minimum"),
-                threshold=min_hsms, comparison=LT, missing=breaching, evaluation_periods=2,
-                description=f"Fewer than {min_hsms} active CloudHSM HSMs (or the monitor is silent): {STATUS_COMMAND}, "
+            below(
+                "ActiveHsmsAlarm", names.METRIC_ACTIVE_HSMS, min_hsms,
+                f"Fewer than {min_hsms} active CloudHSM HSMs (or the monitor is silent): {STATUS_COMMAND}, "
                 "then replace failed HSMs (redeploy the stack) - docs/use-case-2.md#hsm-replacement",
             ),
-            alarms.alarm(
-                self, "HsmsPerZoneAlarm",
-                metric=_metric(names.METRIC_MIN_HSMS_PER_AZ, MONITOR_SERVICE, period, "Minimum"),
-                threshold=1, comparison=LT, missing=breaching, evaluation_periods=2,
-                description=f"A zone of the CloudHSM cluster has no active HSM (no high availability): {STATUS_COMMAND} "
+            below(
+                "HsmsPerZoneAlarm", names.METRIC_MIN_HSMS_PER_AZ, 1,
+                f"A zone of the CloudHSM cluster has no active HSM (no high availability): {STATUS_COMMAND} "
                 "and see docs/use-case-2.md#hsm-replacement",
             ),
         ]  # fmt: skip
         if key_store_id:
             self.alarms += [
-                alarms.alarm(
-                    self, "KeyStoreDisconnectedAlarm",
-                    metric=_metric(names.METRIC_KEYSTORE_CONNECTED, MONITOR_SERVICE, period, "Minimum"),
-                    threshold=1, comparison=LT, missing=breaching, evaluation_periods=2,
-                    description=f"Custom key store disconnected: {STATUS_COMMAND} (it names the ConnectionErrorCode "
+                below(
+                    "KeyStoreDisconnectedAlarm", names.METRIC_KEYSTORE_CONNECTED, 1,
+                    f"Custom key store disconnected: {STATUS_COMMAND} (it names the ConnectionErrorCode "
                     "and its remedy) and see docs/use-case-2.md#reconnect",
                 ),
-                alarms.alarm(
-                    self, "KeyUnusableAlarm",
-                    metric=_metric(names.METRIC_KEY_USABLE, MONITOR_SERVICE, period, "Minimum"),
-                    threshold=1, comparison=LT, missing=breaching, evaluation_periods=2,
-                    description=f"HSM-backed KMS key disabled, pending deletion or of the wrong origin: {STATUS_COMMAND} "
+                below(
+                    "KeyUnusableAlarm", names.METRIC_KEY_USABLE, 1,
+                    f"HSM-backed KMS key disabled, pending deletion or of the wrong origin: {STATUS_COMMAND} "
                     "and see docs/use-case-2.md#key-state",
                 ),
             ]  # fmt: skip
