@@ -117,6 +117,13 @@ def _list(key: str, value: Any, item: Callable[[str, Any], T]) -> tuple[T, ...]:
     return tuple(item(key, v) for v in value)
 
 
+# Storage classes whose objects GetObject reads at once. The archive classes (GLACIER,
+# DEEP_ARCHIVE) answer GetObject with InvalidObjectState until restored, so the validator could
+# not read the header; INTELLIGENT_TIERING's archive tiers are opt-in by a bucket configuration
+# that the bucket policy reserves to the break-glass role.
+READABLE_STORAGE_CLASSES: tuple[str, ...] = ("STANDARD", "INTELLIGENT_TIERING", "STANDARD_IA", "GLACIER_IR")
+
+
 # --- The config objects --------------------------------------------------------------------
 @dataclass(frozen=True)
 class TierAConfig:
@@ -128,6 +135,7 @@ class TierAConfig:
     data_access_principals: tuple[str, ...]
     header_read_bytes: int
     validator_concurrency: int
+    storage_classes: tuple[str, ...] = ("STANDARD", "INTELLIGENT_TIERING")  # the only ones uploads may ask for
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_a_data_access_principals": [],
     "tier_a_header_read_bytes": 65536,
     "tier_a_validator_concurrency": 5,
+    "tier_a_storage_classes": ["STANDARD", "INTELLIGENT_TIERING"],
     "tier_b_hsm_count": 2,
     "tier_b_backup_retention_days": 90,
     "tier_b_restore_backup_id": "",
@@ -312,7 +321,19 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         validator_concurrency=_int(
             "tier_a_validator_concurrency", get("tier_a_validator_concurrency"), low=1, high=100
         ),
+        storage_classes=_list(
+            "tier_a_storage_classes",
+            get("tier_a_storage_classes"),
+            lambda k, v: _string(
+                k,
+                v,
+                pattern="|".join(READABLE_STORAGE_CLASSES),
+                allowed=f"one of {', '.join(READABLE_STORAGE_CLASSES)}",
+            ),
+        ),
     )
+    if not tier_a.storage_classes:
+        raise ConfigError("tier_a_storage_classes", "name at least one storage class uploads may use")
     if not tier_a.key_namespaces:
         raise ConfigError("tier_a_key_namespaces", "name at least one key namespace of the municipality")
     tier_b = TierBConfig(

@@ -66,6 +66,13 @@ STATUS_VALIDATED = "validated"
 STATUS_QUARANTINED = "quarantined"
 # Why an object was quarantined (a short reason code, never object content).
 OBJECT_TAG_REASON = "kommunmoln-reason"
+# The object version the status tag was written for: a status tag copied to another version
+# (CopyObject copies tags by default) does not match it, so the validator checks that copy again.
+OBJECT_TAG_CHECKED_VERSION = "kommunmoln-checked-version"
+# The only object tag keys a request may set (the bucket policy refuses any other key).
+OBJECT_TAG_KEYS_ALLOWED = (OBJECT_TAG_ENCRYPTION, OBJECT_TAG_STATUS, OBJECT_TAG_REASON, OBJECT_TAG_CHECKED_VERSION)
+# The status tags only the validator and the security role may write.
+OBJECT_TAG_KEYS_STATUS = (OBJECT_TAG_STATUS, OBJECT_TAG_REASON, OBJECT_TAG_CHECKED_VERSION)
 
 # --- Lambda environment variables --------------------------------------------------------
 ENV_ALLOWED_NAMESPACES = "KOMMUNMOLN_ALLOWED_KEY_NAMESPACES"  # comma-separated
@@ -113,6 +120,7 @@ OUTPUT_ACCESS_LOG_BUCKET = "AccessLogBucketName"
 OUTPUT_ALARM_TOPIC = "AlarmTopicArn"
 OUTPUT_VALIDATOR_FUNCTION = "ValidatorFunctionName"
 OUTPUT_SECURITY_ROLE = "SecurityRoleArn"
+OUTPUT_BREAK_GLASS_ROLE = "BreakGlassRoleArn"
 OUTPUT_SSE_BUCKET = "SseKmsBucketName"
 OUTPUT_CLUSTER_ID = "CloudHsmClusterId"
 OUTPUT_CUSTOM_KEY_STORE_ID = "CustomKeyStoreId"

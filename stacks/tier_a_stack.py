@@ -18,7 +18,12 @@ from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.secure_bucket import SecureBucket
 from stacks.components.security_role import SecurityRole
-from stacks.components.tier_a_guards import add_tier_a_guards
+from stacks.components.tier_a_guards import (
+    CONFIGURATION_EVENT_NAMES,
+    GuardPrincipals,
+    add_tier_a_guards,
+    deployment_role_arn,
+)
 from stacks.components.tier_a_validator import TierAValidator, nag_rendering
 from stacks.components.trail import AuditTrail
 
@@ -101,13 +106,32 @@ class TierAStack(cdk.Stack):
             log_encryption=log_encryption,
             workshop_mode=workshop,
         )
+        self.break_glass_role = SecurityRole.break_glass(
+            self,
+            "BreakGlassRole",
+            description=f"kommunmoln tier A break-glass role ({config.municipality_name})",
+            bucket_arn=self.data.bucket_arn,
+        )
         add_tier_a_guards(
             self.data,
-            security_role_arn=self.security_role.role_arn,
-            validator_role_arn=self.validator.function.role.role_arn,
-            s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id,
-            data_access_principals=tier.data_access_principals,
-            maintenance_role_arns=[self.data.auto_delete_role_arn] if self.data.auto_delete_role_arn else [],
+            GuardPrincipals(
+                security=self.security_role.role_arn,
+                validator=self.validator.function.role.role_arn,
+                break_glass=self.break_glass_role.role_arn,
+                deployment=deployment_role_arn(self),
+                s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id,
+                data_access=tier.data_access_principals,
+                maintenance=[self.data.auto_delete_role_arn] if self.data.auto_delete_role_arn else [],
+            ),
+            storage_classes=tier.storage_classes,
+        )
+        self.configuration_alarm = self.alarms.alarm_on_api_calls(
+            self,
+            "ConfigurationChangeAlarm",
+            source="s3",
+            event_names=list(CONFIGURATION_EVENT_NAMES),
+            request_parameters={"bucketName": [self.data.bucket.bucket_name]},
+            description="Tier A: a guarded configuration of the data bucket was changed (or attempted)",
         )
         self.security_role.allow(
             ["s3:ListBucket", "s3:ListBucketVersions"], [self.data.bucket_arn], sid="ListDataBucket"
@@ -131,3 +155,4 @@ class TierAStack(cdk.Stack):
         cdk.CfnOutput(self, names.OUTPUT_ALARM_TOPIC, value=self.alarms.topic.topic_arn)
         cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION, value=self.validator.function.function.function_name)
         cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=self.security_role.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=self.break_glass_role.role_arn)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -55,9 +57,56 @@ class AlarmTopic(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
             )
         )
+        # EventBridge rules (configuration-change alarms) publish through the same key and topic.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeRulesOfThisAccount",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeRulesOfThisAccount",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self._action = cw_actions.SnsAction(self.topic)
+
+    def alarm_on_api_calls(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        source: str,
+        event_names: list[str],
+        description: str,
+        request_parameters: dict | None = None,
+    ) -> events.Rule:
+        """An EventBridge rule on CloudTrail management events ("AWS API Call via CloudTrail") to this topic.
+
+        Needs a trail logging management events in the region (AuditTrail does).
+        """
+        detail: dict = {"eventSource": [f"{source}.amazonaws.com"], "eventName": event_names}
+        if request_parameters:
+            detail["requestParameters"] = request_parameters
+        rule = events.Rule(
+            scope,
+            construct_id,
+            description=description,
+            event_pattern=events.EventPattern(
+                source=[f"aws.{source}"], detail_type=["AWS API Call via CloudTrail"], detail=detail
+            ),
+        )
+        rule.add_target(targets.SnsTopic(self.topic))
+        return rule
 
     def grant_publish(self, role: ServiceRole) -> None:
         """Let a function's role publish to the encrypted topic (through SNS only)."""

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from stacks.components.tier_a_guards import CONFIGURATION_ACTIONS
+
 
 class SecurityRole(Construct):
     """An IAM role that people of this account assume with MFA, to handle quarantined objects.
@@ -34,6 +36,17 @@ class SecurityRole(Construct):
     @property
     def role_arn(self) -> str:
         return self.role.role_arn
+
+    @classmethod
+    def break_glass(cls, scope: Construct, construct_id: str, *, description: str, bucket_arn: str) -> SecurityRole:
+        """The break-glass role: people with MFA change the bucket's guarded configuration.
+
+        The bucket policies deny those changes to everyone else except CloudFormation's
+        deployment role. Its permissions are exactly the guarded configuration actions.
+        """
+        role = cls(scope, construct_id, description=description)
+        role.allow(CONFIGURATION_ACTIONS, [bucket_arn], sid="ChangeGuardedBucketConfiguration")
+        return role
 
     def allow(self, actions: Sequence[str], resources: Sequence[str], *, sid: str | None = None) -> None:
         """Add one Allow statement to the managed policy."""

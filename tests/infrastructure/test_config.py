@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kommunmoln import names
-from kommunmoln.config import DEFAULTS, ConfigError, load_config
+from kommunmoln.config import DEFAULTS, EU_REGIONS, ConfigError, load_config
 from tests.conftest import REPO_ROOT
 
 
@@ -126,3 +126,32 @@ def test_app_with_wrong_region_fails_synthesis_with_one_line(tmp_path) -> None:
         "expected an EU region from allowed_regions (eu-north-1)"
     ]
     assert not list(tmp_path.glob("*.template.json"))
+
+
+# Regions outside the EU, written out here (not derived from config.EU_REGIONS, so that adding
+# one of them to the allow-list fails this test): London and Zurich are in Europe but not the EU.
+NON_EU_REGIONS = (
+    "eu-west-2",
+    "eu-central-2",
+    "us-east-1",
+    "us-west-2",
+    "il-central-1",
+    "me-central-1",
+    "ap-northeast-1",
+)
+# AWS regions in EU member states (Sweden, Ireland, France, Germany, Italy, Spain).
+EU_MEMBER_STATE_REGIONS = {"eu-north-1", "eu-west-1", "eu-west-3", "eu-central-1", "eu-south-1", "eu-south-2"}
+
+
+@pytest.mark.parametrize("region", NON_EU_REGIONS)
+def test_non_eu_regions_are_refused_even_when_listed_as_allowed(region: str) -> None:
+    # GIVEN a context that lists a non-EU region as allowed and deploys there
+    context = {"allowed_regions": [region], "region": region}
+    # WHEN it is loaded THEN the allow-list itself is refused, naming the key
+    with pytest.raises(ConfigError) as error:
+        load_config(context)
+    assert error.value.key == "allowed_regions"
+
+
+def test_every_allowed_region_is_in_an_eu_member_state() -> None:
+    assert set(EU_REGIONS) <= EU_MEMBER_STATE_REGIONS

@@ -19,7 +19,7 @@ from stacks.components.tier_a_guards import (
     SID_KEEP_QUARANTINE,
     SID_NO_DELETION,
     SID_PERIMETER,
-    SID_READ_QUARANTINED,
+    SID_READ_UNVALIDATED,
 )
 from tests.conftest import Synthesized, synthesize
 
@@ -184,7 +184,7 @@ def test_only_validator_and_security_role_may_set_status_tags(synthesized: Synth
     assert statement["Effect"] == "Deny"
     assert set(statement["Action"]) == {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"}
     assert statement["Condition"]["ForAnyValue:StringEquals"] == {
-        "s3:RequestObjectTagKeys": [names.OBJECT_TAG_STATUS, names.OBJECT_TAG_REASON]
+        "s3:RequestObjectTagKeys": [names.OBJECT_TAG_STATUS, names.OBJECT_TAG_REASON, names.OBJECT_TAG_CHECKED_VERSION]
     }
     assert statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == [
         _arn(template, "/Validator/Function/Role/"),
@@ -192,22 +192,29 @@ def test_only_validator_and_security_role_may_set_status_tags(synthesized: Synth
     ]
 
 
-@pytest.mark.parametrize(
-    ("sid", "actions"),
-    [
-        (SID_READ_QUARANTINED, {"s3:GetObject", "s3:GetObjectVersion"}),
-        (SID_KEEP_QUARANTINE, {"s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"}),
-    ],
-)  # fmt: skip
-def test_quarantined_objects_are_readable_and_releasable_only_by_the_security_role(
-    synthesized: Synthesized, sid: str, actions: set[str]
-) -> None:
+def test_quarantine_is_releasable_only_by_the_security_role(synthesized: Synthesized) -> None:
     template = _template(synthesized)
-    statement = _statements(template, _data_bucket(template)[0])[sid]
-    assert statement["Effect"] == "Deny" and set(statement["Action"]) == actions
+    statement = _statements(template, _data_bucket(template)[0])[SID_KEEP_QUARANTINE]
+    assert statement["Effect"] == "Deny"
+    assert set(statement["Action"]) == {
+        "s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"
+    }  # fmt: skip
     assert statement["Condition"] == {
         "StringEquals": {f"s3:ExistingObjectTag/{names.OBJECT_TAG_STATUS}": names.STATUS_QUARANTINED},
         "ArnNotEquals": {"aws:PrincipalArn": [_arn(template, "/SecurityRole/")]},
+    }
+
+
+def test_only_validated_versions_are_readable_except_by_validator_and_security_role(synthesized: Synthesized) -> None:
+    template = _template(synthesized)
+    statement = _statements(template, _data_bucket(template)[0])[SID_READ_UNVALIDATED]
+    assert statement["Effect"] == "Deny"
+    assert {"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectVersionForReplication"} <= set(statement["Action"])
+    assert statement["Condition"] == {
+        "StringNotEquals": {f"s3:ExistingObjectTag/{names.OBJECT_TAG_STATUS}": names.STATUS_VALIDATED},
+        "ArnNotEquals": {
+            "aws:PrincipalArn": [_arn(template, "/Validator/Function/Role/"), _arn(template, "/SecurityRole/")]
+        },
     }
 
 
