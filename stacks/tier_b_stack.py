@@ -67,7 +67,7 @@ class TierBStack(cdk.Stack):
         provisioner.grant_hsms(cluster=cluster, vpc_id=network.vpc.vpc_id)
         hsms = CloudHsmHsms(
             self, "Hsms", provisioner=provisioner, cluster=cluster, availability_zones=config.availability_zones,
-            hsm_count=tier_b.hsm_count, workshop_mode=workshop,
+            hsm_count=phase_hsm_count(config), workshop_mode=workshop,
         )  # fmt: skip
         secret = KmsUserSecret(self, "KmsUserPassword", network=network, workshop_mode=workshop)
         if tier_b.admin_host:
@@ -115,7 +115,7 @@ class TierBStack(cdk.Stack):
 
         KeyStoreMonitor(
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
-            cluster_id=cluster.cluster_id, min_hsms=tier_b.hsm_count, key_store_id=key_store_id, key_arn=key_arn,
+            cluster_id=cluster.cluster_id, min_hsms=phase_hsm_count(config), key_store_id=key_store_id, key_arn=key_arn,
             interval_minutes=tier_b.monitor_interval_minutes, workshop_mode=workshop,
         )  # fmt: skip
         cdk.CfnOutput(
@@ -123,6 +123,16 @@ class TierBStack(cdk.Stack):
             description=None if tier_b.keystore_enabled else PHASE_1_NOTE,
         )  # fmt: skip
         cdk.CfnOutput(self, names.OUTPUT_ALARM_TOPIC, value=alarms.topic.topic_arn)
+
+
+def phase_hsm_count(config: AppConfig) -> int:
+    """HSMs the deployed phase asks for: one before activation, the configured number after.
+
+    CloudHSM accepts exactly one HSM until the cluster is initialized and activated; the others are
+    added in phase 2, when the cluster is ACTIVE (the provisioner refuses more before that). A restored
+    cluster comes up initialized, but it is activated only if its backup was, so it starts with one too.
+    """
+    return config.tier_b.hsm_count if config.tier_b.keystore_enabled else 1
 
 
 def description(config: AppConfig) -> str:
