@@ -246,7 +246,7 @@ class HsmProvisioner(Construct):
             "Resource::*",
             "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters and "
             "DescribeBackups, the EC2 Describe calls CreateHsm and CreateCluster depend on, the KMS custom "
-            "key store actions, kms:ListKeys, and kms:CreateKey (restricted by condition to origin "
+            "key store actions, kms:ListKeys, kms:ListAliases, and kms:CreateKey (restricted by condition to origin "
             "AWS_CLOUDHSM, symmetric keys).",
         )
 
