@@ -72,26 +72,25 @@ def read_kmsuser_password(secrets_client: Any, secret_arn: str, *, sleep: Sleep)
     return value
 
 
-def describe_key_store(kms: Any, key_store_id: str, *, sleep: Sleep) -> dict[str, Any] | None:
+def _one_store(kms: Any, sleep: Sleep, **selector: str) -> dict[str, Any] | None:
+    """The one key store DescribeCustomKeyStores finds by id or by name, or None."""
     try:
-        stores = call(kms.describe_custom_key_stores, sleep=sleep, CustomKeyStoreId=key_store_id)
+        stores = call(kms.describe_custom_key_stores, sleep=sleep, **selector)
     except ClientError as err:
         if error_code(err) == "CustomKeyStoreNotFoundException":
             return None
         raise
     entries = stores.get("CustomKeyStores", [])
     return entries[0] if entries else None
+
+
+def describe_key_store(kms: Any, key_store_id: str, *, sleep: Sleep) -> dict[str, Any] | None:
+    """The key store with this id, or None when it does not exist."""
+    return _one_store(kms, sleep, CustomKeyStoreId=key_store_id)
 
 
 def _find_key_store_by_name(kms: Any, name: str, *, sleep: Sleep) -> dict[str, Any] | None:
-    try:
-        stores = call(kms.describe_custom_key_stores, sleep=sleep, CustomKeyStoreName=name)
-    except ClientError as err:
-        if error_code(err) == "CustomKeyStoreNotFoundException":
-            return None
-        raise
-    entries = stores.get("CustomKeyStores", [])
-    return entries[0] if entries else None
+    return _one_store(kms, sleep, CustomKeyStoreName=name)
 
 
 def _wait_for_connection_state(kms: Any, key_store_id: str, wanted: str, *, sleep: Sleep) -> dict[str, Any]:
