@@ -7,6 +7,7 @@ import aws_cdk as cdk
 from kommunmoln import names
 from kommunmoln.config import AppConfig
 from stacks.compliance import add_compliance_packs
+from stacks.components.function import WithoutReservedConcurrency
 from stacks.network_stack import NetworkStack
 from stacks.tier_a_stack import TierAStack
 from stacks.tier_b_stack import TierBStack
@@ -54,5 +55,8 @@ def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     for stack in stacks.values():
         cdk.Tags.of(stack).add(names.TAG_PROJECT, names.PROJECT)
         cdk.Tags.of(stack).add(names.TAG_MUNICIPALITY, config.municipality_id)
+    if not config.lambda_reserved_concurrency:
+        # Runs before synthesis writes the templates, so the validation plugins see the result.
+        cdk.Aspects.of(app).add(WithoutReservedConcurrency(), priority=cdk.AspectPriority.MUTATING)
     add_compliance_packs(app, config)
     return stacks

@@ -42,6 +42,9 @@ class TierBStack(cdk.Stack):
         # As in cdk.json, also when app.py runs without the CLI: access logs are granted by
         # bucket policy (an ACL would conflict with BucketOwnerEnforced).
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
+        # The admin host's IMDSv2 launch template gets a name unique to the stack, not the account-wide
+        # fixed `InstanceLaunchTemplate` (two stacks in one account would collide).
+        self.node.set_context("@aws-cdk/aws-ec2:uniqueImdsv2TemplateName", True)
         tier_b, workshop = config.tier_b, config.workshop_mode
         log_encryption = LogEncryption(
             self, "LogEncryption", workshop_mode=workshop, retention_days=config.log_retention_days
@@ -74,8 +77,13 @@ class TierBStack(cdk.Stack):
             host = HsmAdminHost(
                 self, "AdminHost", network=network, cluster=cluster, secret=secret, access_logs=access_logs,
                 noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
+                ami_id=tier_b.admin_host_ami,
             )  # fmt: skip
             cdk.CfnOutput(self, names.OUTPUT_ADMIN_HOST_ID, value=host.instance.instance_id, description=INSTALL_NOTE)
+        cdk.CfnOutput(
+            self, names.OUTPUT_KMSUSER_SECRET, value=secret.secret.secret_arn,
+            description="The kmsuser password (set it in CloudHSM CLI when creating kmsuser; KMS then rotates it)",
+        )  # fmt: skip
         alarms = AlarmTopic(
             self, "Alarms", description="kommunmoln tier B alarms", email=config.alarm_email, workshop_mode=workshop
         )
@@ -107,6 +115,11 @@ class TierBStack(cdk.Stack):
             cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store_id)
             cdk.CfnOutput(self, names.OUTPUT_KMS_KEY_ARN, value=key_arn)
             cdk.CfnOutput(self, names.OUTPUT_KMS_ALIAS, value=key.alias_name)
+            cdk.CfnOutput(
+                self, names.OUTPUT_KMS_USAGE_ROLE, value=key.usage_role.role_arn,
+                description="Assume this role to upload/download (the key policy lets no other principal use the "
+                "key); python -m usecases.cloudhsm_kms upload/download assume it.",
+            )  # fmt: skip
             cdk.CfnOutput(
                 self, names.OUTPUT_SSE_BUCKET, value=data.bucket.bucket_name,
                 description="Object reads/writes are CloudTrail data events of this stack's trail (in addition to "

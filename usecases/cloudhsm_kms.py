@@ -72,6 +72,8 @@ class Aws:
     _outputs: dict[str, str] | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
+    role_arn: str = ""  # assume this role for data-plane commands ("" = the caller's own credentials)
+
     def client(self, service: str) -> Any:
         if service not in self._clients:
             if self._session is None:
@@ -80,6 +82,27 @@ class Aws:
                 service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"})
             )
         return self._clients[service]
+
+    def data_client(self, service: str) -> Any:
+        """A client for the data plane: as the key's usage role, the only principal its key policy lets use it.
+
+        The role is the stack output KmsKeyUsageRoleArn (or --role-arn); --no-assume-role uses the caller's
+        own credentials (which the key policy denies unless they are that role already).
+        """
+        if not self.role_arn:
+            return self.client(service)
+        cache_key = f"{service}@{self.role_arn}"
+        if cache_key not in self._clients:
+            creds = self.client("sts").assume_role(RoleArn=self.role_arn, RoleSessionName="kommunmoln-operator")
+            c = creds["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                aws_session_token=c["SessionToken"], region_name=self.region,
+            )  # fmt: skip
+            self._clients[cache_key] = session.client(
+                service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"})
+            )
+        return self._clients[cache_key]
 
     def output(self, key: str, *, required: bool = True) -> str:
         if self.overrides.get(key):
@@ -388,7 +411,7 @@ def cmd_upload(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
     bucket, kms_key = aws.output(names.OUTPUT_SSE_BUCKET), aws.output(names.OUTPUT_KMS_KEY_ARN)
     path = Path(args.file)
     key = args.key or path.name
-    head = upload_object(aws.client("s3"), bucket, key, path, kms_key=kms_key)
+    head = upload_object(aws.data_client("s3"), bucket, key, path, kms_key=kms_key)
     echo(f"s3://{bucket}/{key} version {head.get('VersionId', '-')}: {describe_protection(head)}")
     return 0
 
@@ -398,7 +421,7 @@ def cmd_download(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
     out = Path(args.out or Path(args.key).name)
     if out.exists() and not args.force:
         raise OperatorError(f"{out} exists; pass --force to overwrite")
-    s3 = aws.client("s3")
+    s3 = aws.data_client("s3")
     extra = {"VersionId": args.version_id} if args.version_id else {}
     head = s3.head_object(Bucket=bucket, Key=args.key, **extra)
     s3.download_file(bucket, args.key, str(out), ExtraArgs=extra or None)
@@ -417,7 +440,7 @@ def verify_object(
 def cmd_verify(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
     bucket = aws.output(names.OUTPUT_SSE_BUCKET)
     verdict = verify_object(
-        aws.client("s3"), aws.client("kms"), bucket, args.key,
+        aws.data_client("s3"), aws.client("kms"), bucket, args.key,
         expected_key=aws.output(names.OUTPUT_KMS_KEY_ARN), version_id=args.version_id,
     )  # fmt: skip
     echo(f"s3://{bucket}/{args.key}: {'OK' if verdict.ok else 'FAIL ' + verdict.reason} - {verdict.detail}")
@@ -926,6 +949,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bucket", help="override the stack output " + names.OUTPUT_SSE_BUCKET)
     parser.add_argument("--key-id", help="override the stack output " + names.OUTPUT_KMS_KEY_ARN)
     parser.add_argument("--key-store-id", help="override the stack output " + names.OUTPUT_CUSTOM_KEY_STORE_ID)
+    parser.add_argument(
+        "--role-arn", help=f"role for upload/download/verify (default: the stack output {names.OUTPUT_KMS_USAGE_ROLE})"
+    )
+    parser.add_argument(
+        "--no-assume-role", action="store_true",
+        help="use your own credentials for upload/download/verify (the key policy lets only the usage role use the key)",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     ca = sub.add_parser("ca", help="create a workshop issuing CA")
@@ -977,6 +1007,8 @@ def main(argv: Sequence[str] | None = None, *, echo: Echo = print) -> int:
         stack_name=args.stack_name,
         overrides=overrides,
     )
+    if args.command in ("upload", "download", "verify") and not args.no_assume_role:
+        aws.role_arn = args.role_arn or aws.output(names.OUTPUT_KMS_USAGE_ROLE, required=False)
     commands: dict[str, Callable[[], int]] = {
         "ca": lambda: cmd_ca(args, echo),
         "init": lambda: cmd_init(args, aws, echo),
