@@ -14,6 +14,16 @@ from stacks.tier_b_stack import TierBStack
 from stacks.tier_b_stack import description as tier_b_description
 
 
+def workshop_notice(config: AppConfig) -> str:
+    """One line saying which deletion behaviour this synthesis gets (printed by app.py and `make deploy`)."""
+    if config.workshop_mode:
+        return (
+            "kommunmoln: WORKSHOP MODE: every bucket, key, secret, cluster and HSM is DELETED with the stacks "
+            "(make destroy). Never for real data."
+        )
+    return "kommunmoln: production mode: buckets, keys, cluster and HSMs are retained when the stacks are deleted."
+
+
 def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     """Add every configured stack to `app` and attach the compliance packs.
 

@@ -208,7 +208,9 @@ def test_admin_host_has_no_inbound_no_key_pair_and_requires_imdsv2(synthesized: 
     assert template["MetadataOptions"]["HttpTokens"] == "required"
     assert all(d["Ebs"]["Encrypted"] is True for d in instance["BlockDeviceMappings"])
     assert instance["Monitoring"] is True
-    assert instance["DisableApiTermination"] is True
+    # AND no termination protection: the host holds no data, and protection would block its replacement and
+    # `make destroy` (issue 10, defect 9; test_first_deployment pins the AMI)
+    assert instance.get("DisableApiTermination") in (None, False)
     # AND the AMI comes from the public SSM parameter at deploy time (no synthesis look-up)
     parameters = synthesized.template(TIER_B)["Parameters"]
     assert parameters[instance["ImageId"]["Ref"]]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
@@ -237,7 +239,9 @@ def test_phase_1_has_no_key_store_key_or_data_bucket_and_says_so(synthesized: Sy
     ]  # fmt: skip
     # AND the description and the outputs say it
     assert "no data bucket" in template["Description"]
-    assert set(template["Outputs"]) == {names.OUTPUT_CLUSTER_ID, names.OUTPUT_ADMIN_HOST_ID, names.OUTPUT_ALARM_TOPIC}
+    assert set(template["Outputs"]) == {
+        names.OUTPUT_CLUSTER_ID, names.OUTPUT_ADMIN_HOST_ID, names.OUTPUT_ALARM_TOPIC, names.OUTPUT_KMSUSER_SECRET
+    }  # fmt: skip
     assert "tier_b_keystore_enabled=true" in template["Outputs"][names.OUTPUT_CLUSTER_ID]["Description"]
     # AND the monitor still runs (cluster and HSM checks only)
     env = [
