@@ -55,7 +55,7 @@ Echo = Callable[[str], None]
 
 
 class OperatorError(RuntimeError):
-    """A problem the operator can fix; printed as one line, exit code 1."""
+    """A problem the operator can fix; printed as one line on stderr, exit code 3 (EXIT_OPERATOR)."""
 
 
 # --- AWS access --------------------------------------------------------------------------------
@@ -939,61 +939,125 @@ def _demo_control_plane(session: Any, material: _CaMaterial, tally: _Tally) -> N
 
 
 # --- CLI -----------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m usecases.cloudhsm_kms", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"tier B stack (default {DEFAULT_STACK})")
-    parser.add_argument("--profile", help="AWS profile")
-    parser.add_argument("--region", default=DEFAULT_REGION, help=f"AWS Region (default {DEFAULT_REGION})")
-    parser.add_argument("--endpoint-url", help="AWS endpoint (a local emulator)")
-    parser.add_argument("--cluster-id", help="override the stack output " + names.OUTPUT_CLUSTER_ID)
-    parser.add_argument("--bucket", help="override the stack output " + names.OUTPUT_SSE_BUCKET)
-    parser.add_argument("--key-id", help="override the stack output " + names.OUTPUT_KMS_KEY_ARN)
-    parser.add_argument("--key-store-id", help="override the stack output " + names.OUTPUT_CUSTOM_KEY_STORE_ID)
-    parser.add_argument(
-        "--role-arn", help=f"role for upload/download/verify (default: the stack output {names.OUTPUT_KMS_USAGE_ROLE})"
-    )
-    parser.add_argument(
-        "--no-assume-role", action="store_true",
-        help="use your own credentials for upload/download/verify (the key policy lets only the usage role use the key)",
-    )  # fmt: skip
-    sub = parser.add_subparsers(dest="command", required=True)
+# Exit codes (also in --help): distinct per kind of failure, so scripts can tell them apart.
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # verify: the object breaks the tier B rule
+EXIT_USAGE = 2  # argparse: a bad command line
+EXIT_OPERATOR = 3  # something the operator fixes: missing output, file exists, bad certificate
+EXIT_AWS = 4  # an AWS API error (code and message printed)
+EXIT_FILE = 5  # a local file or directory problem
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok, 1 verify found a violation, 2 bad command line, 3 operator action needed, "
+    "4 AWS API error, 5 local file error, 130 interrupted"
+)
 
-    ca = sub.add_parser("ca", help="create a workshop issuing CA")
-    ca.add_argument("--out", required=True, help="directory for customerCA.crt and customerCA.key")
-    ca.add_argument("--name", default=f"{DEFAULTS['municipality_name']} CloudHSM issuing CA")
-    ca.add_argument("--organization", default=DEFAULTS["municipality_name"])
-    ca.add_argument("--key-type", choices=ca_lib.KEY_TYPES, default="rsa3072")
-    ca.add_argument("--days", type=int, default=3650)
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, accepted before or after the command name.
+
+    The subcommand copies default to SUPPRESS, so a value given after the command overrides the one
+    before it and an absent one leaves the main parser's default in place.
+    """
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--stack-name", default=default(DEFAULT_STACK), help=f"tier B stack (default {DEFAULT_STACK})")
+    parser.add_argument("--profile", default=default(None), help="AWS profile (default: the environment's credentials)")
+    parser.add_argument("--region", default=default(DEFAULT_REGION), help=f"AWS Region (default {DEFAULT_REGION})")
+    parser.add_argument("--endpoint-url", default=default(None), help="AWS endpoint URL (a local emulator)")
+    for option, output in (("--cluster-id", names.OUTPUT_CLUSTER_ID), ("--bucket", names.OUTPUT_SSE_BUCKET),
+                           ("--key-id", names.OUTPUT_KMS_KEY_ARN), ("--key-store-id", names.OUTPUT_CUSTOM_KEY_STORE_ID),
+                           ("--role-arn", names.OUTPUT_KMS_USAGE_ROLE)):  # fmt: skip
+        parser.add_argument(option, default=default(None), help=f"use this instead of the stack output {output}")
+    parser.add_argument(
+        "--no-assume-role", action="store_true", default=default(False),
+        help="upload/download/verify with your own credentials instead of the usage role (the key policy lets only "
+        "that role use the key)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The operator tool's command line (no abbreviations; every option documented)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m usecases.cloudhsm_kms", description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
+        allow_abbrev=False,
+    )  # fmt: skip
+    _global_options(parser, defaults=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES_HELP, allow_abbrev=False)
+        _global_options(child, defaults=False)
+        return child
+
+    ca = command("ca", "create a workshop issuing CA (production uses its existing CA)")
+    ca.add_argument("--out", required=True, help="directory for customerCA.crt and customerCA.key (created, 0700)")
+    ca.add_argument("--name", default=f"{DEFAULTS['municipality_name']} CloudHSM issuing CA",
+                    help="the CA certificate's common name")  # fmt: skip
+    ca.add_argument("--organization", default=DEFAULTS["municipality_name"], help="the CA certificate's organization")
+    ca.add_argument("--key-type", choices=ca_lib.KEY_TYPES, default="rsa3072", help="CA key type (default rsa3072)")
+    ca.add_argument("--days", type=_positive_int, default=3650, help="validity in days, at least 1 (default 3650)")
     ca.add_argument("--passphrase-env", help="encrypt the key with the passphrase in this environment variable")
 
-    init = sub.add_parser("init", help="initialize the cluster with the municipality's CA")
+    init = command("init", "initialize the cluster with the municipality's CA, then print the activation commands")
     init.add_argument("--ca-cert", required=True, help="the issuing CA certificate (trust anchor), PEM")
     init.add_argument("--ca-key", help="the CA private key, PEM (needed while the cluster is UNINITIALIZED)")
     init.add_argument("--passphrase-env", help="environment variable holding the CA key passphrase")
-    init.add_argument("--timeout", type=float, default=INIT_TIMEOUT_SECONDS, help="seconds to wait for INITIALIZED")
+    init.add_argument("--timeout", type=_positive_float, default=INIT_TIMEOUT_SECONDS,
+                      help=f"seconds to wait for INITIALIZED (default {INIT_TIMEOUT_SECONDS})")  # fmt: skip
 
-    sub.add_parser("status", help="cluster, HSMs, key store, key and the next step")
+    command("status", "cluster, HSMs, key store, key and the next step")
 
-    upload = sub.add_parser("upload", help="upload a file with SSE-KMS under the tier B key")
-    upload.add_argument("file")
-    upload.add_argument("--key", help="object key (default: the file name)")
+    upload = command("upload", "upload a file with SSE-KMS under the tier B key")
+    upload.add_argument("file", help="the local file to upload")
+    upload.add_argument("--object-key", "--key", dest="key", help="object key in the bucket (default: the file name)")
 
-    download = sub.add_parser("download", help="download an object and report its key")
-    download.add_argument("key")
-    download.add_argument("--out")
-    download.add_argument("--version-id")
-    download.add_argument("--force", action="store_true")
+    download = command("download", "download an object and report the key that protected it")
+    download.add_argument("key", help="the object key")
+    download.add_argument("--out", help="local file to write (default: the object key's last part)")
+    download.add_argument("--version-id", help="a specific object version")
+    download.add_argument("--force", action="store_true", help="overwrite the local file if it exists")
 
-    verify = sub.add_parser("verify", help="check an object against the tier B rule")
-    verify.add_argument("key")
-    verify.add_argument("--version-id")
+    verify = command("verify", "check an object against the tier B rule (read-only)")
+    verify.add_argument("key", help="the object key (or s3://bucket/key)")
+    verify.add_argument("--version-id", help="a specific object version")
 
-    sub.add_parser("demo", help="the whole flow offline (moto + recorded control-plane responses)")
+    command("demo", "the whole flow offline (moto + recorded control-plane responses)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, echo: Echo = print) -> int:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, *, echo: Echo = print, err: Echo = _stderr) -> int:
+    """Run one command; errors go to `err` as one line with a distinct exit code, never a traceback."""
     args = build_parser().parse_args(argv)
+    if args.command == "verify" and args.key.startswith("s3://"):
+        bucket, _, args.key = args.key.removeprefix("s3://").partition("/")
+        args.bucket = args.bucket or bucket
     overrides = {
         names.OUTPUT_CLUSTER_ID: args.cluster_id or "",
         names.OUTPUT_SSE_BUCKET: args.bucket or "",
@@ -1007,8 +1071,6 @@ def main(argv: Sequence[str] | None = None, *, echo: Echo = print) -> int:
         stack_name=args.stack_name,
         overrides=overrides,
     )
-    if args.command in ("upload", "download", "verify") and not args.no_assume_role:
-        aws.role_arn = args.role_arn or aws.output(names.OUTPUT_KMS_USAGE_ROLE, required=False)
     commands: dict[str, Callable[[], int]] = {
         "ca": lambda: cmd_ca(args, echo),
         "init": lambda: cmd_init(args, aws, echo),
@@ -1019,17 +1081,25 @@ def main(argv: Sequence[str] | None = None, *, echo: Echo = print) -> int:
         "demo": lambda: cmd_demo(args, echo),
     }
     try:
+        if args.command in ("upload", "download", "verify") and not args.no_assume_role:
+            aws.role_arn = args.role_arn or aws.output(names.OUTPUT_KMS_USAGE_ROLE, required=False)
         return commands[args.command]()
-    except (OperatorError, ca_lib.CertificateError) as err:
-        echo(f"error: {err}")
-        return 1
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        echo(f"error: {err.operation_name} failed with {error.get('Code')}: {error.get('Message', '')}")
-        return 1
-    except BotoCoreError as err:
-        echo(f"error: {err}")
-        return 1
+    except KeyboardInterrupt:
+        err("interrupted")
+        return EXIT_INTERRUPTED
+    except (OperatorError, ca_lib.CertificateError) as error:
+        err(f"error: {error}")
+        return EXIT_OPERATOR
+    except ClientError as error:
+        detail = error.response.get("Error", {})
+        err(f"error: {error.operation_name} failed with {detail.get('Code')}: {detail.get('Message', '')}")
+        return EXIT_AWS
+    except BotoCoreError as error:
+        err(f"error: {error}")
+        return EXIT_AWS
+    except OSError as error:  # missing file, a directory where a file was expected, no permission
+        err(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "))
+        return EXIT_FILE
 
 
 if __name__ == "__main__":

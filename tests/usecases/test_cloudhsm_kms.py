@@ -144,8 +144,9 @@ def test_ca_command_writes_a_0600_key_and_refuses_to_overwrite(tmp_path: Path) -
     args = ["ca", "--out", str(tmp_path), "--key-type", "p384"]
     assert cloudhsm_kms.main(args, echo=lines.append) == 0
     assert stat.S_IMODE((tmp_path / "customerCA.key").stat().st_mode) == 0o600
-    assert cloudhsm_kms.main(args, echo=lines.append) == 1
-    assert "refusing to overwrite" in lines[-1]
+    errors: list[str] = []
+    assert cloudhsm_kms.main(args, echo=lines.append, err=errors.append) == cloudhsm_kms.EXIT_OPERATOR
+    assert "refusing to overwrite" in errors[-1]
 
 
 def test_upload_download_verify_report_the_protecting_key(moto_endpoint: str, tmp_path: Path) -> None:
@@ -173,13 +174,17 @@ def test_upload_download_verify_report_the_protecting_key(moto_endpoint: str, tm
     s3.put_object(Bucket=bucket, Key="sse-s3.txt", Body=b"x", ServerSideEncryption="AES256")
     assert cloudhsm_kms.main([*common, "verify", "sse-s3.txt"], echo=lines.append) == 1
     assert "FAIL not-sse-kms" in lines[-1]
-    assert cloudhsm_kms.main([*common, "download", "beslut.txt", "--out", str(out)], echo=lines.append) == 1
+    errors: list[str] = []
+    code = cloudhsm_kms.main(
+        [*common, "download", "beslut.txt", "--out", str(out)], echo=lines.append, err=errors.append
+    )
+    assert code == cloudhsm_kms.EXIT_OPERATOR and "exists" in errors[-1]
 
 
 def test_missing_stack_gives_one_clear_line(moto_endpoint: str) -> None:
     lines: list[str] = []
-    code = cloudhsm_kms.main(["--endpoint-url", moto_endpoint, "--stack-name", "nope", "status"], echo=lines.append)
-    assert code == 1
+    code = cloudhsm_kms.main(["--endpoint-url", moto_endpoint, "--stack-name", "nope", "status"], err=lines.append)
+    assert code == cloudhsm_kms.EXIT_OPERATOR
     assert lines[-1].startswith("error: cannot read stack nope")
 
 
