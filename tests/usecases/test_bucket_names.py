@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -27,25 +26,10 @@ from kommunmoln.tier_a.bucket_names import (
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import DecryptionError, UsageError
 from kommunmoln.tier_a.keys import RawAesKey, write_escrow_pair, write_key_file
-from kommunmoln.tier_a.transfer import AwsSettings, make_session, s3_client
 from lambdas.tier_a_validator.logic import STATUS_VALIDATED, Settings, check_object
 from tests.library.tier_a.test_pkcs11 import PIN, SOFTHSM_LIB, token  # noqa: F401 - fixture
 
 SENSITIVE = "socialnamnden/2025/anna-andersson-191212.pdf"
-
-
-@pytest.fixture
-def s3(moto_endpoint: str):
-    aws = AwsSettings(endpoint_url=moto_endpoint)
-    return s3_client(make_session(aws), aws)
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"tier-a-names-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 def _key_file(tmp_path: Path, name: str) -> str:
