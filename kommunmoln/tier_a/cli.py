@@ -10,6 +10,9 @@ Commands (a stable interface, documented in docs/use-case-1.md):
   upload   PATH... s3://bucket/prefix [--context k=v ...]
   download s3://bucket/key-or-prefix DEST [--expect-context k=v ...]
   verify   s3://bucket/key-or-prefix
+  ls       s3://bucket/prefix
+  sync     DIR s3://bucket/prefix [--dryrun] [--exclude P] [--include P] [--delete]
+  rm       s3://bucket/key... [--recursive]
 
 Exit codes: 0 success, 1 a check or an operation failed (wrong key, tampered data,
 quarantined object, S3 error), 2 bad input (usage, missing file, bad key file, bad URL,
@@ -47,6 +50,15 @@ from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, Interrupted, TierA
 from kommunmoln.tier_a.keys import DEFAULT_NAMESPACE, RawAesKey, check_key_name, write_escrow_pair, write_key_file
 from kommunmoln.tier_a.outputs import is_stdio, stdout_spool
 from kommunmoln.tier_a.report import Reporter
+from kommunmoln.tier_a.sync import (
+    Filters,
+    RemoteObject,
+    SizeModel,
+    delete_current,
+    plan_sync,
+    require_versioning,
+    size_and_time,
+)
 from kommunmoln.tier_a.transfer import (
     DEFAULT_CONCURRENCY,
     DEFAULT_PART_SIZE,
@@ -58,6 +70,7 @@ from kommunmoln.tier_a.transfer import (
     TransferSettings,
     download_decrypted,
     list_keys,
+    list_objects,
     make_session,
     object_exists,
     parse_s3_url,
@@ -80,6 +93,8 @@ examples:
   kommunmoln upload --key key.json /srv/arende s3://my-bucket/arende/
   kommunmoln download --key key.json s3://my-bucket/arende/ ./restore/
   kommunmoln verify s3://my-bucket/arende/
+  kommunmoln sync --key key.json --dryrun /srv/arende s3://my-bucket/arende/
+  kommunmoln ls --key key.json s3://my-bucket/arende/
   kommunmoln encrypt --key key.json protokoll.pdf protokoll.pdf.esdk
   kommunmoln COMMAND --help
 
@@ -151,6 +166,15 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
                      help="JSON Lines on stdout for scripts: one object per result, skipped input, error and summary")  # fmt: skip
 
 
+class _Filter(argparse.Action):
+    """--exclude/--include into one ordered list of (kind, pattern)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        rules = list(getattr(namespace, self.dest, None) or [])
+        rules.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, rules)
+
+
 def _add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace existing regular files (never symlinks, devices or FIFOs; default: refuse)")  # fmt: skip
@@ -217,6 +241,29 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     verify.add_argument("source", metavar="S3URL")
     verify.add_argument("--allowed-namespace", action="append", metavar="NS",
                         help=f"allowed key namespace (repeatable; default {', '.join(DEFAULTS['tier_a_key_namespaces'])})")  # fmt: skip
+
+    ls = command("ls", "list objects under s3://bucket/prefix: key, size (plaintext size with a key), time")
+    ls.add_argument("source", metavar="S3URL", help="s3://bucket/prefix")
+
+    sync = command("sync", "upload new and changed files of a directory (like `aws s3 sync`; see docs)")
+    sync.add_argument("source", metavar="DIR", help="local directory")
+    sync.add_argument("dest", metavar="S3URL", help="s3://bucket/prefix")
+    sync.add_argument("--dryrun", action="store_true", help="show what would be uploaded and deleted; change nothing")
+    sync.add_argument("--exclude", action=_Filter, dest="filters", metavar="PATTERN",
+                      help="leave out paths matching PATTERN (relative to DIR; repeatable, last match wins)")  # fmt: skip
+    sync.add_argument("--include", action=_Filter, dest="filters", metavar="PATTERN",
+                      help="take paths matching PATTERN back in (repeatable, last match wins)")  # fmt: skip
+    sync.add_argument("--delete", action="store_true",
+                      help="add delete markers for objects without a local file (versioned buckets only)")  # fmt: skip
+    sync.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
+    sync.add_argument("--escrow-public-key", metavar="PEM", help="also wrap every data key for this RSA escrow key")
+    _add_transfer(sync)
+
+    rm = command("rm", "delete objects: a delete marker only (versioned buckets; every version stays)")
+    rm.add_argument(
+        "targets", nargs="+", metavar="S3URL", help="s3://bucket/key (s3://bucket/prefix/ with --recursive)"
+    )
+    rm.add_argument("--recursive", action="store_true", help="every object under a prefix")
 
     for command_spec in extra:
         command_spec.add_arguments(command(command_spec.name, command_spec.help))
@@ -537,6 +584,130 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else 0
 
 
+def cmd_ls(args: argparse.Namespace) -> int:
+    aws = _Aws(args)
+    location = aws.location(args.source)
+    model = None
+    if args.key or args.pkcs11_lib:
+        custody = open_custody(custody_options(args), need_primary=True)
+        with custody:
+            model = SizeModel(custody.encrypting_keyring(), location.bucket)
+    count = 0
+    for item in list_objects(aws.s3, location.bucket, location.key):
+        obj = RemoteObject.from_listing(item)
+        plaintext = model.plaintext_size(obj.size, obj.key) if model else None
+        shown = f"{plaintext:>12}" if plaintext is not None else f"{obj.size:>12}" + ("?" if model else "")
+        count += 1
+        _say(args, f"{obj.last_modified:%Y-%m-%d %H:%M:%S} {shown} s3://{location.bucket}/{obj.key}",
+             bucket=location.bucket, key=obj.key, stored_bytes=obj.size, plaintext_bytes=plaintext,
+             last_modified=obj.last_modified.isoformat())  # fmt: skip
+    if model:
+        args.reporter.summary(f"{count} objects (sizes are plaintext; '?' = not a message of this key and context)",
+                              objects=count)  # fmt: skip
+    else:
+        args.reporter.summary(f"{count} objects (stored sizes; give --key for plaintext sizes)", objects=count)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    extra = parse_context_items(args.context)
+    transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
+    aws = _Aws(args, concurrency=transfer.concurrency)
+    location = aws.location(args.dest)
+    report = args.reporter
+    dry = "(dryrun) " if args.dryrun else ""
+    with open_custody(custody_options(args), need_primary=True) as custody:
+        keyring = custody.encrypting_keyring()
+        plan = plan_sync(aws.s3, args.source, location, unchanged=size_and_time(SizeModel(keyring, location.bucket, extra)),
+                         filters=Filters(args.filters or []), delete=args.delete)  # fmt: skip
+        if plan.deletes and not args.dryrun:
+            require_versioning(aws.s3, location.bucket, "sync --delete")
+        for skipped in plan.skipped:
+            report.skipped(skipped.name, skipped.reason)
+        failures = uploaded = 0
+        with report.progress("sync", sum(stored_size_estimate(f.size) for f in plan.uploads),
+                             files=len(plan.uploads)) as bar:  # fmt: skip
+            for local in plan.uploads:
+                where = f"s3://{location.bucket}/{local.key}"
+                if args.dryrun:
+                    _say(args, f"{dry}upload: {local.path} -> {where}", action="upload", path=str(local.path),
+                         key=local.key, dryrun=True)  # fmt: skip
+                    continue
+                try:
+                    upload_encrypted(aws.s3, source_path=local.path, bucket=location.bucket, key=local.key,
+                                     key_provider=keyring, extra_context=extra, settings=transfer,
+                                     on_bytes=bar.update)  # fmt: skip
+                except Interrupted as interrupted:
+                    raise Interrupted(f"{interrupted.reason}; {uploaded} of {len(plan.uploads)} changed files were "
+                                      "uploaded before it (run sync again to continue)", stored=interrupted.stored) from None  # fmt: skip
+                except TierAError as error:
+                    failures += 1
+                    report.error(str(error), path=str(local.path), key=local.key)
+                    continue
+                finally:
+                    bar.file_done()
+                uploaded += 1
+                _say(args, f"upload: {local.path} -> {where}", action="upload", path=str(local.path), key=local.key)
+            bar.finish()
+    deleted = 0
+    for obj in plan.deletes:
+        where = f"s3://{location.bucket}/{obj.key}"
+        if args.dryrun:
+            _say(args, f"{dry}delete: {where}", action="delete", key=obj.key, dryrun=True)
+            continue
+        try:
+            marker = delete_current(aws.s3, location.bucket, obj.key)
+        except TierAError as error:
+            failures += 1
+            report.error(str(error), key=obj.key)
+            continue
+        deleted += 1
+        _say(args, f"delete: {where} (delete marker {marker}; earlier versions kept)", action="delete", key=obj.key,
+             delete_marker_version_id=marker)  # fmt: skip
+    text = (f"{dry}{len(plan.uploads)} to upload, {len(plan.unchanged)} unchanged, {len(plan.deletes)} to delete"
+            if args.dryrun else
+            f"uploaded {uploaded}, unchanged {len(plan.unchanged)}, deleted {deleted}, failed {failures}, "
+            f"skipped {len(plan.skipped)}")  # fmt: skip
+    report.summary(text, uploaded=uploaded, unchanged=len(plan.unchanged), deleted=deleted, failed=failures,
+                   skipped=len(plan.skipped), dryrun=args.dryrun, to_upload=len(plan.uploads),
+                   to_delete=len(plan.deletes))  # fmt: skip
+    if failures:
+        print(f"error: {failures} of {len(plan.uploads) + len(plan.deletes)} changes failed", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    aws = _Aws(args)
+    targets: list[tuple[str, str]] = []
+    for url in args.targets:
+        location = aws.location(url)
+        if not location.key or location.key.endswith("/"):
+            if not args.recursive:
+                raise UsageError(f"{url} is a prefix; add --recursive to delete every object under it")
+            targets += [(location.bucket, k) for k in list_keys(aws.s3, location.bucket, location.key)]
+        elif args.recursive:
+            prefix = location.key + "/"
+            targets += [(location.bucket, k) for k in list_keys(aws.s3, location.bucket, prefix)]
+        elif object_exists(aws.s3, location.bucket, location.key):
+            targets.append((location.bucket, location.key))
+        else:
+            raise UsageError(f"no object {url}")
+    for bucket in sorted({b for b, _ in targets}):
+        require_versioning(aws.s3, bucket, "rm")
+    failures = 0
+    for bucket, key in targets:
+        try:
+            marker = delete_current(aws.s3, bucket, key)
+        except TierAError as error:
+            failures += 1
+            args.reporter.error(str(error), bucket=bucket, key=key)
+            continue
+        _say(args, f"delete: s3://{bucket}/{key} (delete marker {marker}; earlier versions kept)", bucket=bucket,
+             key=key, delete_marker_version_id=marker)  # fmt: skip
+    return _finish(args, "deleted", len(targets) - failures, failures, 0, skips_fail=False)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keygen": cmd_keygen,
     "encrypt": cmd_encrypt,
@@ -544,6 +715,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "upload": cmd_upload,
     "download": cmd_download,
     "verify": cmd_verify,
+    "ls": cmd_ls,
+    "sync": cmd_sync,
+    "rm": cmd_rm,
 }
 
 

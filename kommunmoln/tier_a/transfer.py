@@ -441,7 +441,7 @@ class UploadPlan:
     skipped: list[Skipped]
 
 
-def scan_uploads(paths: list[str], location: S3Location) -> UploadPlan:
+def scan_uploads(paths: list[str], location: S3Location, *, allow_empty: bool = False) -> UploadPlan:
     """Files and object keys. A directory uploads its files recursively as prefix + relative path.
 
     A single file goes to exactly the URL's key unless the key is empty or ends with '/'
@@ -478,7 +478,7 @@ def scan_uploads(paths: list[str], location: S3Location) -> UploadPlan:
     keys = [k for _, k in plan.items]
     if len(set(keys)) != len(keys):
         raise UsageError("two inputs map to the same object key; upload them separately")
-    if not plan.items and not plan.skipped:
+    if not plan.items and not plan.skipped and not allow_empty:
         raise UsageError("nothing to upload (the directories are empty)")
     return plan
 
