@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -19,41 +18,34 @@ import pytest
 
 from kommunmoln.tier_a import cli
 from kommunmoln.tier_a.errors import Interrupted, TransferError
-from kommunmoln.tier_a.keys import Keyring, RawAesKey, write_key_file
+from kommunmoln.tier_a.keys import Keyring, RawAesKey
 from kommunmoln.tier_a.progress import Progress
 from kommunmoln.tier_a.transfer import (
     MIB,
-    AwsSettings,
     TransferSettings,
-    make_session,
-    s3_client,
     upload_encrypted,
 )
 from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
-def s3(moto_endpoint: str):
-    aws = AwsSettings(endpoint_url=moto_endpoint)
-    return s3_client(make_session(aws), aws)
+def s3(client_s3):
+    return client_s3
 
 
 @pytest.fixture
-def bucket(s3) -> str:
-    name = f"tier-a-out-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
+def bucket(make_bucket) -> str:
+    return make_bucket()
 
 
 @pytest.fixture
-def key() -> RawAesKey:
-    return RawAesKey.generate("kommunmoln", "out-key")
+def key(client_key: RawAesKey) -> RawAesKey:
+    return client_key
 
 
 @pytest.fixture
-def key_file(tmp_path: Path, key: RawAesKey) -> Path:
-    return write_key_file(tmp_path / "out.key.json", key)
+def key_file(client_key_file: Path) -> Path:
+    return client_key_file
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -4,42 +4,32 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from pathlib import Path
 
 import pytest
 
 from kommunmoln.tier_a import cli
 from kommunmoln.tier_a.codec import FRAME_LENGTH
-from kommunmoln.tier_a.keys import Keyring, RawAesKey, write_key_file
+from kommunmoln.tier_a.keys import Keyring, RawAesKey
 from kommunmoln.tier_a.sync import Filters, SizeModel
-from kommunmoln.tier_a.transfer import AwsSettings, make_session, s3_client, upload_encrypted
+from kommunmoln.tier_a.transfer import upload_encrypted
 
 PAST = 1_600_000_000  # 2020: local files older than anything the test uploads
 
 
 @pytest.fixture
-def s3(moto_endpoint: str):
-    aws = AwsSettings(endpoint_url=moto_endpoint)
-    return s3_client(make_session(aws), aws)
-
-
-def _bucket(s3, *, versioned: bool) -> str:
-    name = f"tier-a-sync-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
-    if versioned:
-        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
+def s3(client_s3):
+    return client_s3
 
 
 @pytest.fixture
-def key() -> RawAesKey:
-    return RawAesKey.generate("kommunmoln", "sync-key")
+def key(client_key: RawAesKey) -> RawAesKey:
+    return client_key
 
 
 @pytest.fixture
-def key_file(tmp_path: Path, key: RawAesKey) -> Path:
-    return write_key_file(tmp_path / "sync.key.json", key)
+def key_file(client_key_file: Path) -> Path:
+    return client_key_file
 
 
 def _tree(root: Path, files: dict[str, bytes]) -> None:
@@ -56,9 +46,9 @@ def _run(capsys, *argv: str) -> tuple[int, list[dict]]:
     return code, [json.loads(line) for line in out.splitlines()]
 
 
-def test_size_model_is_exact(tmp_path: Path, s3, key: RawAesKey) -> None:
+def test_size_model_is_exact(tmp_path: Path, s3, make_bucket, key: RawAesKey) -> None:
     # GIVEN files around the frame boundary WHEN uploaded THEN the model predicts each stored size exactly
-    bucket = _bucket(s3, versioned=True)
+    bucket = make_bucket()
     keyring = Keyring(key.master_key())
     model = SizeModel(keyring, bucket)
     for size in (0, 1, FRAME_LENGTH - 1, FRAME_LENGTH, FRAME_LENGTH + 1):
@@ -77,9 +67,9 @@ def test_filters_follow_the_aws_cli_order_rule() -> None:
 
 
 def test_sync_uploads_new_and_changed_only_and_delete_adds_markers(
-    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3
+    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3, make_bucket
 ) -> None:
-    bucket = _bucket(s3, versioned=True)
+    bucket = make_bucket()
     src = tmp_path / "share"
     _tree(src, {"a.txt": b"a" * 10, "sub/b.txt": b"b" * 20, "skip.tmp": b"t"})
     common = ["--endpoint-url", moto_endpoint, "--key", str(key_file), "sync", str(src), f"s3://{bucket}/fs/"]
@@ -106,9 +96,9 @@ def test_sync_uploads_new_and_changed_only_and_delete_adds_markers(
 
 
 def test_sync_detects_a_newer_file_of_the_same_size(
-    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3
+    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3, make_bucket
 ) -> None:
-    bucket = _bucket(s3, versioned=True)
+    bucket = make_bucket()
     src = tmp_path / "share"
     _tree(src, {"a.txt": b"1234"})
     common = ["--endpoint-url", moto_endpoint, "--key", str(key_file), "sync", str(src), f"s3://{bucket}/"]
@@ -121,9 +111,9 @@ def test_sync_detects_a_newer_file_of_the_same_size(
 
 
 def test_delete_and_rm_are_refused_without_versioning(
-    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3
+    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3, make_bucket
 ) -> None:
-    bucket = _bucket(s3, versioned=False)
+    bucket = make_bucket(versioned=False)
     s3.put_object(Bucket=bucket, Key="old.txt", Body=b"x")
     (tmp_path / "empty").mkdir()
     base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
@@ -135,9 +125,9 @@ def test_delete_and_rm_are_refused_without_versioning(
 
 
 def test_rm_adds_a_delete_marker_and_ls_shows_plaintext_sizes(
-    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3
+    tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, s3, make_bucket
 ) -> None:
-    bucket = _bucket(s3, versioned=True)
+    bucket = make_bucket()
     _tree(tmp_path / "d", {"x.txt": b"x" * 1234, "y.txt": b"y"})
     base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
     assert _run(capsys, *base, "upload", str(tmp_path / "d"), f"s3://{bucket}/r/")[0] == 0
