@@ -20,8 +20,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Deployment target: `make deploy AWS_PROFILE=kommun REGION=eu-north-1`
 REGION ?=
 CDK_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),-c region=$(REGION),) $(CONTEXT)
+# The same context for the preflight checks (`-c key=value` -> `--context key=value`).
+PREFLIGHT_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),--context region=$(REGION),) $(patsubst -c,--context,$(CONTEXT))
+# cdk asks before deploying IAM or security-group broadening, which needs a terminal. Without one
+# (CI, a pipeline), say what to do instead: review `make diff` and pass APPROVAL=never.
+APPROVAL ?= $(shell [ -t 0 ] && echo broadening || echo none-without-terminal)
 
-.PHONY: help install demo test synth deploy destroy lint format bench report system-deps clean
+.PHONY: help install demo test synth preflight diff deploy destroy lint format bench report system-deps clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,8 +59,17 @@ synth: $(VENV_STAMP) $(CDK_STAMP) ## Synthesize all stacks with the compliance g
 	$(CDK) synth --quiet $(CONTEXT)
 	@echo "Templates in cdk.out/:"; ls cdk.out/*.template.json
 
-deploy: $(VENV_STAMP) $(CDK_STAMP) ## Deploy all stacks (AWS_PROFILE=..., REGION=..., CONTEXT="-c key=value")
-	$(CDK) deploy --all --require-approval broadening $(CDK_ARGS)
+preflight: $(VENV_STAMP) $(CDK_STAMP) ## Read-only checks of the account before deploying (AWS_PROFILE, REGION, CONTEXT as for deploy)
+	$(CDK) synth --quiet $(filter-out --profile $(AWS_PROFILE),$(CDK_ARGS))
+	$(PY) -m deploy.preflight $(PREFLIGHT_ARGS)
+
+diff: $(VENV_STAMP) $(CDK_STAMP) ## Show what a deploy would change (review it before APPROVAL=never)
+	$(CDK) diff --all $(CDK_ARGS)
+
+deploy: preflight ## Deploy all stacks after `make preflight` (AWS_PROFILE=..., REGION=..., CONTEXT="-c key=value")
+	@if [ "$(APPROVAL)" = none-without-terminal ]; then \
+	  echo "make deploy: no terminal, so cdk cannot ask to approve IAM/security changes. Review 'make diff', then run: make deploy APPROVAL=never" >&2; exit 2; fi
+	$(CDK) deploy --all --require-approval $(APPROVAL) $(CDK_ARGS)
 
 destroy: $(VENV_STAMP) $(CDK_STAMP) ## Delete the stacks (stateful resources are retained unless workshop_mode)
 	$(CDK) destroy --all $(CDK_ARGS)
@@ -68,8 +82,8 @@ format: $(VENV_STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(VENV_STAMP) ## Run the benchmarks and regenerate docs/BENCHMARKS.md
-	$(PY) -m bench.run
+bench: $(VENV_STAMP) ## Run the benchmarks, regenerate docs/BENCHMARKS.md (QUICK=1: small sizes, one run)
+	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 report: $(VENV_STAMP) ## Write the compliance evidence report (docs/compliance-report.md and .html)
 	$(PY) -m kommunmoln.compliance.report

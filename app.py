@@ -11,7 +11,10 @@ import sys
 import aws_cdk as cdk
 
 from kommunmoln.config import ConfigError, load_config
-from stacks.app_builder import build_app
+from stacks.app_builder import (
+    build_app,
+    workshop_notice,
+)
 
 
 def main() -> None:
@@ -26,6 +29,7 @@ def main() -> None:
         app.node.set_context(
             f"availability-zones:account={config.account}:region={config.region}", list(config.availability_zones)
         )
+    print(workshop_notice(config), file=sys.stderr)
     build_app(app, config)
     try:
         app.synth()

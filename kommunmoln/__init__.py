@@ -3,3 +3,5 @@
 Only `names` (and the small, dependency-free modules the validators need) is packaged
 into Lambda assets; client modules may import heavier libraries (ESDK, PKCS#11).
 """
+
+__version__ = "0.1.0"

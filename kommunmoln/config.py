@@ -149,6 +149,7 @@ class TierBConfig:
     trust_anchor_path: str  # "" or a PEM file, relative to the repository root
     existing_key_store_id: str  # "" = create one; else reconnect this key store
     admin_host: bool
+    admin_host_ami: str  # "" = latest Amazon Linux 2023 at each deployment (replaces the host on a new release)
     noncurrent_version_days: int
     monitor_interval_minutes: int
 
@@ -177,6 +178,9 @@ class AppConfig:
     log_retention_days: int
     tier_a: TierAConfig = field(repr=False)
     tier_b: TierBConfig = field(repr=False)
+    # False: no function reserves concurrency (accounts whose Lambda concurrency quota is too small to
+    # reserve any: Lambda keeps 100 unreserved; `make preflight` checks the headroom).
+    lambda_reserved_concurrency: bool = True
 
     @property
     def prefix(self) -> str:
@@ -197,6 +201,7 @@ DEFAULTS: dict[str, Any] = {
     "availability_zones": ["eu-north-1a", "eu-north-1b"],
     "use_cases": list(names.USE_CASES),
     "workshop_mode": False,
+    "lambda_reserved_concurrency": True,
     "alarm_email": "",
     "vpc_cidr": "10.42.0.0/16",
     "log_retention_days": 365,
@@ -214,6 +219,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_b_trust_anchor_path": "",
     "tier_b_existing_key_store_id": "",
     "tier_b_admin_host": True,
+    "tier_b_admin_host_ami": "",
     "tier_b_noncurrent_version_days": 365,
     "tier_b_monitor_interval_minutes": 5,
 }
@@ -356,6 +362,12 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
             allowed="empty or a key store id such as cks-1234567890abcdef0",
         ),
         admin_host=_bool("tier_b_admin_host", get("tier_b_admin_host")),
+        admin_host_ami=_string(
+            "tier_b_admin_host_ami",
+            get("tier_b_admin_host_ami"),
+            pattern=r"|ami-[0-9a-f]{8,17}",
+            allowed="empty or an AMI id (ami- and 8 to 17 hex digits)",
+        ),
         noncurrent_version_days=_int(
             "tier_b_noncurrent_version_days", get("tier_b_noncurrent_version_days"), low=1, high=3650
         ),
@@ -395,6 +407,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         log_retention_days=log_retention,
         tier_a=tier_a,
         tier_b=tier_b,
+        lambda_reserved_concurrency=_bool("lambda_reserved_concurrency", get("lambda_reserved_concurrency")),
     )
     return config
 

@@ -128,6 +128,7 @@ OUTPUT_KMS_KEY_ARN = "KmsKeyArn"
 OUTPUT_KMS_ALIAS = "KmsKeyAlias"
 OUTPUT_ADMIN_HOST_ID = "AdminHostInstanceId"
 OUTPUT_KMSUSER_SECRET = "KmsUserPasswordSecretArn"  # Secrets Manager secret with the kmsuser password
+OUTPUT_KMS_USAGE_ROLE = "KmsKeyUsageRoleArn"  # the one role the key policy lets use the tier B key (via S3)
 
 # --- Custom resource types served by lambdas.cloudhsm_provisioner (tier B) ----------------
 RESOURCE_CLOUDHSM_CLUSTER = "Custom::CloudHsmCluster"  # a cluster restored from a backup

@@ -7,10 +7,21 @@ import aws_cdk as cdk
 from kommunmoln import names
 from kommunmoln.config import AppConfig
 from stacks.compliance import add_compliance_packs
+from stacks.components.function import WithoutReservedConcurrency
 from stacks.network_stack import NetworkStack
 from stacks.tier_a_stack import TierAStack
 from stacks.tier_b_stack import TierBStack
 from stacks.tier_b_stack import description as tier_b_description
+
+
+def workshop_notice(config: AppConfig) -> str:
+    """One line saying which deletion behaviour this synthesis gets (printed by app.py and `make deploy`)."""
+    if config.workshop_mode:
+        return (
+            "kommunmoln: WORKSHOP MODE: every bucket, key, secret, cluster and HSM is DELETED with the stacks "
+            "(make destroy). Never for real data."
+        )
+    return "kommunmoln: production mode: buckets, keys, cluster and HSMs are retained when the stacks are deleted."
 
 
 def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
@@ -54,5 +65,8 @@ def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     for stack in stacks.values():
         cdk.Tags.of(stack).add(names.TAG_PROJECT, names.PROJECT)
         cdk.Tags.of(stack).add(names.TAG_MUNICIPALITY, config.municipality_id)
+    if not config.lambda_reserved_concurrency:
+        # Runs before synthesis writes the templates, so the validation plugins see the result.
+        cdk.Aspects.of(app).add(WithoutReservedConcurrency(), priority=cdk.AspectPriority.MUTATING)
     add_compliance_packs(app, config)
     return stacks

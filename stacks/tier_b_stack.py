@@ -42,6 +42,9 @@ class TierBStack(cdk.Stack):
         # As in cdk.json, also when app.py runs without the CLI: access logs are granted by
         # bucket policy (an ACL would conflict with BucketOwnerEnforced).
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
+        # The admin host's IMDSv2 launch template gets a name unique to the stack, not the account-wide
+        # fixed `InstanceLaunchTemplate` (two stacks in one account would collide).
+        self.node.set_context("@aws-cdk/aws-ec2:uniqueImdsv2TemplateName", True)
         tier_b, workshop = config.tier_b, config.workshop_mode
         log_encryption = LogEncryption(
             self, "LogEncryption", workshop_mode=workshop, retention_days=config.log_retention_days
@@ -67,15 +70,20 @@ class TierBStack(cdk.Stack):
         provisioner.grant_hsms(cluster=cluster, vpc_id=network.vpc.vpc_id)
         hsms = CloudHsmHsms(
             self, "Hsms", provisioner=provisioner, cluster=cluster, availability_zones=config.availability_zones,
-            hsm_count=tier_b.hsm_count, workshop_mode=workshop,
+            hsm_count=phase_hsm_count(config), workshop_mode=workshop,
         )  # fmt: skip
         secret = KmsUserSecret(self, "KmsUserPassword", network=network, workshop_mode=workshop)
         if tier_b.admin_host:
             host = HsmAdminHost(
                 self, "AdminHost", network=network, cluster=cluster, secret=secret, access_logs=access_logs,
                 noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
+                ami_id=tier_b.admin_host_ami,
             )  # fmt: skip
             cdk.CfnOutput(self, names.OUTPUT_ADMIN_HOST_ID, value=host.instance.instance_id, description=INSTALL_NOTE)
+        cdk.CfnOutput(
+            self, names.OUTPUT_KMSUSER_SECRET, value=secret.secret.secret_arn,
+            description="The kmsuser password (set it in CloudHSM CLI when creating kmsuser; KMS then rotates it)",
+        )  # fmt: skip
         alarms = AlarmTopic(
             self, "Alarms", description="kommunmoln tier B alarms", email=config.alarm_email, workshop_mode=workshop
         )
@@ -108,6 +116,11 @@ class TierBStack(cdk.Stack):
             cdk.CfnOutput(self, names.OUTPUT_KMS_KEY_ARN, value=key_arn)
             cdk.CfnOutput(self, names.OUTPUT_KMS_ALIAS, value=key.alias_name)
             cdk.CfnOutput(
+                self, names.OUTPUT_KMS_USAGE_ROLE, value=key.usage_role.role_arn,
+                description="Assume this role to upload/download (the key policy lets no other principal use the "
+                "key); python -m usecases.cloudhsm_kms upload/download assume it.",
+            )  # fmt: skip
+            cdk.CfnOutput(
                 self, names.OUTPUT_SSE_BUCKET, value=data.bucket.bucket_name,
                 description="Object reads/writes are CloudTrail data events of this stack's trail (in addition to "
                 "any organization trail, which may hold the management events centrally).",
@@ -115,7 +128,7 @@ class TierBStack(cdk.Stack):
 
         KeyStoreMonitor(
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
-            cluster_id=cluster.cluster_id, min_hsms=tier_b.hsm_count, key_store_id=key_store_id, key_arn=key_arn,
+            cluster_id=cluster.cluster_id, min_hsms=phase_hsm_count(config), key_store_id=key_store_id, key_arn=key_arn,
             interval_minutes=tier_b.monitor_interval_minutes, workshop_mode=workshop,
         )  # fmt: skip
         cdk.CfnOutput(
@@ -123,6 +136,16 @@ class TierBStack(cdk.Stack):
             description=None if tier_b.keystore_enabled else PHASE_1_NOTE,
         )  # fmt: skip
         cdk.CfnOutput(self, names.OUTPUT_ALARM_TOPIC, value=alarms.topic.topic_arn)
+
+
+def phase_hsm_count(config: AppConfig) -> int:
+    """HSMs the deployed phase asks for: one before activation, the configured number after.
+
+    CloudHSM accepts exactly one HSM until the cluster is initialized and activated; the others are
+    added in phase 2, when the cluster is ACTIVE (the provisioner refuses more before that). A restored
+    cluster comes up initialized, but it is activated only if its backup was, so it starts with one too.
+    """
+    return config.tier_b.hsm_count if config.tier_b.keystore_enabled else 1
 
 
 def description(config: AppConfig) -> str:

@@ -1,381 +1,45 @@
-"""Use case 1 (tier A): client-side encryption with municipality-held keys.
+"""Use case 1 (tier A) from a clone: the `kommunmoln` client plus the end-to-end `demo`.
 
     python -m usecases.client_side_encryption COMMAND ...
 
-Commands (a stable interface, documented in docs/use-case-1.md):
-  keygen   --out KEYFILE [--namespace NS] [--name NAME] [--escrow-out PREFIX]
-  encrypt  IN OUT --key KEYFILE [--escrow-public-key PEM] [--context k=v ...]
-  decrypt  IN OUT --key KEYFILE [--expect-context k=v ...] [--escrow-private-key PEM]
-  upload   PATH... s3://bucket/prefix [--context k=v ...]
-  download s3://bucket/key-or-prefix DEST [--expect-context k=v ...]
-  verify   s3://bucket/key-or-prefix
-  demo     [--stack-name NAME]
+Every command of the installed `kommunmoln` client (kommunmoln/tier_a/cli.py, where the
+commands, options and exit codes are documented), plus:
 
-Exit codes: 0 success, 1 a check or an operation failed (wrong key, tampered data,
-quarantined object, S3 error), 2 bad input (usage, missing file, bad key file, bad URL,
-unknown bucket). Errors are one line on stderr, never a traceback, never key material.
+  demo     [--stack-name NAME] [--workdir DIR]   end to end on a local moto server
+                                                 (or a deployed stack with --stack-name)
+
+The demo needs the repository (the validator Lambda's code, moto), so it lives here and not
+in the installable package.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from kommunmoln import names
-from kommunmoln.config import DEFAULTS
-from kommunmoln.tier_a.codec import (
-    HEADER_PEEK_BYTES,
-    decrypt_file,
-    encrypt_file,
-    format_context,
-    parse_context_items,
-    read_file_head,
-    summarize_header,
-)
-from kommunmoln.tier_a.custody import Custody, CustodyOptions, open_custody
-from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, TierAError, UsageError
-from kommunmoln.tier_a.keys import DEFAULT_NAMESPACE, RawAesKey, check_key_name, write_escrow_pair, write_key_file
-from kommunmoln.tier_a.progress import Progress, progress_enabled
-from kommunmoln.tier_a.transfer import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_PART_SIZE,
-    DEFAULT_REGION,
-    MIB,
-    STACK_BUCKET,
-    AwsSettings,
-    S3Location,
-    TransferSettings,
-    download_decrypted,
-    list_keys,
-    make_session,
-    object_exists,
-    parse_s3_url,
-    plan_downloads,
-    plan_uploads,
-    read_object_head,
-    resolve_location,
-    s3_client,
-    stack_outputs,
-    upload_encrypted,
-)
+from kommunmoln.tier_a import cli
+from kommunmoln.tier_a.transfer import AwsSettings
 
 PROG = "python -m usecases.client_side_encryption"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """Options accepted before or after the command (defaults live on the top-level parser)."""
-
-    def default(value):
-        return argparse.SUPPRESS if suppress else value
-
-    keys = parser.add_argument_group("key custody")
-    keys.add_argument("--key", metavar="KEYFILE", default=default(os.environ.get(names.ENV_KEY_FILE)),
-                      help=f"workshop key file (JSON, mode 0600); default ${names.ENV_KEY_FILE}")  # fmt: skip
-    keys.add_argument("--pkcs11-lib", metavar="SO", default=default(os.environ.get(names.ENV_PKCS11_LIB)),
-                      help="PKCS#11 library of the HSM (e.g. /usr/lib/softhsm/libsofthsm2.so)")  # fmt: skip
-    keys.add_argument("--pkcs11-token", metavar="LABEL", default=default(os.environ.get(names.ENV_PKCS11_TOKEN)),
-                      help="token label")  # fmt: skip
-    keys.add_argument("--pkcs11-key-label", metavar="LABEL",
-                      default=default(os.environ.get(names.ENV_PKCS11_KEY_LABEL)),
-                      help="label of the AES key in the token (also the ESDK key name)")  # fmt: skip
-    keys.add_argument("--pkcs11-pin-env", metavar="VAR", default=default(names.ENV_PKCS11_PIN),
-                      help=f"environment variable holding the user PIN (default {names.ENV_PKCS11_PIN})")  # fmt: skip
-    keys.add_argument("--namespace", metavar="NS", default=default(DEFAULT_NAMESPACE),
-                      help=f"key namespace (ESDK provider id) for keygen and HSM keys (default {DEFAULT_NAMESPACE})")  # fmt: skip
-    aws = parser.add_argument_group("AWS")
-    aws.add_argument("--profile", default=default(None), help="AWS profile")
-    aws.add_argument("--region", default=default(DEFAULT_REGION), help=f"AWS region (default {DEFAULT_REGION})")
-    aws.add_argument("--endpoint-url", default=default(None), help="S3 endpoint (e.g. a local moto server)")
-    aws.add_argument("--stack-name", default=default(None),
-                     help=f"tier A stack: s3://{STACK_BUCKET}/... means its data bucket (output {names.OUTPUT_DATA_BUCKET})")  # fmt: skip
-    out = parser.add_argument_group("output")
-    out.add_argument("--quiet", "-q", action="store_true", default=default(False), help="no progress, no result lines")
-
-
-def _add_transfer(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--part-size-mib", type=int, default=DEFAULT_PART_SIZE // MIB,
-                        help=f"multipart part size in MiB (5-5120, default {DEFAULT_PART_SIZE // MIB})")  # fmt: skip
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                        help=f"parts in flight at once (default {DEFAULT_CONCURRENCY}); memory ~ (concurrency+1) x part size")  # fmt: skip
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG, description="Tier A: client-side encryption of S3 objects with keys only the municipality holds."
-    )
-    _add_common(parser, suppress=False)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        _add_common(sub, suppress=True)
-        return sub
-
-    keygen = command("keygen", "create a workshop key file (and optionally an escrow RSA key pair, or an HSM key)")
-    keygen.add_argument("--out", metavar="KEYFILE", help="key file to create (mode 0600; never overwritten)")
-    keygen.add_argument("--name", help="key name (default: tier-a-YYYYMMDD-xxxx; HSM: the key label)")
-    keygen.add_argument("--escrow-out", metavar="PREFIX", help="also create PREFIX.pub.pem and PREFIX.key.pem (0600)")
-
-    encrypt = command("encrypt", "encrypt a local file (no AWS involved)")
-    encrypt.add_argument("input", metavar="IN")
-    encrypt.add_argument("output", metavar="OUT")
-    encrypt.add_argument("--escrow-public-key", metavar="PEM", help="also wrap the data key for this RSA escrow key")
-    encrypt.add_argument("--context", action="append", metavar="k=v", help="encryption context entry (plaintext!)")
-
-    decrypt = command("decrypt", "decrypt a local ESDK message; OUT appears only if all of it authenticated")
-    decrypt.add_argument("input", metavar="IN")
-    decrypt.add_argument("output", metavar="OUT")
-    decrypt.add_argument("--expect-context", action="append", metavar="k=v", help="required encryption context entry")
-    decrypt.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
-
-    upload = command("upload", "encrypt and upload files or directories (recursively) to s3://bucket/prefix")
-    upload.add_argument("paths", nargs="+", metavar="PATH... S3URL")
-    upload.add_argument("--escrow-public-key", metavar="PEM", help="also wrap every data key for this RSA escrow key")
-    upload.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
-    _add_transfer(upload)
-
-    download = command("download", "download and decrypt one object or every object under a prefix")
-    download.add_argument("source", metavar="S3URL")
-    download.add_argument("dest", metavar="DEST")
-    download.add_argument("--expect-context", action="append", metavar="k=v", help="extra required context entry")
-    download.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
-
-    verify = command("verify", "run the validator's header check from the client (read-only)")
-    verify.add_argument("source", metavar="S3URL")
-    verify.add_argument("--allowed-namespace", action="append", metavar="NS",
-                        help=f"allowed key namespace (repeatable; default {', '.join(DEFAULTS['tier_a_key_namespaces'])})")  # fmt: skip
-
-    demo = command("demo", "end to end on a local moto server (or a deployed stack with --stack-name)")
-    demo.add_argument("--workdir", help="keep the demo's files here (default: a temporary directory)")
-    demo.add_argument("--large-mib", type=int, default=None, help=argparse.SUPPRESS)
-    return parser
-
-
-# --- Commands -------------------------------------------------------------------------------
-def _custody_options(args: argparse.Namespace) -> CustodyOptions:
-    return CustodyOptions(
-        key_file=args.key,
-        pkcs11_lib=args.pkcs11_lib,
-        pkcs11_token=args.pkcs11_token,
-        pkcs11_key_label=args.pkcs11_key_label,
-        pkcs11_pin_env=args.pkcs11_pin_env,
-        namespace=args.namespace,
-        escrow_public_key=getattr(args, "escrow_public_key", None),
-        escrow_private_key=getattr(args, "escrow_private_key", None),
-    )
-
-
-def _say(args: argparse.Namespace, text: str) -> None:
-    if not args.quiet:
-        print(text, flush=True)
-
-
-def cmd_keygen(args: argparse.Namespace) -> int:
-    options = _custody_options(args)
-    if options.uses_hsm:
-        if args.out:
-            raise UsageError(
-                "--out writes a key file; an HSM key stays in the token (drop --out or the --pkcs11-* options)"
-            )
-        if args.name and args.name != options.pkcs11_key_label:
-            raise UsageError("an HSM key's name is its label: use --pkcs11-key-label, not --name")
-        pin = os.environ.get(options.pkcs11_pin_env)
-        missing = [f for f, v in (("--pkcs11-lib", options.pkcs11_lib), ("--pkcs11-token", options.pkcs11_token),
-                                  ("--pkcs11-key-label", options.pkcs11_key_label)) if not v]  # fmt: skip
-        if missing:
-            raise UsageError(f"HSM key generation needs {', '.join(missing)}")
-        if not pin:
-            raise UsageError(f"set the token's user PIN in the environment variable {options.pkcs11_pin_env}")
-        from kommunmoln.tier_a.pkcs11_key import open_hsm_key
-
-        hsm, _ = open_hsm_key(
-            lib_path=options.pkcs11_lib, token_label=options.pkcs11_token, pin=pin,
-            key_label=options.pkcs11_key_label, namespace=options.namespace, generate=True,
-        )  # fmt: skip
-        try:
-            attributes = hsm.attributes()
-        finally:
-            hsm.close()
-        _say(args, f"generated AES-256 key {options.namespace}/{options.pkcs11_key_label} in token "
-                   f"{options.pkcs11_token!r} (sensitive={attributes['sensitive']}, extractable={attributes['extractable']})")  # fmt: skip
-    else:
-        if not args.out:
-            raise UsageError("keygen needs --out KEYFILE (or the --pkcs11-* options to generate the key in an HSM)")
-        key = RawAesKey.generate(args.namespace, check_key_name(args.name) if args.name else None)
-        write_key_file(args.out, key)
-        _say(args, f"wrote key {key.namespace}/{key.name} to {args.out} (mode 0600); keep it secret and backed up")
-    if args.escrow_out:
-        public_path, private_path = write_escrow_pair(args.escrow_out)
-        _say(args, f"wrote escrow public key {public_path} and private key {private_path} (0600): "
-                   "move the private key offline")  # fmt: skip
-    return 0
-
-
-def cmd_encrypt(args: argparse.Namespace) -> int:
-    context = parse_context_items(args.context)
-    with open_custody(_custody_options(args), need_primary=True) as custody:
-        size = encrypt_file(args.input, args.output, custody.encrypting_keyring(), context)
-    _say(args, f"encrypted {args.input} -> {args.output} ({size} bytes); encryption context: {format_context(context)}")
-    return 0
-
-
-def _decrypting_keyring(custody: Custody, head: Callable[[], bytes]):
-    header = summarize_header(head()) if custody.needs_header else None
-    return custody.decrypting_keyring(header)
-
-
-def cmd_decrypt(args: argparse.Namespace) -> int:
-    expected = parse_context_items(args.expect_context, option="--expect-context")
-    with open_custody(_custody_options(args), need_primary=False) as custody:
-        keyring = _decrypting_keyring(custody, lambda: read_file_head(args.input, HEADER_PEEK_BYTES))
-        result = decrypt_file(args.input, args.output, keyring, expected_context=expected)
-    # The context is reported even with --quiet: it is what the message claims to be.
-    print(f"decrypted {args.input} -> {args.output} ({result.plaintext_bytes} bytes); "
-          f"encryption context: {format_context(result.encryption_context)}", flush=True)  # fmt: skip
-    return 0
-
-
-class _Aws:
-    """boto3 session/clients and the stack's bucket, created on first use."""
-
-    def __init__(self, args: argparse.Namespace, *, concurrency: int = DEFAULT_CONCURRENCY) -> None:
-        self.settings = AwsSettings(args.profile, args.region, args.endpoint_url, args.stack_name)
-        self.concurrency = concurrency
-        self._session = None
-        self._s3 = None
-
-    @property
-    def session(self):
-        if self._session is None:
-            self._session = make_session(self.settings)
-        return self._session
-
-    @property
-    def s3(self):
-        if self._s3 is None:
-            self._s3 = s3_client(self.session, self.settings, concurrency=self.concurrency)
-        return self._s3
-
-    def stack_bucket(self) -> str:
-        if not self.settings.stack_name:
-            raise UsageError(f"s3://{STACK_BUCKET}/... needs --stack-name")
-        outputs = stack_outputs(self.session, self.settings, self.settings.stack_name)
-        if names.OUTPUT_DATA_BUCKET not in outputs:
-            raise UsageError(f"stack {self.settings.stack_name!r} has no output {names.OUTPUT_DATA_BUCKET}")
-        return outputs[names.OUTPUT_DATA_BUCKET]
-
-    def location(self, url: str) -> S3Location:
-        return resolve_location(parse_s3_url(url), stack_bucket=self.stack_bucket)
-
-
-def cmd_upload(args: argparse.Namespace) -> int:
-    if len(args.paths) < 2:
-        raise UsageError("upload needs at least one PATH and the destination s3://bucket/prefix")
-    *sources, url = args.paths
-    extra = parse_context_items(args.context)
-    transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
-    aws = _Aws(args, concurrency=transfer.concurrency)
-    location = aws.location(url)
-    plan = plan_uploads(sources, location)
-    with open_custody(_custody_options(args), need_primary=True) as custody:
-        keyring = custody.encrypting_keyring()
-        for path, key in plan:
-            with Progress(f"upload {path.name}", path.stat().st_size, enabled=progress_enabled(args.quiet)) as bar:
-                result = upload_encrypted(
-                    aws.s3, source_path=path, bucket=location.bucket, key=key, key_provider=keyring,
-                    extra_context=extra, settings=transfer, on_bytes=bar.update,
-                )  # fmt: skip
-            how = f"{result.parts} parts" if result.parts else "single put"
-            _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "
-                       f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})")  # fmt: skip
-    return 0
-
-
-def cmd_download(args: argparse.Namespace) -> int:
-    extra = parse_context_items(args.expect_context, option="--expect-context")
-    aws = _Aws(args)
-    location = aws.location(args.source)
-    failures = 0
-    with open_custody(_custody_options(args), need_primary=False) as custody:
-        plan = plan_downloads(aws.s3, location, args.dest)
-        for key, target in plan:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            keyring = _decrypting_keyring(
-                custody, lambda k=key: read_object_head(aws.s3, location.bucket, k, HEADER_PEEK_BYTES)
-            )
-            try:
-                with Progress(f"download {Path(key).name}", None, enabled=progress_enabled(args.quiet)) as bar:
-                    result = download_decrypted(
-                        aws.s3, bucket=location.bucket, key=key, dest=target, key_provider=keyring,
-                        expected_context=extra, on_bytes=bar.update,
-                    )  # fmt: skip
-            except TierAError as error:
-                if len(plan) == 1:
-                    raise
-                failures += 1
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                continue
-            _say(args, f"downloaded s3://{location.bucket}/{key} -> {target} ({result.plaintext_bytes} bytes)")
-    if failures:
-        print(f"error: {failures} of {len(plan)} objects failed; no plaintext was written for them", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    from lambdas.tier_a_validator.logic import STATUS_VALIDATED, Settings, check_object
-
-    settings = Settings(
-        allowed_namespaces=tuple(args.allowed_namespace or DEFAULTS["tier_a_key_namespaces"]),
-        required_context_keys=names.REQUIRED_CONTEXT_KEYS,
-        header_read_bytes=int(DEFAULTS["tier_a_header_read_bytes"]),
-        alarm_topic_arn="",
-    )
-    aws = _Aws(args)
-    location = aws.location(args.source)
-    if object_exists(aws.s3, location.bucket, location.key):
-        keys = [location.key]
-    else:
-        prefix = location.key if not location.key or location.key.endswith("/") else location.key + "/"
-        keys = [k for k in list_keys(aws.s3, location.bucket, prefix) if not k.endswith("/")]
-        if not keys:
-            raise UsageError(f"no object or prefix s3://{location.bucket}/{location.key}")
-    failed = 0
-    for key in keys:
-        try:
-            outcome = check_object(aws.s3, bucket=location.bucket, key=key, version_id=None, settings=settings)
-        except Exception as error:  # AccessDenied etc.: no decision is a failure too
-            failed += 1
-            print(f"FAIL s3://{location.bucket}/{key}: not checked: {' '.join(str(error).split())}", flush=True)
-            continue
-        if outcome.status == STATUS_VALIDATED:
-            print(f"pass s3://{location.bucket}/{key}", flush=True)
-        else:
-            failed += 1
-            print(f"FAIL s3://{location.bucket}/{key}: {'; '.join(outcome.reasons)}", flush=True)
-    print(f"{len(keys) - failed} passed, {failed} failed", flush=True)
-    return EXIT_FAILED if failed else 0
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", help="keep the demo's files here (default: a temporary directory)")
+    parser.add_argument("--large-mib", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from kommunmoln.tier_a.demo import run_demo
+    """Tier A end to end (usecases/tier_a_demo.py)."""
+    from usecases.tier_a_demo import run_demo
 
     large = args.large_mib
     if large is None:
         large = int(os.environ.get(names.ENV_DEMO_LARGE_MIB, "65") or 65)
-    custody = _custody_options(args) if (args.key or args.pkcs11_lib) else None
+    custody = cli.custody_options(args) if (args.key or args.pkcs11_lib) else None
     return run_demo(
         aws=AwsSettings(args.profile, args.region, args.endpoint_url, args.stack_name),
         custody=custody,
@@ -385,52 +49,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "keygen": cmd_keygen,
-    "encrypt": cmd_encrypt,
-    "decrypt": cmd_decrypt,
-    "upload": cmd_upload,
-    "download": cmd_download,
-    "verify": cmd_verify,
-    "demo": cmd_demo,
-}
+DEMO = cli.ExtraCommand(
+    name="demo",
+    help="end to end on a local moto server (or a deployed stack with --stack-name)",
+    add_arguments=_demo_arguments,
+    run=cmd_demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The client's parser with the demo command."""
+    return cli.build_parser(prog=PROG, extra=[DEMO])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
-        return int(exit_.code or 0)
-    # SIGTERM (a service stop, `kill`) takes the same clean path as Ctrl-C: multipart uploads
-    # are aborted and temporary plaintext is discarded.
-    previous = _interrupt_on_sigterm()
-    try:
-        return COMMANDS[args.command](args)
-    except TierAError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return error.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted (multipart uploads were aborted; no partial plaintext was kept)", file=sys.stderr)
-        return 130
-    except Exception as error:  # a bug or an unexpected library error: still one line, no key material
-        print(f"error: unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt
-
-
-def _interrupt_on_sigterm() -> signal.Handlers | Callable | int | None:
-    """Route SIGTERM to KeyboardInterrupt while a command runs (main thread only)."""
-    try:
-        return signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread (e.g. called from a worker): leave signals alone
-        return None
+    """Run one command (the client's or `demo`); returns the exit code."""
+    return cli.main(argv, prog=PROG, extra=[DEMO])
 
 
 if __name__ == "__main__":

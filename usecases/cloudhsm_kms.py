@@ -55,7 +55,7 @@ Echo = Callable[[str], None]
 
 
 class OperatorError(RuntimeError):
-    """A problem the operator can fix; printed as one line, exit code 1."""
+    """A problem the operator can fix; printed as one line on stderr, exit code 3 (EXIT_OPERATOR)."""
 
 
 # --- AWS access --------------------------------------------------------------------------------
@@ -72,6 +72,8 @@ class Aws:
     _outputs: dict[str, str] | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
+    role_arn: str = ""  # assume this role for data-plane commands ("" = the caller's own credentials)
+
     def client(self, service: str) -> Any:
         if service not in self._clients:
             if self._session is None:
@@ -80,6 +82,27 @@ class Aws:
                 service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"})
             )
         return self._clients[service]
+
+    def data_client(self, service: str) -> Any:
+        """A client for the data plane: as the key's usage role, the only principal its key policy lets use it.
+
+        The role is the stack output KmsKeyUsageRoleArn (or --role-arn); --no-assume-role uses the caller's
+        own credentials (which the key policy denies unless they are that role already).
+        """
+        if not self.role_arn:
+            return self.client(service)
+        cache_key = f"{service}@{self.role_arn}"
+        if cache_key not in self._clients:
+            creds = self.client("sts").assume_role(RoleArn=self.role_arn, RoleSessionName="kommunmoln-operator")
+            c = creds["Credentials"]
+            session = boto3.Session(
+                aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                aws_session_token=c["SessionToken"], region_name=self.region,
+            )  # fmt: skip
+            self._clients[cache_key] = session.client(
+                service, endpoint_url=self.endpoint_url, config=Config(retries={"mode": "standard"})
+            )
+        return self._clients[cache_key]
 
     def output(self, key: str, *, required: bool = True) -> str:
         if self.overrides.get(key):
@@ -388,7 +411,7 @@ def cmd_upload(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
     bucket, kms_key = aws.output(names.OUTPUT_SSE_BUCKET), aws.output(names.OUTPUT_KMS_KEY_ARN)
     path = Path(args.file)
     key = args.key or path.name
-    head = upload_object(aws.client("s3"), bucket, key, path, kms_key=kms_key)
+    head = upload_object(aws.data_client("s3"), bucket, key, path, kms_key=kms_key)
     echo(f"s3://{bucket}/{key} version {head.get('VersionId', '-')}: {describe_protection(head)}")
     return 0
 
@@ -398,7 +421,7 @@ def cmd_download(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
     out = Path(args.out or Path(args.key).name)
     if out.exists() and not args.force:
         raise OperatorError(f"{out} exists; pass --force to overwrite")
-    s3 = aws.client("s3")
+    s3 = aws.data_client("s3")
     extra = {"VersionId": args.version_id} if args.version_id else {}
     head = s3.head_object(Bucket=bucket, Key=args.key, **extra)
     s3.download_file(bucket, args.key, str(out), ExtraArgs=extra or None)
@@ -417,7 +440,7 @@ def verify_object(
 def cmd_verify(args: argparse.Namespace, aws: Aws, echo: Echo) -> int:
     bucket = aws.output(names.OUTPUT_SSE_BUCKET)
     verdict = verify_object(
-        aws.client("s3"), aws.client("kms"), bucket, args.key,
+        aws.data_client("s3"), aws.client("kms"), bucket, args.key,
         expected_key=aws.output(names.OUTPUT_KMS_KEY_ARN), version_id=args.version_id,
     )  # fmt: skip
     echo(f"s3://{bucket}/{args.key}: {'OK' if verdict.ok else 'FAIL ' + verdict.reason} - {verdict.detail}")
@@ -785,42 +808,39 @@ def _demo_control_plane(session: Any, material: _CaMaterial, tally: _Tally) -> N
     cluster_filter = {"Filters": {"clusterIds": [recorded.CLUSTER_ID]}}
     hsm_ids = ("hsm-aaaaaaaaaaa", "hsm-bbbbbbbbbbb")
     with Stubber(clients.cloudhsm) as hsm, Stubber(clients.kms) as kms, Stubber(clients.secrets) as sm:
-        # a) Custom::CloudHsmHsms: two HSMs, one per zone, then wait for ACTIVE.
+        # a) Custom::CloudHsmHsms, phase 1: exactly one HSM (CloudHSM accepts no second HSM until the cluster is
+        #    activated); phase 2 adds the one in the other zone once the cluster is ACTIVE.
         hsm_event = {
             "RequestType": "Create",
             "ResourceType": names.RESOURCE_CLOUDHSM_HSMS,
             "ResourceProperties": {
                 "ClusterId": recorded.CLUSTER_ID,
                 "AvailabilityZones": list(recorded.ZONES),
-                "HsmCount": "2",
+                "HsmCount": "1",
             },
         }
+        first = recorded.hsm(hsm_ids[0], recorded.ZONES[0], "CREATE_IN_PROGRESS")
         hsm.add_response("describe_clusters", recorded.cluster("UNINITIALIZED"), cluster_filter)
-        for hsm_id, zone in zip(hsm_ids, recorded.ZONES, strict=True):
-            hsm.add_response(
-                "create_hsm",
-                {"Hsm": recorded.hsm(hsm_id, zone, "CREATE_IN_PROGRESS")},
-                {"ClusterId": recorded.CLUSTER_ID, "AvailabilityZone": zone},
-            )
+        hsm.add_response(
+            "create_hsm", {"Hsm": first}, {"ClusterId": recorded.CLUSTER_ID, "AvailabilityZone": recorded.ZONES[0]}
+        )
         created = provisioner.on_event(hsm_event, clients, sleep=no_wait)
         event = {**hsm_event, "PhysicalResourceId": created["PhysicalResourceId"]}
-        hsm.add_response(
-            "describe_clusters",
-            recorded.cluster(
-                "UNINITIALIZED",
-                [recorded.hsm(i, z, "CREATE_IN_PROGRESS") for i, z in zip(hsm_ids, recorded.ZONES, strict=True)],
-            ),
-            cluster_filter,
-        )
+        hsm.add_response("describe_clusters", recorded.cluster("UNINITIALIZED", [first]), cluster_filter)
         waiting = provisioner.is_complete(event, clients, sleep=no_wait)
-        active_hsms = [recorded.hsm(i, z) for i, z in zip(hsm_ids, recorded.ZONES, strict=True)]
-        hsm.add_response("describe_clusters", recorded.cluster("UNINITIALIZED", active_hsms), cluster_filter)
+        hsm.add_response(
+            "describe_clusters", recorded.cluster("UNINITIALIZED", [recorded.hsm(hsm_ids[0], recorded.ZONES[0])]),
+            cluster_filter,
+        )  # fmt: skip
         done = provisioner.is_complete(event, clients, sleep=no_wait)
         tally.record(
-            "HSM creation",
-            not waiting["IsComplete"] and done["IsComplete"] and done["Data"]["HsmCount"] == "2",
-            f"CreateHsm in {', '.join(recorded.ZONES)}; CREATE_IN_PROGRESS -> not complete; ACTIVE -> {done['Data']['HsmIds']}",
+            "HSM creation (phase 1)",
+            not waiting["IsComplete"] and done["IsComplete"] and done["Data"]["HsmCount"] == "1",
+            f"CreateHsm in {recorded.ZONES[0]} only (no second HSM before activation); CREATE_IN_PROGRESS -> "
+            f"not complete; ACTIVE -> {done['Data']['HsmIds']}",
         )
+        # After activation, phase 2 adds the HSM in the other zone (the model-based tests run that step).
+        active_hsms = [recorded.hsm(i, z) for i, z in zip(hsm_ids, recorded.ZONES, strict=True)]
 
         # b) init: sign the CSR the cluster returns, InitializeCluster, wait, print the admin-host commands.
         hsm.add_response(
@@ -919,54 +939,125 @@ def _demo_control_plane(session: Any, material: _CaMaterial, tally: _Tally) -> N
 
 
 # --- CLI -----------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m usecases.cloudhsm_kms", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack-name", default=DEFAULT_STACK, help=f"tier B stack (default {DEFAULT_STACK})")
-    parser.add_argument("--profile", help="AWS profile")
-    parser.add_argument("--region", default=DEFAULT_REGION, help=f"AWS Region (default {DEFAULT_REGION})")
-    parser.add_argument("--endpoint-url", help="AWS endpoint (a local emulator)")
-    parser.add_argument("--cluster-id", help="override the stack output " + names.OUTPUT_CLUSTER_ID)
-    parser.add_argument("--bucket", help="override the stack output " + names.OUTPUT_SSE_BUCKET)
-    parser.add_argument("--key-id", help="override the stack output " + names.OUTPUT_KMS_KEY_ARN)
-    parser.add_argument("--key-store-id", help="override the stack output " + names.OUTPUT_CUSTOM_KEY_STORE_ID)
-    sub = parser.add_subparsers(dest="command", required=True)
+# Exit codes (also in --help): distinct per kind of failure, so scripts can tell them apart.
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1  # verify: the object breaks the tier B rule
+EXIT_USAGE = 2  # argparse: a bad command line
+EXIT_OPERATOR = 3  # something the operator fixes: missing output, file exists, bad certificate
+EXIT_AWS = 4  # an AWS API error (code and message printed)
+EXIT_FILE = 5  # a local file or directory problem
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES_HELP = (
+    "exit codes: 0 ok, 1 verify found a violation, 2 bad command line, 3 operator action needed, "
+    "4 AWS API error, 5 local file error, 130 interrupted"
+)
 
-    ca = sub.add_parser("ca", help="create a workshop issuing CA")
-    ca.add_argument("--out", required=True, help="directory for customerCA.crt and customerCA.key")
-    ca.add_argument("--name", default=f"{DEFAULTS['municipality_name']} CloudHSM issuing CA")
-    ca.add_argument("--organization", default=DEFAULTS["municipality_name"])
-    ca.add_argument("--key-type", choices=ca_lib.KEY_TYPES, default="rsa3072")
-    ca.add_argument("--days", type=int, default=3650)
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every command takes, accepted before or after the command name.
+
+    The subcommand copies default to SUPPRESS, so a value given after the command overrides the one
+    before it and an absent one leaves the main parser's default in place.
+    """
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("--stack-name", default=default(DEFAULT_STACK), help=f"tier B stack (default {DEFAULT_STACK})")
+    parser.add_argument("--profile", default=default(None), help="AWS profile (default: the environment's credentials)")
+    parser.add_argument("--region", default=default(DEFAULT_REGION), help=f"AWS Region (default {DEFAULT_REGION})")
+    parser.add_argument("--endpoint-url", default=default(None), help="AWS endpoint URL (a local emulator)")
+    for option, output in (("--cluster-id", names.OUTPUT_CLUSTER_ID), ("--bucket", names.OUTPUT_SSE_BUCKET),
+                           ("--key-id", names.OUTPUT_KMS_KEY_ARN), ("--key-store-id", names.OUTPUT_CUSTOM_KEY_STORE_ID),
+                           ("--role-arn", names.OUTPUT_KMS_USAGE_ROLE)):  # fmt: skip
+        parser.add_argument(option, default=default(None), help=f"use this instead of the stack output {output}")
+    parser.add_argument(
+        "--no-assume-role", action="store_true", default=default(False),
+        help="upload/download/verify with your own credentials instead of the usage role (the key policy lets only "
+        "that role use the key)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The operator tool's command line (no abbreviations; every option documented)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m usecases.cloudhsm_kms", description=__doc__.split("\n\n")[0], epilog=EXIT_CODES_HELP,
+        allow_abbrev=False,
+    )  # fmt: skip
+    _global_options(parser, defaults=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        child = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES_HELP, allow_abbrev=False)
+        _global_options(child, defaults=False)
+        return child
+
+    ca = command("ca", "create a workshop issuing CA (production uses its existing CA)")
+    ca.add_argument("--out", required=True, help="directory for customerCA.crt and customerCA.key (created, 0700)")
+    ca.add_argument("--name", default=f"{DEFAULTS['municipality_name']} CloudHSM issuing CA",
+                    help="the CA certificate's common name")  # fmt: skip
+    ca.add_argument("--organization", default=DEFAULTS["municipality_name"], help="the CA certificate's organization")
+    ca.add_argument("--key-type", choices=ca_lib.KEY_TYPES, default="rsa3072", help="CA key type (default rsa3072)")
+    ca.add_argument("--days", type=_positive_int, default=3650, help="validity in days, at least 1 (default 3650)")
     ca.add_argument("--passphrase-env", help="encrypt the key with the passphrase in this environment variable")
 
-    init = sub.add_parser("init", help="initialize the cluster with the municipality's CA")
+    init = command("init", "initialize the cluster with the municipality's CA, then print the activation commands")
     init.add_argument("--ca-cert", required=True, help="the issuing CA certificate (trust anchor), PEM")
     init.add_argument("--ca-key", help="the CA private key, PEM (needed while the cluster is UNINITIALIZED)")
     init.add_argument("--passphrase-env", help="environment variable holding the CA key passphrase")
-    init.add_argument("--timeout", type=float, default=INIT_TIMEOUT_SECONDS, help="seconds to wait for INITIALIZED")
+    init.add_argument("--timeout", type=_positive_float, default=INIT_TIMEOUT_SECONDS,
+                      help=f"seconds to wait for INITIALIZED (default {INIT_TIMEOUT_SECONDS})")  # fmt: skip
 
-    sub.add_parser("status", help="cluster, HSMs, key store, key and the next step")
+    command("status", "cluster, HSMs, key store, key and the next step")
 
-    upload = sub.add_parser("upload", help="upload a file with SSE-KMS under the tier B key")
-    upload.add_argument("file")
-    upload.add_argument("--key", help="object key (default: the file name)")
+    upload = command("upload", "upload a file with SSE-KMS under the tier B key")
+    upload.add_argument("file", help="the local file to upload")
+    upload.add_argument("--object-key", "--key", dest="key", help="object key in the bucket (default: the file name)")
 
-    download = sub.add_parser("download", help="download an object and report its key")
-    download.add_argument("key")
-    download.add_argument("--out")
-    download.add_argument("--version-id")
-    download.add_argument("--force", action="store_true")
+    download = command("download", "download an object and report the key that protected it")
+    download.add_argument("key", help="the object key")
+    download.add_argument("--out", help="local file to write (default: the object key's last part)")
+    download.add_argument("--version-id", help="a specific object version")
+    download.add_argument("--force", action="store_true", help="overwrite the local file if it exists")
 
-    verify = sub.add_parser("verify", help="check an object against the tier B rule")
-    verify.add_argument("key")
-    verify.add_argument("--version-id")
+    verify = command("verify", "check an object against the tier B rule (read-only)")
+    verify.add_argument("key", help="the object key (or s3://bucket/key)")
+    verify.add_argument("--version-id", help="a specific object version")
 
-    sub.add_parser("demo", help="the whole flow offline (moto + recorded control-plane responses)")
+    command("demo", "the whole flow offline (moto + recorded control-plane responses)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, echo: Echo = print) -> int:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None, *, echo: Echo = print, err: Echo = _stderr) -> int:
+    """Run one command; errors go to `err` as one line with a distinct exit code, never a traceback."""
     args = build_parser().parse_args(argv)
+    if args.command == "verify" and args.key.startswith("s3://"):
+        bucket, _, args.key = args.key.removeprefix("s3://").partition("/")
+        args.bucket = args.bucket or bucket
     overrides = {
         names.OUTPUT_CLUSTER_ID: args.cluster_id or "",
         names.OUTPUT_SSE_BUCKET: args.bucket or "",
@@ -990,17 +1081,25 @@ def main(argv: Sequence[str] | None = None, *, echo: Echo = print) -> int:
         "demo": lambda: cmd_demo(args, echo),
     }
     try:
+        if args.command in ("upload", "download", "verify") and not args.no_assume_role:
+            aws.role_arn = args.role_arn or aws.output(names.OUTPUT_KMS_USAGE_ROLE, required=False)
         return commands[args.command]()
-    except (OperatorError, ca_lib.CertificateError) as err:
-        echo(f"error: {err}")
-        return 1
-    except ClientError as err:
-        error = err.response.get("Error", {})
-        echo(f"error: {err.operation_name} failed with {error.get('Code')}: {error.get('Message', '')}")
-        return 1
-    except BotoCoreError as err:
-        echo(f"error: {err}")
-        return 1
+    except KeyboardInterrupt:
+        err("interrupted")
+        return EXIT_INTERRUPTED
+    except (OperatorError, ca_lib.CertificateError) as error:
+        err(f"error: {error}")
+        return EXIT_OPERATOR
+    except ClientError as error:
+        detail = error.response.get("Error", {})
+        err(f"error: {error.operation_name} failed with {detail.get('Code')}: {detail.get('Message', '')}")
+        return EXIT_AWS
+    except BotoCoreError as error:
+        err(f"error: {error}")
+        return EXIT_AWS
+    except OSError as error:  # missing file, a directory where a file was expected, no permission
+        err(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "))
+        return EXIT_FILE
 
 
 if __name__ == "__main__":

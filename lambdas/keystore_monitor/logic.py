@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kommunmoln import names
-from lambdas.cloudhsm_provisioner.logic import DISCONNECTED_REMEDY, remedy_for
+from lambdas.cloudhsm_provisioner.connection_errors import DISCONNECTED_REMEDY, remedy_for
 
 OK = "ok"
 PROBLEM = "problem"
@@ -124,7 +124,13 @@ def check_key_store(kms: Any, key_store_id: str) -> Check:
     )  # fmt: skip
 
 
-def check_cluster(cloudhsm: Any, cluster_id: str, min_hsms: int) -> Check:
+# Phase 1 (no key store yet) deploys an uninitialized cluster on purpose: until the operator has initialized
+# and activated it, these states are the expected ones, not an incident (docs/use-case-2.md, step 2).
+PHASE_1_EXPECTED_STATES = frozenset({"UNINITIALIZED", "INITIALIZE_IN_PROGRESS", "INITIALIZED"})
+
+
+def check_cluster(cloudhsm: Any, cluster_id: str, min_hsms: int, *, phase_1: bool = False) -> Check:
+    """The cluster's state and ACTIVE HSMs per zone; in phase 1 the pre-activation states are expected."""
     if not cluster_id:
         return Check("cluster", SKIPPED, f"{names.ENV_CLUSTER_ID} is empty")
     clusters = cloudhsm.describe_clusters(Filters={"clusterIds": [cluster_id]}).get("Clusters", [])
@@ -153,6 +159,9 @@ def check_cluster(cloudhsm: Any, cluster_id: str, min_hsms: int) -> Check:
     if len(+active) < needed_zones:
         problems.append(f"ACTIVE HSMs in {len(+active)} zone(s); keys in a key store need HSMs in {needed_zones}")
     detail = f"cluster {cluster_id} is {state}; ACTIVE HSMs per zone: {per_zone}"
+    if phase_1 and state in PHASE_1_EXPECTED_STATES and total >= min_hsms:
+        # One ACTIVE HSM waiting for the operator's initialization: expected, reported, no alarm.
+        return Check("cluster", OK, f"{detail} (phase 1: awaiting initialization and activation)", metrics=values)
     if not problems:
         return Check("cluster", OK, detail, metrics=values)
     remedy = (
@@ -204,7 +213,7 @@ def check_health(*, kms: Any, cloudhsm: Any, settings: MonitorSettings) -> Healt
     return HealthReport(
         (
             check_key_store(kms, settings.key_store_id),
-            check_cluster(cloudhsm, settings.cluster_id, settings.min_hsms),
+            check_cluster(cloudhsm, settings.cluster_id, settings.min_hsms, phase_1=not settings.key_store_id),
             check_key(kms, settings.key_arn, settings.key_store_id),
         )
     )

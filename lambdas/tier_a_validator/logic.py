@@ -13,29 +13,49 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
 from kommunmoln import names
-from kommunmoln.esdk_header import HeaderError, HeaderTruncated, header_problems, parse_header, problem_code
+from kommunmoln.object_check import (
+    EMPTY_OBJECT,
+    HEADER_TOO_LARGE,
+    MAX_HEADER_READ_BYTES,
+    MIN_HEADER_READ_BYTES,
+    STATUS_MISSING,
+    STATUS_QUARANTINED,
+    STATUS_VALIDATED,
+    Outcome,
+    check_object,
+)
+from kommunmoln.object_check import is_missing as _is_missing
+from kommunmoln.object_check import make_outcome as _outcome
+from kommunmoln.object_check import version_args as _version_args
 
-STATUS_VALIDATED = names.STATUS_VALIDATED
-STATUS_QUARANTINED = names.STATUS_QUARANTINED
-STATUS_MISSING = "missing"  # the version was gone before a decision: nothing to tag (never a tag value)
+# The read-only check lives in kommunmoln.object_check (the client's `verify` runs it too);
+# its names stay importable from here for the handler and the tests.
+__all__ = [
+    "EMPTY_OBJECT",
+    "HEADER_TOO_LARGE",
+    "STATUS_MISSING",
+    "STATUS_QUARANTINED",
+    "STATUS_VALIDATED",
+    "ObjectRef",
+    "Outcome",
+    "Settings",
+    "check_object",
+    "object_refs",
+    "publish_alarm",
+    "validate_object",
+]
 
-EMPTY_OBJECT = "empty-object"
-HEADER_TOO_LARGE = "header-too-large"
-MIN_HEADER_READ_BYTES = 1024
-MAX_HEADER_READ_BYTES = 1024 * 1024
 MAX_TAGS_PER_OBJECT = 10  # S3 limit
 MAX_TAG_VALUE = 256  # S3 limit (characters)
 
-_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "404", "NotFound", "MethodNotAllowed"})
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
-_CONTENT_RANGE_TOTAL = re.compile(r"bytes \d+-\d+/(\d+)")
 
 
 @dataclass(frozen=True)
@@ -81,116 +101,12 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What the validator decided about one object version (never any of its content)."""
-
-    bucket: str
-    key: str
-    version_id: str | None
-    status: str  # STATUS_VALIDATED | STATUS_QUARANTINED | STATUS_MISSING (or a status tag set by the security role)
-    reasons: tuple[str, ...]
-    bytes_read: int
-    repeated: bool = False  # the version already carried a status tag: nothing was read, tagged or published
-    reason_codes: tuple[str, ...] = field(default=())
-
-    def as_log(self) -> dict[str, Any]:
-        """The structured-log / alarm form."""
-        return {
-            "bucket": self.bucket,
-            "key": self.key,
-            "versionId": self.version_id,
-            "status": self.status,
-            "reasons": list(self.reasons),
-            "reasonCodes": list(self.reason_codes),
-            "bytesRead": self.bytes_read,
-            "repeated": self.repeated,
-        }
-
-
-@dataclass(frozen=True)
 class ObjectRef:
     """One object version named by an S3 event record."""
 
     bucket: str
     key: str
     version_id: str | None
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _is_missing(error: ClientError) -> bool:
-    return _error_code(error) in _MISSING_CODES
-
-
-def _outcome(
-    bucket: str, key: str, version_id: str | None, status: str, reasons: list[str], bytes_read: int
-) -> Outcome:
-    codes = tuple(dict.fromkeys(problem_code(reason) for reason in reasons))
-    return Outcome(bucket, key, version_id, status, tuple(reasons), bytes_read, reason_codes=codes)
-
-
-def _version_args(bucket: str, key: str, version_id: str | None) -> dict[str, str]:
-    args = {"Bucket": bucket, "Key": key}
-    if version_id:
-        args["VersionId"] = version_id
-    return args
-
-
-def check_object(s3: Any, *, bucket: str, key: str, version_id: str | None, settings: Settings) -> Outcome:
-    """Read-only check of one version: ONE ranged GET of at most `settings.header_read_bytes`.
-
-    Returns 'validated', 'quarantined' (with reasons) or 'missing'. Raises ClientError for
-    anything that prevents a decision (access denied, throttling after the client's retries).
-    """
-    bound = settings.header_read_bytes
-    try:
-        response = s3.get_object(**_version_args(bucket, key, version_id), Range=f"bytes=0-{bound - 1}")
-    except ClientError as error:
-        if _is_missing(error):
-            return _outcome(
-                bucket, key, version_id, STATUS_MISSING, ["missing: the object version no longer exists"], 0
-            )
-        if _error_code(error) == "InvalidRange":  # S3's answer to a range over a zero-byte object
-            return _outcome(
-                bucket, key, version_id, STATUS_QUARANTINED, [f"{EMPTY_OBJECT}: the object has no bytes"], 0
-            )
-        raise
-    body = response["Body"]
-    try:
-        head = body.read(bound)  # bounded even if a server ignored the Range header
-    finally:
-        body.close()
-    if not head:
-        return _outcome(bucket, key, version_id, STATUS_QUARANTINED, [f"{EMPTY_OBJECT}: the object has no bytes"], 0)
-
-    try:
-        header = parse_header(head)
-    except HeaderTruncated as error:
-        total = _total_size(response, len(head))
-        if len(head) >= bound and total > bound:
-            reason = f"{HEADER_TOO_LARGE}: the ESDK header does not end within the first {bound} bytes"
-        else:
-            reason = f"{error.code}: {error}"
-        return _outcome(bucket, key, version_id, STATUS_QUARANTINED, [reason], len(head))
-    except HeaderError as error:
-        return _outcome(bucket, key, version_id, STATUS_QUARANTINED, [f"{error.code}: {error}"], len(head))
-
-    problems = header_problems(
-        header,
-        allowed_namespaces=settings.allowed_namespaces,
-        bucket=bucket,
-        key=key,
-        required_context_keys=settings.required_context_keys,
-    )
-    status = STATUS_QUARANTINED if problems else STATUS_VALIDATED
-    return _outcome(bucket, key, version_id, status, problems, len(head))
-
-
-def _total_size(response: Mapping[str, Any], read: int) -> int:
-    match = _CONTENT_RANGE_TOTAL.fullmatch(str(response.get("ContentRange", "")))
-    return int(match.group(1)) if match else read
 
 
 def _tag_value(codes: tuple[str, ...]) -> str:

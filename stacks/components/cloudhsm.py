@@ -33,6 +33,8 @@ CLUSTER_MODE = "FIPS"
 HSM_PORTS = ec2.Port.tcp_range(2223, 2225)  # CloudHSM client <-> HSM
 PROVISIONER_HANDLER = "lambdas.cloudhsm_provisioner.handler"
 PROVISIONER_SERVICE = "cloudhsm-provisioner"
+PROVISIONER_FUNCTION_TIMEOUT_SECONDS = 600
+PROVIDER_TOTAL_TIMEOUT_SECONDS = 3300  # below CloudFormation's 3600 s custom resource limit, with margin
 
 
 def finding_arn(stack: cdk.Stack, service: str) -> str:
@@ -211,7 +213,9 @@ class HsmProvisioner(Construct):
             "log_encryption": log_encryption,
             "reserved_concurrency": 2,
             "workshop_mode": workshop_mode,
-            "timeout": cdk.Duration.minutes(5),
+            # Longer than the longest wait inside one invocation (common.MAX_WAIT_IN_INVOCATION_SECONDS);
+            # waits longer than that belong to is_complete (tests/infrastructure: test_provisioner_timeouts).
+            "timeout": cdk.Duration.seconds(PROVISIONER_FUNCTION_TIMEOUT_SECONDS),
         }
         self.on_event = HardenedFunction(
             self,
@@ -242,7 +246,7 @@ class HsmProvisioner(Construct):
             "Resource::*",
             "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters and "
             "DescribeBackups, the EC2 Describe calls CreateHsm and CreateCluster depend on, the KMS custom "
-            "key store actions, kms:ListKeys, and kms:CreateKey (restricted by condition to origin "
+            "key store actions, kms:ListKeys, kms:ListAliases, and kms:CreateKey (restricted by condition to origin "
             "AWS_CLOUDHSM, symmetric keys).",
         )
 
@@ -257,9 +261,13 @@ class HsmProvisioner(Construct):
             "Provider",
             on_event_handler=self.on_event.function,
             is_complete_handler=self.is_complete.function,
-            # HSMs take 10-20 minutes each and are created one after the other if needed.
+            # An HSM takes up to 20 minutes, a key store connect up to 20 minutes; HSMs of one request are
+            # created at once (in parallel). A custom resource operation times out after at most 3600 s
+            # (ServiceTimeout "must be an integer from 1 to 3600", AWS::CloudFormation::CustomResource:
+            # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-cloudformation-customresource.html),
+            # so the waiter may not wait longer than that.
             query_interval=cdk.Duration.seconds(30),
-            total_timeout=cdk.Duration.hours(2),
+            total_timeout=cdk.Duration.seconds(PROVIDER_TOTAL_TIMEOUT_SECONDS),
             log_group=log_encryption.log_group(self, "FrameworkLogs"),
             provider_function_env_encryption=self.framework_key,
             disable_waiter_state_machine_logging=False,

@@ -17,6 +17,7 @@ here opens a route to the internet.
 from __future__ import annotations
 
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -34,13 +35,38 @@ INSTALL_NOTE = (
 )
 
 
+def _machine_image(ami_id: str) -> ec2.IMachineImage:
+    """The pinned AMI, or (empty: workshops) the latest Amazon Linux 2023 from AWS's public SSM parameter.
+
+    The SSM parameter is resolved on every deployment, so a new Amazon Linux release would replace the
+    host; `make preflight` prints the current id to pin outside workshop mode.
+    """
+    if ami_id:
+        return _FixedImage(ami_id)
+    return ec2.MachineImage.latest_amazon_linux2023()
+
+
+@jsii.implements(ec2.IMachineImage)
+class _FixedImage:
+    """One AMI id, whatever the Region token (the config names the AMI of the configured Region)."""
+
+    def __init__(self, ami_id: str) -> None:
+        self._ami_id = ami_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(
+            image_id=self._ami_id, os_type=ec2.OperatingSystemType.LINUX, user_data=ec2.UserData.for_linux()
+        )
+
+
 class HsmAdminHost(Construct):
     """A t3.micro Amazon Linux 2023 instance for cluster activation and `kmsuser`.
 
     IMDSv2 only, encrypted EBS, detailed monitoring, EBS-optimized, no key pair, no
-    inbound rules (the cluster's client security group), termination protection unless
-    workshop mode. The AMI id comes from AWS's public SSM parameter, resolved by
-    CloudFormation at deploy time (no synthesis look-up).
+    inbound rules (the cluster's client security group). The AMI is pinned by the config
+    (`tier_b_admin_host_ami`); empty means AWS's public SSM parameter for the latest Amazon
+    Linux 2023, resolved by CloudFormation at every deployment (no synthesis look-up), which
+    replaces the host on each new release. No termination protection: the host holds no data.
 
     Attributes:
         instance, role, staging_bucket (CLI package and trust anchor for the host).
@@ -57,6 +83,7 @@ class HsmAdminHost(Construct):
         access_logs: s3.IBucket,
         noncurrent_version_days: int,
         workshop_mode: bool,
+        ami_id: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.staging_bucket = hardened_bucket(
@@ -131,13 +158,15 @@ class HsmAdminHost(Construct):
             vpc=network.vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, one_per_az=True),
             instance_type=ec2.InstanceType.of(ec2.InstanceClass.T3, ec2.InstanceSize.MICRO),
-            machine_image=ec2.MachineImage.latest_amazon_linux2023(),
+            machine_image=_machine_image(ami_id),
             role=self.role,
             security_group=cluster.client_security_group,
             require_imdsv2=True,
             detailed_monitoring=True,
             ebs_optimized=True,
-            disable_api_termination=not workshop_mode,
+            # No termination protection: the host holds no data and is rebuilt from the template; protection
+            # would block both a replacement and `make destroy`. The pinned AMI keeps it from being replaced.
+            disable_api_termination=False,
             block_devices=[
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
@@ -145,12 +174,19 @@ class HsmAdminHost(Construct):
                 )
             ],
         )
-        if workshop_mode:
+        acknowledge(
+            self.instance.instance,
+            "AwsSolutions::AwsSolutions-EC29",
+            "The admin host holds no data (CloudHSM CLI sessions only) and is rebuilt from the template; "
+            "termination protection would block its replacement and `make destroy`. Its AMI is pinned "
+            "(tier_b_admin_host_ami), so no release replaces it unasked.",
+        )
+        if ami_id:
             acknowledge(
                 self.instance.instance,
-                "AwsSolutions::AwsSolutions-EC29",
-                "Workshop mode must tear everything down with one command; the admin host holds no data "
-                "(termination protection is on outside workshop mode).",
+                "CloudFormation-Validate::W9010",
+                "The AMI id is pinned on purpose (config tier_b_admin_host_ami, for this stack's one Region): an SSM "
+                "parameter would be re-resolved on every deployment and replace the host on each new release.",
             )
         # The subnet determines the zone; a literal zone in the template is redundant (cfn W3010).
         self.instance.instance.add_property_deletion_override("AvailabilityZone")

@@ -275,12 +275,15 @@ def _grant_key(provisioner: HsmProvisioner, alias_name: str) -> None:
         conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM", "kms:KeySpec": "SYMMETRIC_DEFAULT"}},
     )
     provisioner.allow(
-        ["kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:TagResource"],
+        ["kms:PutKeyPolicy", "kms:UpdateKeyDescription", "kms:ScheduleKeyDeletion", "kms:TagResource"],
         [f"{kms_arn}:key/*"],
         sid="ManageHsmBackedKeysOnly",
         conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM"}},
     )
     provisioner.allow(["kms:DescribeKey"], [f"{kms_arn}:key/*"], sid="DescribeKeys")
+    # The handler lists the key's aliases before it removes one (an alias switched to a newer key stays);
+    # kms:ListAliases has no resource-level permission (Service Authorization Reference, AWS KMS).
+    provisioner.allow(["kms:ListAliases"], ["*"], sid="ListAliases")
     provisioner.allow(
         ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
         [f"{kms_arn}:{alias_name}", f"{kms_arn}:key/*"],

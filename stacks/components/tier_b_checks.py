@@ -129,14 +129,16 @@ class KeyStoreMonitor(Construct):
                 f"Fewer than {min_hsms} active CloudHSM HSMs (or the monitor is silent): {STATUS_COMMAND}, "
                 "then replace failed HSMs (redeploy the stack) - docs/use-case-2.md#hsm-replacement",
             ),
-            below(
-                "HsmsPerZoneAlarm", names.METRIC_MIN_HSMS_PER_AZ, 1,
-                f"A zone of the CloudHSM cluster has no active HSM (no high availability): {STATUS_COMMAND} "
-                "and see docs/use-case-2.md#hsm-replacement",
-            ),
         ]  # fmt: skip
         if key_store_id:
+            # Phase 2 only: phase 1 runs one HSM in one zone on purpose (CloudHSM accepts one HSM until the
+            # cluster is activated), so an empty zone then is expected, not a loss of high availability.
             self.alarms += [
+                below(
+                    "HsmsPerZoneAlarm", names.METRIC_MIN_HSMS_PER_AZ, 1,
+                    f"A zone of the CloudHSM cluster has no active HSM (no high availability): {STATUS_COMMAND} "
+                    "and see docs/use-case-2.md#hsm-replacement",
+                ),
                 below(
                     "KeyStoreDisconnectedAlarm", names.METRIC_KEYSTORE_CONNECTED, 1,
                     f"Custom key store disconnected: {STATUS_COMMAND} (it names the ConnectionErrorCode "

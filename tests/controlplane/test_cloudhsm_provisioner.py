@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 
 from kommunmoln import names
 from kommunmoln.tier_b import recorded
-from lambdas.cloudhsm_provisioner import logic
+from lambdas.cloudhsm_provisioner import key_store, logic
 
 REGION = recorded.REGION
 CLUSTER = recorded.CLUSTER_ID
@@ -128,8 +128,10 @@ def hsms(*specs: tuple[str, str, str]) -> list[dict[str, Any]]:
 
 # --- HSMs ------------------------------------------------------------------------------------
 def test_create_spreads_hsms_round_robin_across_zones(stubs: Stubs) -> None:
-    # GIVEN an empty cluster and three requested HSMs in two zones
-    stubs.hsm.add_response("describe_clusters", recorded.cluster("UNINITIALIZED"), FILTER)
+    # GIVEN an ACTIVE cluster (only an activated cluster takes more than one HSM: CloudHSM User Guide,
+    # Getting started, https://docs.aws.amazon.com/cloudhsm/latest/userguide/getting-started.html; the
+    # behaviour model in tests/controlplane/aws_model.py encodes the refusal) and three HSMs in two zones
+    stubs.hsm.add_response("describe_clusters", recorded.cluster("ACTIVE"), FILTER)
     for hsm_id, zone in (("hsm-aaaaaaaaaaa", ZONE_A), ("hsm-bbbbbbbbbbb", ZONE_B), ("hsm-ccccccccccc", ZONE_A)):
         stubs.hsm.add_response(
             "create_hsm",
@@ -144,9 +146,9 @@ def test_create_spreads_hsms_round_robin_across_zones(stubs: Stubs) -> None:
 
 
 def test_create_counts_existing_hsms_toward_the_target(stubs: Stubs) -> None:
-    # GIVEN a retried create: one HSM already exists in zone a
+    # GIVEN phase 2 on an activated cluster: the one HSM of phase 1 already exists in zone a
     stubs.hsm.add_response(
-        "describe_clusters", recorded.cluster("UNINITIALIZED", hsms(("hsm-aaaaaaaaaaa", ZONE_A, "ACTIVE"))), FILTER
+        "describe_clusters", recorded.cluster("ACTIVE", hsms(("hsm-aaaaaaaaaaa", ZONE_A, "ACTIVE"))), FILTER
     )
     stubs.hsm.add_response(
         "create_hsm",
@@ -210,7 +212,7 @@ def test_create_hsm_api_error_becomes_a_clear_message(stubs: Stubs) -> None:
     with pytest.raises(
         logic.ProvisioningError, match=r"CreateHsm failed with CloudHsmResourceLimitExceededException.*quota"
     ):
-        stubs.on_event(hsm_event())
+        stubs.on_event(hsm_event(count="1"))
 
 
 def test_missing_cluster_is_reported(stubs: Stubs) -> None:
@@ -447,7 +449,7 @@ def test_disconnected_again_after_the_reconnect_fails(stubs: Stubs) -> None:
 
 def test_waiting_for_disconnect_is_bounded(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN an update that must disconnect first, and a key store stuck in DISCONNECTING
-    monkeypatch.setattr(logic, "WAIT_POLLS", 3)
+    monkeypatch.setattr(key_store, "WAIT_POLLS", 3)
     stubs.kms.add_response("describe_custom_key_stores", recorded.key_store("CONNECTED"), {"CustomKeyStoreId": STORE})
     stubs.kms.add_response("disconnect_custom_key_store", {}, {"CustomKeyStoreId": STORE})
     for _ in range(3):

@@ -287,13 +287,20 @@ def test_update_fails_when_the_cluster_was_deleted_outside_cloudformation(stubs:
 
 
 # --- delete ------------------------------------------------------------------------------------
-def test_delete_retains_the_cluster_without_any_call(stubs: Stubs) -> None:
-    # GIVEN production (not workshop mode)
+def test_delete_of_a_rolled_back_create_deletes_the_empty_cluster(stubs: Stubs) -> None:
+    # GIVEN production (not workshop mode): the resource's DeletionPolicy is RetainExceptOnCreate, so
+    # CloudFormation sends Delete only when the create of this resource is rolled back ("If the stack
+    # operation that created the resource is rolled back, CloudFormation deletes the resource",
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-attribute-deletionpolicy.html)
+    expect_describe(stubs, cluster("INITIALIZED"))
+    stubs.hsm.add_response(
+        "delete_cluster", {"Cluster": cluster("DELETE_IN_PROGRESS")["Clusters"][0]}, {"ClusterId": NEW_CLUSTER}
+    )
+    expect_describe(stubs, cluster("DELETED"))
     # WHEN the resource is deleted and is_complete asked
-    result = stubs.on_event(event("Delete"))
+    stubs.on_event(event("Delete"))
     done = stubs.is_complete(event("Delete"))
-    # THEN CloudHSM is never called (the Stubber would reject any call) and the cluster stays
-    assert result == {"PhysicalResourceId": NEW_CLUSTER}
+    # THEN the just-restored cluster (no HSMs; its backup stays) is deleted, so a retry does not make another
     assert done == {"IsComplete": True}
 
 

@@ -44,10 +44,10 @@ def test_flow_logs_go_to_an_encrypted_log_group_with_retention(synthesized: Synt
     assert flow_log["Properties"]["TrafficType"] == "ALL"
     assert "KmsKeyId" in group["Properties"]
     assert group["Properties"]["RetentionInDays"] == 365
-    assert group["DeletionPolicy"] == "Retain"
+    assert group["DeletionPolicy"] == "RetainExceptOnCreate"
     keys = synthesized.resources(NETWORK, "AWS::KMS::Key")
     assert all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())
-    assert all(k["DeletionPolicy"] == "Retain" for k in keys.values())
+    assert all(k["DeletionPolicy"] == "RetainExceptOnCreate" for k in keys.values())
 
 
 def test_default_security_group_is_closed(synthesized: Synthesized) -> None:

@@ -113,7 +113,7 @@ def test_stateful_resources_are_retained_by_default(synthesized: Synthesized) ->
     for resource_type in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::Logs::LogGroup", "AWS::SQS::Queue"):
         for logical_id, resource in template["Resources"].items():
             if resource["Type"] == resource_type:
-                assert resource.get("DeletionPolicy") == "Retain", logical_id
+                assert resource.get("DeletionPolicy") == "RetainExceptOnCreate", logical_id
     assert not [r for r in template["Resources"].values() if r["Type"] == "Custom::S3AutoDeleteObjects"]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +144,7 @@ def test_cluster_is_fips_hsm2m_in_two_zones_with_backup_retention_and_retained(s
     assert all("isolatedSubnet" in s for s in subnet_ids)
     # AND backups are kept for the configured days, and the cluster survives a stack deletion
     assert props["BackupRetentionPolicy"] == {"Type": "DAYS", "Value": "90"}
-    assert cluster["DeletionPolicy"] == "Retain"
+    assert cluster["DeletionPolicy"] == "RetainExceptOnCreate"
     assert cluster["UpdateReplacePolicy"] == "Retain"
 
 
@@ -151,14 +152,17 @@ def test_hsm_custom_resource_spreads_the_configured_count_across_zones(synthesiz
     # GIVEN the HSMs custom resource
     hsms = _one(synthesized, "Custom::CloudHsmHsms")
     props = hsms["Properties"]
-    # THEN it asks for the configured count in the configured zones, on the stack's cluster
-    assert props["HsmCount"] == "2"
+    # THEN phase 1 asks for exactly one HSM (CloudHSM refuses a second one until the cluster is activated:
+    # CloudHSM User Guide, Getting started, https://docs.aws.amazon.com/cloudhsm/latest/userguide/getting-started.html)
+    # in the configured zones, on the stack's cluster; phase 2 asks for the configured count (test below)
+    assert props["HsmCount"] == "1"
     assert props["AvailabilityZones"] == ["eu-north-1a", "eu-north-1b"]
     assert props["ClusterId"] == {
         "Fn::GetAtt": [next(iter(synthesized.resources(TIER_B, "AWS::CloudHSM::Cluster"))), "ClusterId"]
     }
-    # AND HSMs are retained by default (they hold what the key store needs)
-    assert hsms["DeletionPolicy"] == "Retain"
+    # AND HSMs are retained by default (they hold what the key store needs), except when their create is
+    # rolled back (RetainExceptOnCreate: no billed HSM survives a failed first deployment)
+    assert hsms["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
 def test_provider_waits_long_enough_for_hsm_creation(synthesized: Synthesized) -> None:
@@ -166,9 +170,12 @@ def test_provider_waits_long_enough_for_hsm_creation(synthesized: Synthesized) -
     machines = synthesized.resources(TIER_B, "AWS::StepFunctions::StateMachine")
     (machine,) = machines.values()
     definition = _render(machine["Properties"]["DefinitionString"])
-    # THEN it polls every 30 s for up to 2 hours (HSMs take 10-20 minutes each)
+    # THEN it polls every 30 s for at most 55 minutes: a custom resource operation times out after at most
+    # 3600 s (AWS::CloudFormation::CustomResource ServiceTimeout, "an integer from 1 to 3600",
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-cloudformation-customresource.html)
     assert '"IntervalSeconds":30' in definition
-    assert '"MaxAttempts":240' in definition
+    (attempts,) = re.findall(r'"MaxAttempts":(\d+)', definition)
+    assert 30 * int(attempts) <= 3600 - 60
     # AND it logs ALL events
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
 
@@ -201,7 +208,9 @@ def test_admin_host_has_no_inbound_no_key_pair_and_requires_imdsv2(synthesized: 
     assert template["MetadataOptions"]["HttpTokens"] == "required"
     assert all(d["Ebs"]["Encrypted"] is True for d in instance["BlockDeviceMappings"])
     assert instance["Monitoring"] is True
-    assert instance["DisableApiTermination"] is True
+    # AND no termination protection: the host holds no data, and protection would block its replacement and
+    # `make destroy` (issue 10, defect 9; test_first_deployment pins the AMI)
+    assert instance.get("DisableApiTermination") in (None, False)
     # AND the AMI comes from the public SSM parameter at deploy time (no synthesis look-up)
     parameters = synthesized.template(TIER_B)["Parameters"]
     assert parameters[instance["ImageId"]["Ref"]]["Type"] == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
@@ -215,7 +224,7 @@ def test_kmsuser_secret_is_generated_without_punctuation_with_a_cmk_and_retained
     assert generator["ExcludePunctuation"] is True
     assert 7 <= generator["PasswordLength"] <= 32
     assert "KmsKeyId" in secret["Properties"]
-    assert secret["DeletionPolicy"] == "Retain"
+    assert secret["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
 def test_phase_1_has_no_key_store_key_or_data_bucket_and_says_so(synthesized: Synthesized) -> None:
@@ -230,7 +239,9 @@ def test_phase_1_has_no_key_store_key_or_data_bucket_and_says_so(synthesized: Sy
     ]  # fmt: skip
     # AND the description and the outputs say it
     assert "no data bucket" in template["Description"]
-    assert set(template["Outputs"]) == {names.OUTPUT_CLUSTER_ID, names.OUTPUT_ADMIN_HOST_ID, names.OUTPUT_ALARM_TOPIC}
+    assert set(template["Outputs"]) == {
+        names.OUTPUT_CLUSTER_ID, names.OUTPUT_ADMIN_HOST_ID, names.OUTPUT_ALARM_TOPIC, names.OUTPUT_KMSUSER_SECRET
+    }  # fmt: skip
     assert "tier_b_keystore_enabled=true" in template["Outputs"][names.OUTPUT_CLUSTER_ID]["Description"]
     # AND the monitor still runs (cluster and HSM checks only)
     env = [
@@ -253,7 +264,7 @@ def test_every_alarm_names_a_remedy_and_notifies_the_encrypted_topic(synthesized
         assert len(alarm["Properties"]["AlarmActions"]) == 1
     # AND the EMF alarms select the Powertools `service` dimension
     emf = [a for a in alarms if a["Properties"].get("Namespace") == names.METRIC_NAMESPACE]
-    assert {a["Properties"]["MetricName"] for a in emf} >= {names.METRIC_ACTIVE_HSMS, names.METRIC_MIN_HSMS_PER_AZ}
+    assert {a["Properties"]["MetricName"] for a in emf} >= {names.METRIC_ACTIVE_HSMS}
     assert all(a["Properties"]["Dimensions"][0]["Name"] == "service" for a in emf)
     # AND the topic is encrypted with a customer-managed key
     assert "Fn::GetAtt" in topic["Properties"]["KmsMasterKeyId"]
@@ -351,7 +362,7 @@ def test_data_bucket_uses_the_hsm_key_with_bucket_keys_and_is_hardened(phase2: S
     (lifecycle,) = props["LifecycleConfiguration"]["Rules"]
     assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 365
     assert lifecycle["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
-    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     assert {"Key": names.TAG_CLASSIFICATION, "Value": names.CLASSIFICATION_PROTECTED} in props["Tags"]
     # AND new objects notify the validator directly
     (notification,) = props["NotificationConfiguration"]["LambdaConfigurations"]
@@ -476,7 +487,9 @@ def test_workshop_mode_empties_every_tier_b_bucket_so_one_destroy_removes_it(wor
 def test_production_buckets_have_no_auto_delete(synthesized: Synthesized) -> None:
     # GIVEN the default configuration THEN no tier B bucket can be emptied by the stack
     assert not synthesized.resources(TIER_B, "Custom::S3AutoDeleteObjects")
-    assert all(b["DeletionPolicy"] == "Retain" for b in synthesized.resources(TIER_B, "AWS::S3::Bucket").values())
+    assert all(
+        b["DeletionPolicy"] == "RetainExceptOnCreate" for b in synthesized.resources(TIER_B, "AWS::S3::Bucket").values()
+    )
 
 
 # --- restore from a backup -------------------------------------------------------------------
@@ -492,7 +505,7 @@ def test_restore_creates_the_cluster_through_the_custom_resource_not_cloudformat
     assert len(props["SubnetIds"]) == 2 and all("isolatedSubnet" in _render(s) for s in props["SubnetIds"])
     # AND it is retained, as a cluster holding key material must be
     assert (cluster["DeletionPolicy"], cluster["UpdateReplacePolicy"], props["WorkshopMode"]) == (
-        "Retain", "Retain", "false"
+        "RetainExceptOnCreate", "Retain", "false"
     )  # fmt: skip
     # AND the HSMs, the HSM port rule, the key store and the output all use the restored cluster
     cluster_id = {"Fn::GetAtt": [logical_id, "ClusterId"]}

@@ -151,6 +151,7 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
         _NON_STRING | st.text(max_size=25).filter(lambda s: s not in names.USE_CASES), empty_is_bad=True
     ),
     "workshop_mode": _bad_bool(),
+    "lambda_reserved_concurrency": _bad_bool(),
     "alarm_email": _NON_STRING
     | st.text(min_size=1, max_size=30).filter(lambda s: not re.fullmatch(r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}", s)),
     "vpc_cidr": _NON_STRING
@@ -179,6 +180,7 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tier_b_trust_anchor_path": _NON_STRING | st.from_regex(r"no-such-dir-[a-z0-9]{1,20}/anchor\.pem", fullmatch=True),
     "tier_b_existing_key_store_id": _NON_STRING | _not_matching(r"|cks-[a-z0-9]{17}"),
     "tier_b_admin_host": _bad_bool(),
+    "tier_b_admin_host_ami": _NON_STRING | _not_matching(r"|ami-[0-9a-f]{8,17}"),
     "tier_b_noncurrent_version_days": _bad_int(1, 3650),
     "tier_b_monitor_interval_minutes": _bad_int(1, 60),
 }

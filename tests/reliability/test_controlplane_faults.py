@@ -317,10 +317,10 @@ def test_init_through_main_reports_an_api_error_in_one_line(ledger, stubs, issui
     # WHEN init runs through the CLI entry point
     code = cloudhsm_kms.main(
         ["--cluster-id", recorded.CLUSTER_ID, "init", "--ca-cert", str(cert_path), "--ca-key", str(key_path)],
-        echo=lines.append,
+        err=lines.append,
     )
     ledger.add(CATEGORY, inputs=1)
-    # THEN exit 1 with one line naming the operation and the code
-    assert code == 1
+    # THEN the AWS-error exit code with one line naming the operation and the code
+    assert code == cloudhsm_kms.EXIT_AWS
     assert lines[-1].startswith("error: DescribeClusters failed with ThrottlingException")
     assert all("\n" not in line for line in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import secrets
 import stat
 from collections.abc import Iterator
@@ -143,8 +144,9 @@ def test_ca_command_writes_a_0600_key_and_refuses_to_overwrite(tmp_path: Path) -
     args = ["ca", "--out", str(tmp_path), "--key-type", "p384"]
     assert cloudhsm_kms.main(args, echo=lines.append) == 0
     assert stat.S_IMODE((tmp_path / "customerCA.key").stat().st_mode) == 0o600
-    assert cloudhsm_kms.main(args, echo=lines.append) == 1
-    assert "refusing to overwrite" in lines[-1]
+    errors: list[str] = []
+    assert cloudhsm_kms.main(args, echo=lines.append, err=errors.append) == cloudhsm_kms.EXIT_OPERATOR
+    assert "refusing to overwrite" in errors[-1]
 
 
 def test_upload_download_verify_report_the_protecting_key(moto_endpoint: str, tmp_path: Path) -> None:
@@ -172,11 +174,34 @@ def test_upload_download_verify_report_the_protecting_key(moto_endpoint: str, tm
     s3.put_object(Bucket=bucket, Key="sse-s3.txt", Body=b"x", ServerSideEncryption="AES256")
     assert cloudhsm_kms.main([*common, "verify", "sse-s3.txt"], echo=lines.append) == 1
     assert "FAIL not-sse-kms" in lines[-1]
-    assert cloudhsm_kms.main([*common, "download", "beslut.txt", "--out", str(out)], echo=lines.append) == 1
+    errors: list[str] = []
+    code = cloudhsm_kms.main(
+        [*common, "download", "beslut.txt", "--out", str(out)], echo=lines.append, err=errors.append
+    )
+    assert code == cloudhsm_kms.EXIT_OPERATOR and "exists" in errors[-1]
 
 
 def test_missing_stack_gives_one_clear_line(moto_endpoint: str) -> None:
     lines: list[str] = []
-    code = cloudhsm_kms.main(["--endpoint-url", moto_endpoint, "--stack-name", "nope", "status"], echo=lines.append)
-    assert code == 1
+    code = cloudhsm_kms.main(["--endpoint-url", moto_endpoint, "--stack-name", "nope", "status"], err=lines.append)
+    assert code == cloudhsm_kms.EXIT_OPERATOR
     assert lines[-1].startswith("error: cannot read stack nope")
+
+
+def test_data_plane_commands_assume_the_usage_role(moto_endpoint: str) -> None:
+    # GIVEN the stack's usage role (the only principal the key policy lets use the key) and an operator tool
+    session = boto3.Session(region_name="eu-north-1")
+    iam = session.client("iam", endpoint_url=moto_endpoint)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}  # fmt: skip
+    role_arn = iam.create_role(RoleName=f"usage-{secrets.token_hex(4)}", AssumeRolePolicyDocument=json.dumps(trust))[
+        "Role"
+    ]["Arn"]
+    aws = cloudhsm_kms.Aws(endpoint_url=moto_endpoint, role_arn=role_arn)
+    # WHEN a data-plane client is built
+    s3 = aws.data_client("s3")
+    # THEN it signs with the role's temporary credentials (STS session keys), not the caller's
+    creds = s3._request_signer._credentials.get_frozen_credentials()
+    assert creds.token and creds.access_key != aws.client("s3")._request_signer._credentials.access_key
+    # AND without a role the caller's own client is used
+    assert cloudhsm_kms.Aws(endpoint_url=moto_endpoint).data_client("s3") is not None

@@ -1,4 +1,4 @@
-"""`python -m usecases.client_side_encryption demo`: tier A end to end.
+"""`python -m usecases.client_side_encryption demo`: tier A end to end (needs the repository: moto, the validator).
 
 Offline (default): a local moto server on 127.0.0.1 stands in for S3 and SNS. The bucket is
 provisioned the way the tier A stack does it as far as moto goes; the demo then plays the

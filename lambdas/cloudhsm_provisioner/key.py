@@ -1,0 +1,176 @@
+"""Custom::KmsHsmKey: a symmetric KMS key in the key store (Origin AWS_CLOUDHSM) and its alias."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lambdas.cloudhsm_provisioner.common import (
+    KEY_STORE_ID,
+    LOG,
+    Clients,
+    ProvisioningError,
+    Sleep,
+    call,
+    error_code,
+    flag,
+    prop,
+)
+
+PENDING_WINDOW_DAYS = 30
+
+
+@dataclass(frozen=True)
+class KeyProps:
+    key_store_id: str
+    description: str
+    policy: str
+    alias: str
+    workshop_mode: bool
+
+    @staticmethod
+    def parse(props: Mapping[str, Any]) -> KeyProps:
+        policy = prop(props, "KeyPolicy")
+        try:
+            parsed = json.loads(policy)
+        except ValueError as err:
+            raise ProvisioningError(f"property KeyPolicy is not JSON: {err}") from None
+        if not isinstance(parsed, dict) or not parsed.get("Statement"):
+            raise ProvisioningError("property KeyPolicy must be a policy document with statements")
+        alias = prop(props, "AliasName", pattern=r"alias/[a-zA-Z0-9/_-]{1,250}")
+        if alias.startswith("alias/aws/"):
+            raise ProvisioningError("property AliasName must not start with alias/aws/ (reserved by AWS)")
+        return KeyProps(
+            key_store_id=prop(props, "CustomKeyStoreId", pattern=KEY_STORE_ID),
+            description=str(props.get("Description", "")),
+            policy=policy,
+            alias=alias,
+            workshop_mode=flag(props, "WorkshopMode"),
+        )
+
+
+def _describe_key(kms: Any, key_id: str, *, sleep: Sleep) -> dict[str, Any] | None:
+    try:
+        return call(kms.describe_key, sleep=sleep, KeyId=key_id)["KeyMetadata"]
+    except ClientError as err:
+        if error_code(err) == "NotFoundException":
+            return None
+        raise
+
+
+def _aliases_of(kms: Any, key_id: str, *, sleep: Sleep) -> list[str]:
+    response = call(kms.list_aliases, sleep=sleep, KeyId=key_id)
+    return [a["AliasName"] for a in response.get("Aliases", [])]
+
+
+def _key_data(meta: Mapping[str, Any]) -> dict[str, str]:
+    return {"KeyId": meta["KeyId"], "KeyArn": meta["Arn"]}
+
+
+def _create_key(props: KeyProps, kms: Any, *, sleep: Sleep, replacing: bool) -> dict[str, Any]:
+    current = _describe_key(kms, props.alias, sleep=sleep)
+    if (
+        current is not None
+        and not replacing
+        and current.get("CustomKeyStoreId") == props.key_store_id
+        and current.get("KeyState") != "PendingDeletion"
+    ):
+        LOG.info("alias %s already names key %s in the key store; adopting it", props.alias, current["KeyId"])
+        return current
+    if current is not None and not replacing:
+        raise ProvisioningError(
+            f"alias {props.alias} already names key {current['KeyId']} outside custom key store {props.key_store_id}"
+        )
+    meta = call(
+        kms.create_key,
+        sleep=sleep,
+        Policy=props.policy,
+        Description=props.description,
+        KeyUsage="ENCRYPT_DECRYPT",
+        KeySpec="SYMMETRIC_DEFAULT",
+        Origin="AWS_CLOUDHSM",
+        CustomKeyStoreId=props.key_store_id,
+        BypassPolicyLockoutSafetyCheck=False,
+    )["KeyMetadata"]
+    LOG.info("created KMS key %s in custom key store %s", meta["KeyId"], props.key_store_id)
+    if current is None:
+        call(kms.create_alias, sleep=sleep, AliasName=props.alias, TargetKeyId=meta["KeyId"])
+    else:  # a new key for the same alias: the manual rotation step (alias switch)
+        call(kms.update_alias, sleep=sleep, AliasName=props.alias, TargetKeyId=meta["KeyId"])
+    return meta
+
+
+def key_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> dict[str, Any]:
+    request = event["RequestType"]
+    props = KeyProps.parse(event["ResourceProperties"])
+    kms = clients.kms
+    if request == "Create":
+        meta = _create_key(props, kms, sleep=sleep, replacing=False)
+        return {"PhysicalResourceId": meta["KeyId"], "Data": _key_data(meta)}
+    key_id = event["PhysicalResourceId"]
+    if request == "Delete":
+        return _key_delete(key_id, props, kms, sleep=sleep)
+    old = KeyProps.parse(event.get("OldResourceProperties", {}))
+    if old.key_store_id != props.key_store_id:
+        meta = _create_key(props, kms, sleep=sleep, replacing=True)  # CloudFormation then deletes the old one
+        return {"PhysicalResourceId": meta["KeyId"], "Data": _key_data(meta)}
+    meta = _describe_key(kms, key_id, sleep=sleep)
+    if meta is None:
+        raise ProvisioningError(f"KMS key {key_id} not found; it was deleted outside CloudFormation")
+    if props.policy != old.policy:
+        call(
+            kms.put_key_policy,
+            sleep=sleep,
+            KeyId=key_id,
+            PolicyName="default",
+            Policy=props.policy,
+            BypassPolicyLockoutSafetyCheck=False,
+        )
+    if props.description != old.description:
+        call(kms.update_key_description, sleep=sleep, KeyId=key_id, Description=props.description)
+    if props.alias != old.alias:
+        call(kms.create_alias, sleep=sleep, AliasName=props.alias, TargetKeyId=key_id)
+        if old.alias in _aliases_of(kms, key_id, sleep=sleep):
+            call(kms.delete_alias, sleep=sleep, AliasName=old.alias)
+    return {"PhysicalResourceId": key_id, "Data": _key_data(meta)}
+
+
+def _key_delete(key_id: str, props: KeyProps, kms: Any, *, sleep: Sleep) -> dict[str, Any]:
+    if not props.workshop_mode:
+        LOG.info("KMS key %s is retained (not workshop mode)", key_id)
+        return {"PhysicalResourceId": key_id}
+    meta = _describe_key(kms, key_id, sleep=sleep)
+    if meta is None:
+        return {"PhysicalResourceId": key_id}
+    if props.alias in _aliases_of(kms, key_id, sleep=sleep):  # never remove an alias switched to a newer key
+        call(kms.delete_alias, sleep=sleep, AliasName=props.alias)
+    if meta.get("KeyState") != "PendingDeletion":
+        call(kms.schedule_key_deletion, sleep=sleep, KeyId=key_id, PendingWindowInDays=PENDING_WINDOW_DAYS)
+        LOG.info("scheduled deletion of KMS key %s in %d days", key_id, PENDING_WINDOW_DAYS)
+    return {"PhysicalResourceId": key_id}
+
+
+def key_is_complete(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> dict[str, Any]:
+    if event["RequestType"] == "Delete":
+        return {"IsComplete": True}
+    key_id = event["PhysicalResourceId"]
+    meta = _describe_key(clients.kms, key_id, sleep=sleep)
+    if meta is None:
+        raise ProvisioningError(f"KMS key {key_id} not found")
+    state = meta.get("KeyState")
+    if state == "Enabled":
+        return {"IsComplete": True, "Data": _key_data(meta)}
+    if state in ("Creating", "Updating"):
+        return {"IsComplete": False}
+    raise ProvisioningError(
+        f"KMS key {key_id} is {state}: "
+        + (
+            "its custom key store is not connected; connect it (aws kms connect-custom-key-store)"
+            if state == "Unavailable"
+            else "enable it or cancel its deletion"
+        )
+    )

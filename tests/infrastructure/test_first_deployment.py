@@ -1,0 +1,104 @@
+"""What a first `cdk deploy` in a real account depends on, checked on the synthesized templates.
+
+Each test names the AWS rule it encodes (issue 10, defects 2, 3, 7, 8, 9, 10).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kommunmoln import names
+from lambdas.cloudhsm_provisioner import common, key_store
+from stacks.components.cloudhsm import PROVIDER_TOTAL_TIMEOUT_SECONDS, PROVISIONER_FUNCTION_TIMEOUT_SECONDS
+from tests.conftest import REPO_ROOT, Synthesized, synthesize
+from tests.infrastructure.test_tier_b_stack import _write_trust_anchor
+
+# Backticked names in the docs that look like outputs but are custom resource properties (documented as such).
+NOT_OUTPUTS = {"SourceBackupId", "ExistingKeyStoreId"}
+
+
+@pytest.fixture(scope="module")
+def phase2(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    anchor = _write_trust_anchor(tmp_path_factory.mktemp("pki") / "trust-anchor.pem")
+    context = {"tier_b_keystore_enabled": True, "tier_b_trust_anchor_path": str(anchor)}
+    return synthesize(tmp_path_factory.mktemp("cdk.out.first"), context)
+
+
+def _outputs(synth: Synthesized) -> set[str]:
+    return {key for template in synth.templates.values() for key in template.get("Outputs", {})}
+
+
+def test_every_output_a_script_or_doc_reads_is_created(phase2: Synthesized) -> None:
+    # GIVEN every stack output the operator tools read (names.OUTPUT_* in the code) and the docs name
+    constants = {k: v for k, v in vars(names).items() if k.startswith("OUTPUT_")}
+    code = "\n".join(p.read_text(encoding="utf-8") for d in ("usecases", "kommunmoln") for p in (REPO_ROOT / d).rglob("*.py")
+                     if p.name != "names.py")  # fmt: skip
+    read_by_code = {value for key, value in constants.items() if f"names.{key}" in code}
+    docs = "\n".join(
+        p.read_text(encoding="utf-8") for p in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]
+    )
+    read_by_docs = set(re.findall(r"`([A-Z][A-Za-z0-9]+(?:Arn|Id|Name|Alias))`", docs)) - NOT_OUTPUTS
+    # THEN each exists in the synthesized templates (phase 2 creates the superset)
+    assert read_by_code, "the operator tools read stack outputs"
+    assert read_by_code - _outputs(phase2) == set()
+    assert read_by_docs - _outputs(phase2) == set()
+
+
+def test_no_fixed_launch_template_name_collides_across_stacks(synthesized: Synthesized) -> None:
+    # GIVEN the IMDSv2 launch template CDK makes for the admin host: without the feature flag it is named
+    # `InstanceLaunchTemplate` in every stack of the account, and a second stack fails with "already exists"
+    names_ = [r["Properties"].get("LaunchTemplateName") for t in synthesized.templates.values()
+              for r in t["Resources"].values() if r["Type"] == "AWS::EC2::LaunchTemplate"]  # fmt: skip
+    # THEN every name is unique to its stack
+    assert names_ and all(n and n != "InstanceLaunchTemplate" and "tierb" in n for n in names_)
+
+
+def test_no_stateful_resource_is_retained_when_its_create_rolls_back(synthesized: Synthesized) -> None:
+    # GIVEN production mode: RetainExceptOnCreate keeps deployed resources but deletes the ones a rolled-back
+    # create made (DeletionPolicy attribute, CloudFormation Template Reference), so a retry finds no bucket of
+    # the same name and no billed cluster or HSM is left behind
+    policies = {
+        (r["Type"], r.get("DeletionPolicy")) for t in synthesized.templates.values() for r in t["Resources"].values()
+    }
+    # THEN nothing is plain Retain, and the stateful types are RetainExceptOnCreate
+    assert not {p for p in policies if p[1] == "Retain"}
+    for kind in ("AWS::S3::Bucket", "AWS::KMS::Key", "AWS::CloudHSM::Cluster", "Custom::CloudHsmHsms"):
+        assert (kind, "RetainExceptOnCreate") in policies, kind
+
+
+def test_provisioner_waits_fit_their_containers(synthesized: Synthesized) -> None:
+    # GIVEN the longest wait inside one invocation and the synthesized function timeouts
+    in_invocation = key_store.WAIT_POLLS * key_store.WAIT_POLL_SECONDS + key_store.RECHECK_SECONDS
+    assert in_invocation <= common.MAX_WAIT_IN_INVOCATION_SECONDS
+    template = synthesized.template("-tier-b")
+    timeouts = [r["Properties"]["Timeout"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+                and "cloudhsm_provisioner" in str(r["Properties"].get("Handler", ""))]  # fmt: skip
+    # THEN each function outlives its waits with room for the calls (at least twice the wait)
+    assert timeouts == [PROVISIONER_FUNCTION_TIMEOUT_SECONDS] * 2
+    assert PROVISIONER_FUNCTION_TIMEOUT_SECONDS >= 2 * common.MAX_WAIT_IN_INVOCATION_SECONDS
+    # AND the Provider's total wait stays below CloudFormation's 3600 s custom resource limit
+    assert PROVIDER_TOTAL_TIMEOUT_SECONDS < 3600
+
+
+def test_reserved_concurrency_can_be_switched_off(tmp_path: Path, synthesized: Synthesized) -> None:
+    # GIVEN the default (reserved) and lambda_reserved_concurrency=false (accounts with a quota of 10)
+    def reserved(synth: Synthesized) -> list[int]:
+        return [r["Properties"].get("ReservedConcurrentExecutions", 0) for t in synth.templates.values()
+                for r in t["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]  # fmt: skip
+
+    off = synthesize(tmp_path / "out", {"lambda_reserved_concurrency": False})
+    # THEN by default the app's own functions reserve some, and switched off none does (synthesis passes the gates)
+    assert sum(reserved(synthesized)) > 0
+    assert sum(reserved(off)) == 0
+
+
+def test_admin_host_ami_is_pinned_and_deletion_is_not_blocked(tmp_path: Path) -> None:
+    # GIVEN a pinned AMI (an SSM-resolved image would be re-resolved on every deployment and replace the host)
+    synth = synthesize(tmp_path / "out", {"tier_b_admin_host_ami": "ami-0123456789abcdef0"})
+    (instance,) = synth.resources("-tier-b", "AWS::EC2::Instance").values()
+    # THEN the template names that AMI, and termination protection does not block replacement or destroy
+    assert instance["Properties"]["ImageId"] == "ami-0123456789abcdef0"
+    assert instance["Properties"].get("DisableApiTermination") in (None, False)
