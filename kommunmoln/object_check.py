@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from kommunmoln import names
+from kommunmoln.body_check import body_problems
 from kommunmoln.esdk_header import HeaderError, HeaderTruncated, header_problems, parse_header, problem_code
 
 STATUS_VALIDATED = names.STATUS_VALIDATED
@@ -155,6 +156,8 @@ def check_object(s3: Any, *, bucket: str, key: str, version_id: str | None, sett
         key=key,
         required_context_keys=settings.required_context_keys,
     )
+    if not problems:  # the header is right: does the rest look like its ciphertext?
+        problems = body_problems(header, head, _total_size(response, len(head)))
     status = STATUS_QUARANTINED if problems else STATUS_VALIDATED
     return make_outcome(bucket, key, version_id, status, problems, len(head))
 

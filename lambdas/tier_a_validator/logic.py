@@ -3,14 +3,23 @@
 For one object version: read only the head of the object (one ranged GET of a fixed
 bound, the same for 1 KB and 10 GB), check its AWS Encryption SDK header against the
 tier A rules, tag that version `validated` or `quarantined` (keeping its other tags), and
-on quarantine publish one SNS alarm. Never deletes. Idempotent: a version that already
-carries a status tag is reported as it is, without a second read, tag or alarm. Only the
-validator and the security role may set that tag (the bucket policy denies everyone else).
+on quarantine publish one SNS alarm. Never deletes.
+
+Fail closed: every object gets a decision. Whatever stops the check for good (an archive
+storage class, a key the validator may not use, SSE-C, an object at S3's tag limit) ends in
+`quarantined`; the bucket policy keeps every version not tagged `validated` unreadable
+anyway. Only transient errors (throttling, 5xx) raise, so that Lambda retries the event.
+
+Idempotent: a version whose status tag was written for *that* version (the
+`kommunmoln-checked-version` tag names its version id) is reported as it is. A status tag
+copied to another version (CopyObject copies tags by default) does not count: the copy is
+checked again. Only the validator and the security role may set these tags.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +39,7 @@ from kommunmoln.object_check import (
     STATUS_VALIDATED,
     Outcome,
     check_object,
+    error_code,
 )
 from kommunmoln.object_check import is_missing as _is_missing
 from kommunmoln.object_check import make_outcome as _outcome
@@ -54,6 +64,22 @@ __all__ = [
 
 MAX_TAGS_PER_OBJECT = 10  # S3 limit
 MAX_TAG_VALUE = 256  # S3 limit (characters)
+MAX_ALARM_REASONS = 20  # with MAX_REASON_CHARS: an alarm stays far below SNS's 256 KiB
+MAX_REASON_CHARS = 500
+MAX_ALARM_KEY_CHARS = 1024
+ARCHIVED = "archived-storage-class"
+UNREADABLE = "unreadable"
+TOO_MANY_TAGS = "too-many-tags"
+# Errors worth a retry (the SDKs' throttling and transient classes, S3's 5xx codes); any other
+# GetObject error is permanent for this version and ends in quarantine.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+        "RequestLimitExceeded", "TooManyRequestsException", "RequestTimeout", "RequestTimeoutException",
+        "InternalError", "ServiceUnavailable", "500", "503",
+    }
+)  # fmt: skip
+_log = logging.getLogger(__name__)
 
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}")
 
@@ -113,13 +139,43 @@ def _tag_value(codes: tuple[str, ...]) -> str:
     return " ".join(codes)[:MAX_TAG_VALUE] or "unspecified"
 
 
-def validate_object(s3: Any, sns: Any, *, bucket: str, key: str, version_id: str | None, settings: Settings) -> Outcome:
-    """Check one version, tag it, and alarm on quarantine. Idempotent; never deletes.
+def is_transient(error: ClientError) -> bool:
+    """Throttling or a server-side (5xx) error: worth a retry, unlike anything else."""
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return error_code(error) in _TRANSIENT_CODES or status >= 500
 
-    The alarm is published before the tag is written: if tagging fails, the retry alarms
-    again (at least once), whereas the reverse order could lose the alarm.
+
+def unreadable_reason(error: ClientError) -> str:
+    """Why GetObject refused this version for good (the error code only: messages may quote names)."""
+    code = error_code(error) or "unknown"
+    if code == "InvalidObjectState":
+        # S3 API Reference, GetObject: an object in S3 Glacier Flexible Retrieval, Glacier Deep
+        # Archive or an Intelligent-Tiering archive tier must be restored first (403 InvalidObjectState).
+        return f"{ARCHIVED}: the object is in an archive storage class (InvalidObjectState)"
+    # AccessDenied: typically SSE-KMS under a key the validator may not use (S3 needs the
+    # caller's kms:Decrypt). InvalidRequest: an SSE-C object, which S3 returns only with its key.
+    return f"{UNREADABLE}: S3 refused to return the object's head ({code[:64]})"
+
+
+def decide_object(s3: Any, *, bucket: str, key: str, version_id: str | None, settings: Settings) -> Outcome:
+    """`check_object`, but every permanent GetObject error is a decision (quarantine) too."""
+    try:
+        return check_object(s3, bucket=bucket, key=key, version_id=version_id, settings=settings)
+    except ClientError as error:
+        if is_transient(error):
+            raise
+        return _outcome(bucket, key, version_id, STATUS_QUARANTINED, [unreadable_reason(error)], 0)
+
+
+def validate_object(s3: Any, sns: Any, *, bucket: str, key: str, version_id: str | None, settings: Settings) -> Outcome:
+    """Check one version, tag it, then alarm on quarantine. Idempotent; never deletes.
+
+    The tag is written before the alarm: the tag is the decision (the bucket policy reads
+    it), the alarm only tells people. A failed publish is logged, not retried: the handler's
+    quarantine metric drives a CloudWatch alarm of its own.
     """
     version = _version_args(bucket, key, version_id)
+    this_version = version_id or "null"
     try:
         existing = s3.get_object_tagging(**version)["TagSet"]
     except ClientError as error:
@@ -129,28 +185,29 @@ def validate_object(s3: Any, sns: Any, *, bucket: str, key: str, version_id: str
             )
         raise
     tags = {tag["Key"]: tag["Value"] for tag in existing}
-    if names.OBJECT_TAG_STATUS in tags:
+    # A status tag counts only for the version it was written for; a copied one does not.
+    if names.OBJECT_TAG_STATUS in tags and tags.get(names.OBJECT_TAG_CHECKED_VERSION) == this_version:
         codes = tuple(tags.get(names.OBJECT_TAG_REASON, "").split())
         return Outcome(
             bucket, key, version_id, tags[names.OBJECT_TAG_STATUS], codes, 0, repeated=True, reason_codes=codes
         )
 
-    outcome = check_object(s3, bucket=bucket, key=key, version_id=version_id, settings=settings)
+    outcome = decide_object(s3, bucket=bucket, key=key, version_id=version_id, settings=settings)
     if outcome.status == STATUS_MISSING:
         return outcome
+    others = {k: v for k, v in tags.items() if k not in names.OBJECT_TAG_KEYS_STATUS}
+    if len(others) + (3 if outcome.status == STATUS_QUARANTINED else 2) > MAX_TAGS_PER_OBJECT:
+        # S3 allows 10 tags per object: the status tags replace those that do not fit. The
+        # bucket policy admits only allow-listed keys, so such a version predates that guard.
+        kept = dict(list(others.items())[: MAX_TAGS_PER_OBJECT - 3])
+        reason = f"{TOO_MANY_TAGS}: {len(others)} other tags; {len(others) - len(kept)} dropped for the status tags"
+        outcome = _outcome(bucket, key, version_id, STATUS_QUARANTINED, [*outcome.reasons, reason], outcome.bytes_read)
+        others = kept
+    new_tags = {**others, names.OBJECT_TAG_STATUS: outcome.status, names.OBJECT_TAG_CHECKED_VERSION: this_version}
     if outcome.status == STATUS_QUARANTINED:
-        publish_alarm(sns, settings.alarm_topic_arn, outcome)
-
-    tags.pop(names.OBJECT_TAG_REASON, None)
-    tags[names.OBJECT_TAG_STATUS] = outcome.status
-    if outcome.status == STATUS_QUARANTINED:
-        tags[names.OBJECT_TAG_REASON] = _tag_value(outcome.reason_codes)
-    if len(tags) > MAX_TAGS_PER_OBJECT:
-        raise ValueError(
-            f"cannot tag s3://{bucket}/{key}: it already has {len(existing)} tags and S3 allows {MAX_TAGS_PER_OBJECT}"
-        )
+        new_tags[names.OBJECT_TAG_REASON] = _tag_value(outcome.reason_codes)
     try:
-        s3.put_object_tagging(**version, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        s3.put_object_tagging(**version, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in new_tags.items()]})
     except ClientError as error:
         if _is_missing(error):
             return _outcome(
@@ -162,16 +219,28 @@ def validate_object(s3: Any, sns: Any, *, bucket: str, key: str, version_id: str
                 0,
             )
         raise
+    if outcome.status == STATUS_QUARANTINED:
+        try:
+            publish_alarm(sns, settings.alarm_topic_arn, outcome)
+        except ClientError:
+            _log.exception("quarantine alarm not published (the metric alarm still fires)")
     return outcome
+
+
+def alarm_message(outcome: Outcome) -> str:
+    """The alarm as JSON, bounded well below SNS's 256 KiB message limit (SNS Publish API)."""
+    reasons = [reason[:MAX_REASON_CHARS] for reason in outcome.reasons[:MAX_ALARM_REASONS]]
+    body: dict[str, Any] = {"event": "object-quarantined", **outcome.as_log(), "reasons": reasons}
+    if len(outcome.reasons) > len(reasons):
+        body["reasonsOmitted"] = len(outcome.reasons) - len(reasons)
+    body["reasonCodes"] = body["reasonCodes"][:MAX_ALARM_REASONS]
+    body["key"] = outcome.key[:MAX_ALARM_KEY_CHARS]  # S3 keys are at most 1,024 bytes anyway
+    return json.dumps(body, ensure_ascii=False)
 
 
 def publish_alarm(sns: Any, topic_arn: str, outcome: Outcome) -> None:
     """One SNS message naming the version and the reasons; never object content."""
-    sns.publish(
-        TopicArn=topic_arn,
-        Subject="kommunmoln: object quarantined (tier A)",
-        Message=json.dumps({"event": "object-quarantined", **outcome.as_log()}, ensure_ascii=False),
-    )
+    sns.publish(TopicArn=topic_arn, Subject="kommunmoln: object quarantined (tier A)", Message=alarm_message(outcome))
 
 
 def object_refs(event: Mapping[str, Any]) -> list[ObjectRef]:

@@ -76,6 +76,7 @@ def test_valid_esdk_object_is_tagged_validated_without_alarm(fake_aws: FakeAws) 
     assert fake_aws.tags(KEY, version) == {
         names.OBJECT_TAG_ENCRYPTION: names.OBJECT_TAG_ENCRYPTION_VALUE,
         names.OBJECT_TAG_STATUS: names.STATUS_VALIDATED,
+        names.OBJECT_TAG_CHECKED_VERSION: version,  # the status holds for this version only
     }
     assert fake_aws.alarms() == []
 
@@ -99,7 +100,11 @@ def test_other_tags_of_the_version_are_kept(fake_aws: FakeAws) -> None:
     version = fake_aws.put(KEY, encrypt(b"x", context=context_for(KEY)), tags=tags)
     # WHEN validated THEN they are all still there beside the status
     _validate(fake_aws, KEY, version)
-    assert fake_aws.tags(KEY, version) == {**{t["Key"]: t["Value"] for t in tags}, names.OBJECT_TAG_STATUS: "validated"}
+    assert fake_aws.tags(KEY, version) == {
+        **{t["Key"]: t["Value"] for t in tags},
+        names.OBJECT_TAG_STATUS: "validated",
+        names.OBJECT_TAG_CHECKED_VERSION: version,
+    }
 
 
 # --- quarantine -------------------------------------------------------------------------------
@@ -264,8 +269,8 @@ def test_delete_marker_does_not_hide_the_version_from_validation(fake_aws: FakeA
 
 
 # --- errors that prevent a decision --------------------------------------------------------------
-@pytest.mark.parametrize("operation", ["get_object_tagging", "get_object", "put_object_tagging"])
-def test_access_denied_raises_so_that_lambda_retries(fake_aws: FakeAws, operation: str) -> None:
+@pytest.mark.parametrize("operation", ["get_object_tagging", "put_object_tagging"])
+def test_access_denied_on_tags_raises_so_that_lambda_retries(fake_aws: FakeAws, operation: str) -> None:
     # GIVEN S3 refusing one of the validator's calls
     s3 = boto3.client("s3", region_name=REGION)
     stubber = Stubber(s3)
@@ -273,7 +278,7 @@ def test_access_denied_raises_so_that_lambda_retries(fake_aws: FakeAws, operatio
     if operation != "get_object_tagging":
         stubber.add_response("get_object_tagging", {"TagSet": [ENCRYPTION_TAG]}, args)
     if operation == "put_object_tagging":
-        body = encrypt(b"x", context=context_for(KEY))
+        body = encrypt(b"x", context=context_for(KEY))  # the version stays untagged: unreadable by policy
         stubber.add_response(
             "get_object", {"Body": StreamingBody(io.BytesIO(body), len(body))}, {**args, "Range": "bytes=0-65535"}
         )
@@ -284,12 +289,152 @@ def test_access_denied_raises_so_that_lambda_retries(fake_aws: FakeAws, operatio
     assert fake_aws.alarms() == []
 
 
-def test_too_many_existing_tags_raise_instead_of_dropping_one(fake_aws: FakeAws) -> None:
+class _FailingS3:
+    """The moto client, except that one operation fails with a scripted S3 error."""
+
+    def __init__(self, s3, operation: str, code: str, status: int) -> None:
+        self._s3, self._operation, self._code, self._status = s3, operation, code, status
+
+    def __getattr__(self, name: str):
+        if name == self._operation:
+
+            def fail(**_):
+                raise ClientError(
+                    {
+                        "Error": {"Code": self._code, "Message": "scripted"},
+                        "ResponseMetadata": {"HTTPStatusCode": self._status},
+                    },
+                    name,
+                )
+
+            return fail
+        return getattr(self._s3, name)
+
+
+def test_too_many_existing_tags_end_in_quarantine_with_the_status_tags(fake_aws: FakeAws) -> None:
+    # GIVEN a valid message that already carries S3's maximum of 10 tags (S3 User Guide,
+    # "Categorizing your storage using tags": up to 10 tags per object)
     tags = [ENCRYPTION_TAG] + [{"Key": f"t{i}", "Value": "v"} for i in range(9)]
     version = fake_aws.put(KEY, encrypt(b"x", context=context_for(KEY)), tags=tags)
-    with pytest.raises(ValueError, match="S3 allows 10"):
-        _validate(fake_aws, KEY, version)
-    assert len(fake_aws.tags(KEY, version)) == 10
+    # WHEN validated THEN it is decided: quarantined, the status tags written, at most 10 tags
+    outcome = _validate(fake_aws, KEY, version)
+    assert outcome.status == STATUS_QUARANTINED and "too-many-tags" in outcome.reason_codes
+    after = fake_aws.tags(KEY, version)
+    assert len(after) <= 10 and after[names.OBJECT_TAG_STATUS] == "quarantined"
+    assert after[names.OBJECT_TAG_CHECKED_VERSION] == version
+    assert len(fake_aws.alarms()) == 1
+
+
+def test_archived_object_is_quarantined_not_retried(fake_aws: FakeAws) -> None:
+    # GIVEN an object in an archive class: GetObject answers 403 InvalidObjectState until it is
+    # restored (S3 API Reference, GetObject), while tagging still works. Scripted, because moto
+    # 5 also refuses GetObjectTagging on GLACIER objects, which S3 does not.
+    version = fake_aws.put(KEY, encrypt(b"x", context=context_for(KEY)))
+    s3 = _FailingS3(fake_aws.s3, "get_object", "InvalidObjectState", 403)
+    # WHEN validated THEN it is quarantined with a reason, tagged and alarmed
+    outcome = validate_object(s3, fake_aws.sns, bucket=BUCKET, key=KEY, version_id=version, settings=fake_aws.settings)
+    _assert_quarantined(fake_aws, outcome, KEY, version, "archived-storage-class")
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        # SSE-KMS under a key the validator may not use: S3 answers GetObject with 403
+        # AccessDenied (S3 User Guide, "Using server-side encryption with AWS KMS keys":
+        # reading an SSE-KMS object requires kms:Decrypt on its key).
+        ("AccessDenied", 403),
+        # SSE-C: GetObject without the customer key is a 400 InvalidRequest (S3 User Guide,
+        # "Using server-side encryption with customer-provided keys (SSE-C)").
+        ("InvalidRequest", 400),
+    ],
+)
+def test_permanently_unreadable_object_is_quarantined(fake_aws: FakeAws, code: str, status: int) -> None:
+    version = fake_aws.put(KEY, encrypt(b"x", context=context_for(KEY)))
+    s3 = _FailingS3(fake_aws.s3, "get_object", code, status)
+    outcome = validate_object(s3, fake_aws.sns, bucket=BUCKET, key=KEY, version_id=version, settings=fake_aws.settings)
+    _assert_quarantined(fake_aws, outcome, KEY, version, "unreadable")
+
+
+@pytest.mark.parametrize(("code", "status"), [("SlowDown", 503), ("InternalError", 500), ("ThrottlingException", 400)])
+def test_only_transient_errors_raise_for_a_retry(fake_aws: FakeAws, code: str, status: int) -> None:
+    # S3 error responses: SlowDown (503) and InternalError (500) are the documented retryable
+    # answers (S3 API Reference, "Error responses"); the SDKs retry throttling codes.
+    version = fake_aws.put(KEY, encrypt(b"x", context=context_for(KEY)))
+    s3 = _FailingS3(fake_aws.s3, "get_object", code, status)
+    with pytest.raises(ClientError, match=code):
+        validate_object(s3, fake_aws.sns, bucket=BUCKET, key=KEY, version_id=version, settings=fake_aws.settings)
+    assert names.OBJECT_TAG_STATUS not in fake_aws.tags(KEY, version) and fake_aws.alarms() == []
+
+
+def test_tag_is_written_even_when_the_alarm_cannot_be_published(fake_aws: FakeAws) -> None:
+    # GIVEN SNS refusing the publish (e.g. over its 256 KiB limit: InvalidParameter, SNS Publish API)
+    version = fake_aws.put("plain.pdf", PDF)
+    sns = _FailingS3(fake_aws.sns, "publish", "InvalidParameter", 400)
+    # WHEN validated THEN the decision (the tag) stands and nothing raises
+    outcome = validate_object(
+        fake_aws.s3, sns, bucket=BUCKET, key="plain.pdf", version_id=version, settings=fake_aws.settings
+    )
+    assert outcome.status == STATUS_QUARANTINED
+    assert fake_aws.tags("plain.pdf", version)[names.OBJECT_TAG_STATUS] == "quarantined"
+
+
+def test_alarm_for_thousands_of_reasons_stays_below_the_sns_limit() -> None:
+    from kommunmoln.object_check import make_outcome
+    from lambdas.tier_a_validator.logic import alarm_message
+
+    # A header with thousands of data keys, each outside the namespace allow-list, gives one
+    # reason per key; SNS refuses messages over 256 KiB (SNS API Reference, Publish).
+    reasons = [f"namespace-not-allowed: data key {i} names namespace '{'x' * 300}'" for i in range(5000)]
+    outcome = make_outcome(BUCKET, "k" * 1024, "v1", STATUS_QUARANTINED, reasons, 65536)
+    message = alarm_message(outcome)
+    assert len(message.encode()) < 256 * 1024
+    assert json.loads(message)["reasonsOmitted"] == 5000 - 20
+
+
+def test_copy_of_a_validated_object_is_checked_again(fake_aws: FakeAws) -> None:
+    # GIVEN a validated version, copied to another key: CopyObject copies the source's tags by
+    # default (S3 API Reference, CopyObject, x-amz-tagging-directive: COPY is the default)
+    version = fake_aws.put(KEY, encrypt(b"x" * 2000, context=context_for(KEY)))
+    assert _validate(fake_aws, KEY, version).status == STATUS_VALIDATED
+    copy = fake_aws.s3.copy_object(
+        Bucket=BUCKET, Key="copied.esdk", CopySource={"Bucket": BUCKET, "Key": KEY, "VersionId": version}
+    )
+    assert fake_aws.tags("copied.esdk", copy["VersionId"])[names.OBJECT_TAG_STATUS] == "validated"  # copied along
+    # WHEN the copy's event is handled THEN the copied tag does not count: the copy is read and
+    # quarantined, because its encryption context names the original key
+    outcome = _validate(fake_aws, "copied.esdk", copy["VersionId"])
+    assert not outcome.repeated
+    _assert_quarantined(fake_aws, outcome, "copied.esdk", copy["VersionId"], "context-mismatch")
+
+
+def test_hand_built_header_followed_by_plaintext_is_quarantined(fake_aws: FakeAws) -> None:
+    from kommunmoln.esdk_header import parse_header
+
+    # GIVEN a genuine header followed by text instead of its ciphertext
+    message = encrypt(os.urandom(4000), context=context_for(KEY))
+    header = parse_header(message)
+    forged = (
+        message[: header.total_length] + (b"Beslut om bistand enligt SoL. " * 200)[: len(message) - header.total_length]
+    )
+    version = fake_aws.put(KEY, forged)
+    # WHEN validated THEN the body's randomness check quarantines it
+    _assert_quarantined(fake_aws, _validate(fake_aws, KEY, version), KEY, version, "body-not-random")
+
+
+def test_header_without_a_body_is_quarantined_by_the_framing_check(fake_aws: FakeAws) -> None:
+    from kommunmoln.esdk_header import parse_header
+
+    message = encrypt(b"x", context=context_for(KEY))
+    header = parse_header(message)
+    version = fake_aws.put(KEY, message[: header.total_length + 10])
+    _assert_quarantined(fake_aws, _validate(fake_aws, KEY, version), KEY, version, "size-does-not-match-framing")
+
+
+def test_genuine_messages_of_many_sizes_pass_the_body_checks(fake_aws: FakeAws) -> None:
+    for size in (0, 1, 700, 4096, 4097, 9000, 20000):
+        key = f"size-{size}.esdk"
+        version = fake_aws.put(key, encrypt(os.urandom(size), context=context_for(key)))
+        assert _validate(fake_aws, key, version).status == STATUS_VALIDATED, size
 
 
 # --- settings and events ----------------------------------------------------------------------
