@@ -130,7 +130,7 @@ class TierAStack(cdk.Stack):
             "ConfigurationChangeAlarm",
             source="s3",
             event_names=list(CONFIGURATION_EVENT_NAMES),
-            request_parameters={"bucketName": [self.data.bucket.bucket_name]},
+            detail={"requestParameters": {"bucketName": [self.data.bucket.bucket_name]}},
             description="Tier A: a guarded configuration of the data bucket was changed (or attempted)",
         )
         self.security_role.allow(

@@ -19,7 +19,13 @@ from kommunmoln.config import AppConfig
 from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner
 from stacks.components.hsm_admin_host import INSTALL_NOTE, HsmAdminHost
-from stacks.components.hsm_key_store import HsmKey, HsmKeyStore, KmsUserSecret
+from stacks.components.hsm_key_store import (
+    KEY_ADMIN_ACTIONS,
+    KEY_CHANGE_EVENT_NAMES,
+    HsmKey,
+    HsmKeyStore,
+    KmsUserSecret,
+)
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
@@ -95,13 +101,19 @@ class TierBStack(cdk.Stack):
                 key_store_name=f"{config.prefix}-tier-b", trust_anchor_file=tier_b.trust_anchor_file(),
                 existing_key_store_id=tier_b.existing_key_store_id, workshop_mode=workshop,
             )  # fmt: skip
+            bucket_name = f"{config.prefix}-tier-b-{self.account}-{self.region}"
             key = HsmKey(
                 self, "Key", provisioner=provisioner, key_store=key_store, alias_name=f"alias/{config.prefix}-tier-b",
                 description=f"kommunmoln tier B data key of {config.municipality_name} (CloudHSM custom key store)",
-                workshop_mode=workshop,
+                bucket_arn=f"arn:{self.partition}:s3:::{bucket_name}", workshop_mode=workshop,
             )  # fmt: skip
             key_store_id, key_arn = key_store.key_store_id, key.key_arn
-            bucket_name = f"{config.prefix}-tier-b-{self.account}-{self.region}"
+            key.admin_role.allow(KEY_ADMIN_ACTIONS, [key_arn], sid="AdministerTheTierBKey")
+            alarms.alarm_on_api_calls(
+                self, "KeyChangeAlarm", source="kms", event_names=list(KEY_CHANGE_EVENT_NAMES),
+                detail={"resources": {"ARN": [key_arn]}},
+                description="Tier B: the HSM key's policy, state or grants were changed (or a change was attempted)",
+            )  # fmt: skip
             validator = TierBValidator(
                 self, "Validator", network=network, log_encryption=log_encryption, alarms=alarms,
                 bucket_arn=f"arn:{self.partition}:s3:::{bucket_name}", key_arn=key_arn, workshop_mode=workshop,

@@ -88,21 +88,19 @@ class AlarmTopic(Construct):
         source: str,
         event_names: list[str],
         description: str,
-        request_parameters: dict | None = None,
+        detail: dict | None = None,
     ) -> events.Rule:
         """An EventBridge rule on CloudTrail management events ("AWS API Call via CloudTrail") to this topic.
 
         Needs a trail logging management events in the region (AuditTrail does).
         """
-        detail: dict = {"eventSource": [f"{source}.amazonaws.com"], "eventName": event_names}
-        if request_parameters:
-            detail["requestParameters"] = request_parameters
+        pattern = {"eventSource": [f"{source}.amazonaws.com"], "eventName": event_names, **(detail or {})}
         rule = events.Rule(
             scope,
             construct_id,
             description=description,
             event_pattern=events.EventPattern(
-                source=[f"aws.{source}"], detail_type=["AWS API Call via CloudTrail"], detail=detail
+                source=[f"aws.{source}"], detail_type=["AWS API Call via CloudTrail"], detail=pattern
             ),
         )
         rule.add_target(targets.SnsTopic(self.topic))

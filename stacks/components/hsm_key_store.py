@@ -19,6 +19,7 @@ from stacks.compliance import acknowledge
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner, finding_arn
 from stacks.components.lifecycle import removal_policy, supporting_key
 from stacks.components.network import IsolatedNetwork
+from stacks.components.security_role import SecurityRole
 
 # Key administration without any cryptographic use and without kms:CreateGrant (a grant
 # could hand an administrator the use of the key). Written out: no `kms:*`, no wildcards.
@@ -28,6 +29,25 @@ KEY_ADMIN_ACTIONS = (
     "kms:DeleteAlias", "kms:UpdateKeyDescription", "kms:EnableKey", "kms:DisableKey", "kms:TagResource",
     "kms:UntagResource", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
 )  # fmt: skip
+# What the account (the monitor, auditors) may read without any administrative right.
+KEY_READ_ACTIONS = (
+    "kms:DescribeKey",
+    "kms:GetKeyPolicy",
+    "kms:ListKeyPolicies",
+    "kms:ListResourceTags",
+    "kms:ListGrants",
+    "kms:GetKeyRotationStatus",
+)
+# CloudTrail event names of key changes that alarm (management events of kms.amazonaws.com).
+KEY_CHANGE_EVENT_NAMES = (
+    "PutKeyPolicy",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CreateGrant",
+    "DisconnectCustomKeyStore",
+    "UpdateCustomKeyStore",
+    "DeleteCustomKeyStore",
+)
 # What S3 needs from the caller's key permissions for SSE-KMS (with S3 Bucket Keys).
 KEY_USAGE_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey")
 
@@ -204,31 +224,54 @@ class HsmKey(Construct):
         key_store: HsmKeyStore,
         alias_name: str,
         description: str,
+        bucket_arn: str,
         workshop_mode: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         account = iam.AccountRootPrincipal()
-        self.admin_role = iam.Role(
-            self, "AdminRole", assumed_by=account, description="Administers (never uses) the tier B HSM-backed key"
+        mfa = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+        # Key administration is break-glass: people assume this role with MFA.
+        self.admin_role = SecurityRole(
+            self, "AdminRole", description="Break-glass administration of the tier B HSM key"
         )
+        # Use needs MFA too: nobody in the account inherits the key by an IAM policy alone.
         self.usage_role = iam.Role(
-            self, "UsageRole", assumed_by=account, description="Reads and writes the tier B bucket (SSE-KMS via S3)"
+            self,
+            "UsageRole",
+            assumed_by=account.with_conditions(mfa),
+            description="Reads and writes the tier B bucket (SSE-KMS via S3)",
         )
         self.alias_name = alias_name
+        provisioner_roles = [provisioner.on_event.role.role_arn, provisioner.is_complete.role.role_arn]
         policy = iam.PolicyDocument(
             statements=[
+                # The account keeps reading the key's metadata (the monitor compares the policy).
                 iam.PolicyStatement(
-                    sid="AccountAdministersKeyLockoutGuard",
+                    sid="AccountReadsKeyMetadata",
+                    principals=[account],
+                    actions=list(KEY_READ_ACTIONS),
+                    resources=["*"],
+                ),
+                # AWS's lockout guard (KMS Developer Guide, "Default key policy"): the account root
+                # as principal, so that re-created roles of the same name keep access, narrowed by
+                # aws:PrincipalArn to the break-glass role with MFA ...
+                iam.PolicyStatement(
+                    sid="BreakGlassAdministersWithMfa",
                     principals=[account],
                     actions=list(KEY_ADMIN_ACTIONS),
                     resources=["*"],
+                    conditions={"ArnEquals": {"aws:PrincipalArn": [self.admin_role.role_arn]}, **mfa},
                 ),
+                # ... and to the provisioner, which applies this template policy (CreateKey and
+                # PutKeyPolicy pass KMS's policy lockout safety check only if the caller may
+                # call PutKeyPolicy afterwards).
                 iam.PolicyStatement(
-                    sid="KeyAdministratorsManageNotUse",
-                    principals=[iam.ArnPrincipal(self.admin_role.role_arn)],
+                    sid="ProvisionerAppliesTemplatePolicy",
+                    principals=[account],
                     actions=list(KEY_ADMIN_ACTIONS),
                     resources=["*"],
+                    conditions={"ArnEquals": {"aws:PrincipalArn": provisioner_roles}},
                 ),
                 iam.PolicyStatement(
                     sid="UseOnlyThroughS3",
@@ -239,7 +282,11 @@ class HsmKey(Construct):
                         "StringEquals": {
                             "kms:ViaService": f"s3.{stack.region}.amazonaws.com",
                             "kms:CallerAccount": stack.account,
-                        }
+                        },
+                        # Only for the tier B bucket: with S3 Bucket Keys the encryption context is
+                        # the bucket ARN, without them the object ARN (S3 User Guide, SSE-KMS,
+                        # "Encryption context").
+                        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, f"{bucket_arn}/*"]},
                     },
                 ),
             ]

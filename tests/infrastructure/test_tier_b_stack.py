@@ -312,8 +312,9 @@ def test_key_policy_has_no_wildcard_for_broad_principals_and_root_only_administe
         assert not {"kms:*", "*"} & set(_as_list(statement["Action"]))
         principal = _as_list(statement["Principal"]["AWS"])
         assert "*" not in principal
-    # AND the account root (the documented lockout guard) may only administer: no crypto action
-    (root,) = [s for s in statements if any(p.endswith(":root") for p in _as_list(s["Principal"]["AWS"]))]
+    # AND the account root (the documented lockout guard) may only administer, and only as the
+    # break-glass role with MFA or the provisioner: no crypto action, no unconditioned admin
+    roots = [s for s in statements if any(p.endswith(":root") for p in _as_list(s["Principal"]["AWS"]))]
     crypto = {
         "kms:Encrypt",
         "kms:Decrypt",
@@ -322,20 +323,24 @@ def test_key_policy_has_no_wildcard_for_broad_principals_and_root_only_administe
         "kms:ReEncrypt*",
         "kms:CreateGrant",
     }
-    assert not crypto & set(root["Action"])
-    assert "kms:PutKeyPolicy" in root["Action"]
+    for root in roots:
+        assert not crypto & set(root["Action"])
+        if "kms:PutKeyPolicy" in root["Action"]:
+            assert "aws:PrincipalArn" in root["Condition"]["ArnEquals"]
+    assert any("kms:PutKeyPolicy" in root["Action"] for root in roots)
 
 
 def test_key_admins_manage_but_cannot_use_and_usage_is_only_via_s3(phase2: Synthesized) -> None:
     # GIVEN the named statements
     statements = {s["Sid"]: s for s in _key_policy(phase2)["Statement"]}
-    admin, usage = statements["KeyAdministratorsManageNotUse"], statements["UseOnlyThroughS3"]
+    admin, usage = statements["BreakGlassAdministersWithMfa"], statements["UseOnlyThroughS3"]
     # THEN the administrators get no cryptographic action and no grant creation
     assert not {
         a for a in admin["Action"] if a.split(":")[1].startswith(("Encrypt", "Decrypt", "GenerateDataKey", "ReEncrypt"))
     }
     assert "kms:CreateGrant" not in admin["Action"]
-    assert "AdminRole" in admin["Principal"]["AWS"]
+    assert "AdminRole" in str(admin["Condition"]["ArnEquals"]["aws:PrincipalArn"])
+    assert admin["Condition"]["Bool"] == {"aws:MultiFactorAuthPresent": "true"}
     # AND the usage role may encrypt/decrypt only through S3 in this Region
     assert "UsageRole" in usage["Principal"]["AWS"]
     assert set(usage["Action"]) <= {"kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"}

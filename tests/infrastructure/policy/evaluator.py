@@ -231,16 +231,17 @@ def evaluate(
     resource_allows = "Allow" in resource
     identity_allows = "Allow" in identity
     if key_policy:
-        # The key policy must allow, directly or by delegating to the account (root principal).
-        delegates = any(
-            s["Effect"] == "Allow" and _principal_is_account(s.get("Principal"), request.principal_account)
-            for s in _statements(resource_policy)
-        )
-        if not resource_allows and not (delegates and identity_allows):
-            return IMPLICIT_DENY
+        # A key-policy statement naming the account root only enables IAM policies (it
+        # delegates); one naming the principal itself allows on its own.
+        applicable = [
+            st for st in _statements(resource_policy)
+            if st["Effect"] == "Allow" and _statement_applies(st, request, resource_policy=True)
+        ]  # fmt: skip
+        direct = any(not _principal_is_account(st.get("Principal"), request.principal_account) for st in applicable)
+        delegated = any(_principal_is_account(st.get("Principal"), request.principal_account) for st in applicable)
         if request.principal_account not in (None, resource_account) and not identity_allows:
             return IMPLICIT_DENY
-        return ALLOW
+        return ALLOW if direct or (delegated and identity_allows) else IMPLICIT_DENY
     if request.principal_account not in (None, resource_account):
         return ALLOW if resource_allows and identity_allows else IMPLICIT_DENY
     return ALLOW if resource_allows or identity_allows else IMPLICIT_DENY

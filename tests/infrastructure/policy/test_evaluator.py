@@ -121,6 +121,11 @@ def test_key_policy_must_allow_or_delegate_to_the_account() -> None:
         == IMPLICIT_DENY
     )
     assert evaluate(request, identity_policies=[allow_iam], resource_policy=delegation, key_policy=True) == ALLOW
+    # the delegation enables IAM policies; it does not allow by itself
+    assert evaluate(request, resource_policy=delegation, key_policy=True) == IMPLICIT_DENY
+    # and only for what the delegating statement covers (its actions and conditions)
+    narrowed = {"Statement": [{**delegation["Statement"][0], "Action": "kms:DescribeKey"}]}
+    assert evaluate(request, identity_policies=[allow_iam], resource_policy=narrowed, key_policy=True) == IMPLICIT_DENY
 
 
 def test_not_action_not_principal_and_wildcards() -> None:

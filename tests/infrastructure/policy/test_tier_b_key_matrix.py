@@ -1,0 +1,113 @@
+"""Tier B key policy matrix: the synthesized HSM key policy and roles, evaluated offline.
+
+Covers issue 11 item 8 (an account administrator cannot take the key over; use only via S3,
+only for the tier B bucket, only from this account) and mutation gap (3): a missing
+`kms:CallerAccount` condition lets another account's request through S3 pass.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import Synthesized, synthesize
+from tests.infrastructure.policy.evaluator import (
+    ACCOUNT,
+    ALLOW,
+    EXPLICIT_DENY,
+    IMPLICIT_DENY,
+    REGION,
+    Request,
+    Resolver,
+    evaluate,
+    logical_ids,
+)
+from tests.infrastructure.policy.scenarios import ADMIN_POLICY, Scenario
+from tests.infrastructure.test_tier_b_stack import _write_trust_anchor
+
+TIER_B = "-tier-b"
+VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
+MFA = {"aws:MultiFactorAuthPresent": True}
+A, I = ALLOW, IMPLICIT_DENY  # noqa: E741
+
+
+def _bucket_context(suffix: str = "") -> dict[str, str]:
+    return {"kms:EncryptionContext:aws:s3:arn": "BUCKET" + suffix}
+
+
+SCENARIOS = [
+    Scenario("admin rewrites the key policy", "key-takeover", "admin", "kms:PutKeyPolicy", "key", I),
+    Scenario("admin schedules key deletion", "key-takeover", "admin", "kms:ScheduleKeyDeletion", "key", I),
+    Scenario("admin disables the key", "key-takeover", "admin", "kms:DisableKey", "key", I),
+    Scenario("admin creates a grant", "key-takeover", "admin", "kms:CreateGrant", "key", I),
+    Scenario("admin decrypts directly", "key-takeover", "admin", "kms:Decrypt", "key", I),
+    Scenario("admin decrypts through S3", "key-takeover", "admin", "kms:Decrypt", "key", I, {**VIA_S3, **_bucket_context()}),
+    Scenario("break-glass without MFA rewrites the policy", "key-takeover", "break_glass", "kms:PutKeyPolicy", "key", I),
+    Scenario("break-glass with MFA decrypts", "key-takeover", "break_glass", "kms:Decrypt", "key", I, {**MFA, **VIA_S3, **_bucket_context()}),
+    Scenario("usage role decrypts outside S3", "key-use", "usage", "kms:Decrypt", "key", I, _bucket_context()),
+    Scenario("usage role via S3 for another bucket", "key-use", "usage", "kms:Decrypt", "key", I, {**VIA_S3, "kms:EncryptionContext:aws:s3:arn": "arn:aws:s3:::other-bucket"}),
+    Scenario("usage role via S3 from another account", "key-use", "usage", "kms:Decrypt", "key", I, {**VIA_S3, **_bucket_context(), "kms:CallerAccount": "222222222222"}),
+    Scenario("usage role via S3 without encryption context", "key-use", "usage", "kms:GenerateDataKey", "key", I, VIA_S3),
+    Scenario("usage role via S3 for the bucket (bucket key)", "legitimate", "usage", "kms:GenerateDataKey", "key", A, {**VIA_S3, **_bucket_context()}),
+    Scenario("usage role via S3 for an object (no bucket key)", "legitimate", "usage", "kms:Decrypt", "key", A, {**VIA_S3, **_bucket_context("/a/b.pdf")}),
+    Scenario("break-glass with MFA rewrites the policy", "legitimate", "break_glass", "kms:PutKeyPolicy", "key", A, MFA),
+    Scenario("provisioner applies the template policy", "legitimate", "provisioner", "kms:PutKeyPolicy", "key", A),
+    Scenario("account reads the key policy (monitor)", "legitimate", "admin", "kms:GetKeyPolicy", "key", A),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def phase2(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    trust_anchor = _write_trust_anchor(tmp_path_factory.mktemp("pki") / "trust-anchor.pem")
+    context = {"tier_b_keystore_enabled": True, "tier_b_trust_anchor_path": str(trust_anchor.resolve())}
+    return synthesize(tmp_path_factory.mktemp("cdk.out.keymatrix"), context)
+
+
+class KeyMatrix:
+    def __init__(self, synth: Synthesized) -> None:
+        resolver = Resolver(synth.templates)
+        template = resolver.template_of(TIER_B)
+        (key_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "Custom::KmsHsmKey"]
+        self.policy = json.loads(resolver.key_policy(TIER_B, key_id))
+        (bucket_id,) = [
+            k
+            for k, v in template["Resources"].items()
+            if v["Type"] == "AWS::S3::Bucket" and "Data" in k and "AccessLog" not in k
+        ]
+        self.bucket_arn = f"arn:aws:s3:::{resolver.resolve({'Ref': bucket_id}, template)}"
+        self.key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd"
+
+        def role(path: str) -> tuple[str, list[dict[str, Any]]]:
+            (logical,) = logical_ids(template, "AWS::IAM::Role", path)
+            return resolver.role_arn(logical), resolver.role_policies(TIER_B, logical)
+
+        self.principals = {
+            "admin": (f"arn:aws:iam::{ACCOUNT}:role/AccountAdministrator", [ADMIN_POLICY]),
+            "break_glass": (role("/Key/AdminRole/")[0], [ADMIN_POLICY]),
+            "usage": (role("/Key/UsageRole")[0], [ADMIN_POLICY]),
+            "provisioner": (role("/Provisioner/OnEvent/Role/")[0], [ADMIN_POLICY]),
+        }  # identity policies as broad as possible: only the key policy may stop them
+
+    def decide(self, scenario: Scenario) -> str:
+        arn, identity = self.principals[scenario.who]
+        context = {
+            k: (v.replace("BUCKET", self.bucket_arn) if isinstance(v, str) else v) for k, v in scenario.context.items()
+        }
+        request = Request(arn, scenario.action, self.key_arn, context)
+        return evaluate(request, identity_policies=identity, resource_policy=self.policy, key_policy=True)
+
+
+@pytest.fixture(scope="module")
+def matrix(phase2: Synthesized) -> KeyMatrix:
+    return KeyMatrix(phase2)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.id for s in SCENARIOS])
+def test_tier_b_key_scenario(matrix: KeyMatrix, scenario: Scenario) -> None:
+    assert matrix.decide(scenario) == scenario.expected, scenario
+
+
+def test_attacks_never_allowed() -> None:
+    assert all(s.expected in (IMPLICIT_DENY, EXPLICIT_DENY) for s in SCENARIOS if s.category != "legitimate")
