@@ -65,6 +65,11 @@ class _Session:
                 raise KeyMissing(label) from None
             except pkcs11.exceptions.MultipleObjectsReturned:
                 raise HsmError(f"more than one AES key labelled {label!r} on the token") from None
+            key = self.keys[label]
+            # Fail closed on a key that could leave the HSM or is not AES-256 (XKS v1: AES_256 only).
+            if key.key_length != 256 or key[pkcs11.Attribute.EXTRACTABLE] or not key[pkcs11.Attribute.SENSITIVE]:
+                del self.keys[label]
+                raise HsmError(f"key {label!r} must be AES-256, sensitive and non-extractable")
         return self.keys[label]
 
 
@@ -203,38 +208,25 @@ class HsmPool:
 
 
 def create_aes_key(*, library: Path, token_label: str, pin: str, label: str) -> bool:
-    """Generate a non-extractable, sensitive AES-256 key in the token; False if the label already exists."""
-    import pkcs11
-    from pkcs11 import Attribute, KeyType, ObjectClass
+    """Generate a non-extractable, sensitive AES-256 key in the token; False if the label already exists.
 
-    token = pkcs11.lib(str(library)).get_token(token_label=token_label)
+    Uses tier A's token handle, which generates with the same protective template
+    (sensitive, non-extractable, encrypt/decrypt only) that tier A's wrapping keys get.
+    """
+    from kommunmoln.tier_a.errors import HsmError as TokenError
+    from kommunmoln.tier_a.pkcs11_key import Pkcs11AesKey
+
+    existing = Pkcs11AesKey(lib_path=str(library), token_label=token_label, pin=pin, key_label=label)
     try:
-        session = token.open(user_pin=pin, rw=True)
-    except pkcs11.exceptions.UserAlreadyLoggedIn:
-        session = token.open(rw=True)
-    with session:
-        try:
-            session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=label)
-            return False
-        except pkcs11.exceptions.NoSuchKey:
-            pass
-        session.generate_key(
-            KeyType.AES,
-            256,
-            label=label,
-            store=True,
-            template={
-                Attribute.TOKEN: True,
-                Attribute.PRIVATE: True,
-                Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False,
-                Attribute.ENCRYPT: True,
-                Attribute.DECRYPT: True,
-                Attribute.WRAP: False,
-                Attribute.UNWRAP: False,
-                Attribute.SIGN: False,
-                Attribute.VERIFY: False,
-                Attribute.DERIVE: False,
-            },
-        )
+        existing.find_key()
+        return False
+    except TokenError:
+        pass  # not there yet (find_key closed its session)
+    finally:
+        existing.close()
+    fresh = Pkcs11AesKey(lib_path=str(library), token_label=token_label, pin=pin, key_label=label)
+    try:
+        fresh.generate_key()
         return True
+    finally:
+        fresh.close()
