@@ -35,47 +35,35 @@ class AlarmTopic(Construct):
         self.key = supporting_key(
             self, "Key", description=f"Encrypts the alarm topic: {description}", workshop_mode=workshop_mode
         )
-        # CloudWatch alarm actions publish to encrypted topics through this key (AWS docs,
-        # "Using Amazon CloudWatch alarms" with SSE topics), only for alarms of this account.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarmsOfThisAccount",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-            )
-        )
         self.topic = sns.Topic(self, "Topic", display_name=description[:100], master_key=self.key, enforce_ssl=True)
-        # A topic policy replaces SNS's default one, so CloudWatch's right to publish is stated here.
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarmsOfThisAccount",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        # CloudWatch alarm actions (AWS docs, "Using Amazon CloudWatch alarms" with SSE topics) and
+        # EventBridge rules (the configuration-change alarms) publish through this key and topic,
+        # only for alarms and rules of this account. A topic policy replaces SNS's default one,
+        # so each service's right to publish is stated here.
+        for sid, service in (
+            ("AllowCloudWatchAlarmsOfThisAccount", "cloudwatch.amazonaws.com"),
+            ("AllowEventBridgeRulesOfThisAccount", "events.amazonaws.com"),
+        ):
+            this_account = {"StringEquals": {"aws:SourceAccount": stack.account}}
+            principal = iam.ServicePrincipal(service)
+            self.key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[principal],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    resources=["*"],
+                    conditions=this_account,
+                )
             )
-        )
-        # EventBridge rules (configuration-change alarms) publish through the same key and topic.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowEventBridgeRulesOfThisAccount",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            self.topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid=sid,
+                    principals=[principal],
+                    actions=["sns:Publish"],
+                    resources=[self.topic.topic_arn],
+                    conditions=this_account,
+                )
             )
-        )
-        self.topic.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowEventBridgeRulesOfThisAccount",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["sns:Publish"],
-                resources=[self.topic.topic_arn],
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
-            )
-        )
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self._action = cw_actions.SnsAction(self.topic)

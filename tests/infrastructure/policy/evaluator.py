@@ -386,6 +386,11 @@ class Resolver:
     def role_arn(self, role_logical_id: str) -> str:
         return f"arn:aws:iam::{ACCOUNT}:role/{role_logical_id}"
 
+    def role(self, suffix: str, path_part: str) -> tuple[str, list[dict[str, Any]]]:
+        """The ARN and identity policies of the one role whose construct path contains `path_part`."""
+        (logical,) = logical_ids(self.template_of(suffix), "AWS::IAM::Role", path_part)
+        return self.role_arn(logical), self.role_policies(suffix, logical)
+
 
 def logical_ids(template: Mapping[str, Any], resource_type: str, path_part: str) -> list[str]:
     """Logical ids of a type whose construct path contains `path_part` (ids derive from paths)."""

@@ -22,7 +22,6 @@ from tests.infrastructure.policy.evaluator import (
     Request,
     Resolver,
     evaluate,
-    logical_ids,
 )
 from tests.infrastructure.policy.scenarios import ADMIN_POLICY, Scenario
 
@@ -156,8 +155,7 @@ class Matrix:
         self.endpoint = f"vpce-{endpoint_id.lower()}"
 
         def role(path: str) -> tuple[str, list[dict[str, Any]]]:
-            (logical,) = logical_ids(template, "AWS::IAM::Role", path)
-            return self.resolver.role_arn(logical), self.resolver.role_policies(TIER_A, logical)
+            return self.resolver.role(TIER_A, path)
 
         client_grant = {
             "Statement": [

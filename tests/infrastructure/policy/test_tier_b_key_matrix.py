@@ -22,7 +22,6 @@ from tests.infrastructure.policy.evaluator import (
     Request,
     Resolver,
     evaluate,
-    logical_ids,
 )
 from tests.infrastructure.policy.scenarios import ADMIN_POLICY, Scenario
 from tests.infrastructure.test_tier_b_stack import _write_trust_anchor
@@ -80,8 +79,7 @@ class KeyMatrix:
         self.key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd"
 
         def role(path: str) -> tuple[str, list[dict[str, Any]]]:
-            (logical,) = logical_ids(template, "AWS::IAM::Role", path)
-            return resolver.role_arn(logical), resolver.role_policies(TIER_B, logical)
+            return resolver.role(TIER_B, path)
 
         self.principals = {
             "admin": (f"arn:aws:iam::{ACCOUNT}:role/AccountAdministrator", [ADMIN_POLICY]),
