@@ -12,6 +12,7 @@ Two phases, switched by `tier_b_keystore_enabled`:
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from kommunmoln import names
@@ -108,7 +109,13 @@ class TierBStack(cdk.Stack):
                 bucket_arn=f"arn:{self.partition}:s3:::{bucket_name}", workshop_mode=workshop,
             )  # fmt: skip
             key_store_id, key_arn = key_store.key_store_id, key.key_arn
-            key.admin_role.allow(KEY_ADMIN_ACTIONS, [key_arn], sid="AdministerTheTierBKey")
+            # Attached from the policy's side (the policy depends on the role and the key; the
+            # key policy names the role): attaching it on the role would close a cycle.
+            iam.ManagedPolicy(
+                self, "KeyBreakGlassPolicy", roles=[key.admin_role],
+                description="Break-glass administration of the tier B HSM key (MFA required by the key policy)",
+                statements=[iam.PolicyStatement(sid="AdministerTheTierBKey", actions=list(KEY_ADMIN_ACTIONS), resources=[key_arn])],
+            )  # fmt: skip
             alarms.alarm_on_api_calls(
                 self, "KeyChangeAlarm", source="kms", event_names=list(KEY_CHANGE_EVENT_NAMES),
                 detail={"resources": {"ARN": [key_arn]}},

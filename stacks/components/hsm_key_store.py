@@ -19,7 +19,6 @@ from stacks.compliance import acknowledge
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner, finding_arn
 from stacks.components.lifecycle import removal_policy, supporting_key
 from stacks.components.network import IsolatedNetwork
-from stacks.components.security_role import SecurityRole
 
 # Key administration without any cryptographic use and without kms:CreateGrant (a grant
 # could hand an administrator the use of the key). Written out: no `kms:*`, no wildcards.
@@ -232,8 +231,11 @@ class HsmKey(Construct):
         account = iam.AccountRootPrincipal()
         mfa = {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
         # Key administration is break-glass: people assume this role with MFA.
-        self.admin_role = SecurityRole(
-            self, "AdminRole", description="Break-glass administration of the tier B HSM key"
+        self.admin_role = iam.Role(
+            self,
+            "AdminRole",
+            assumed_by=account.with_conditions(mfa),
+            description="Break-glass administration of the tier B HSM key",
         )
         # Use needs MFA too: nobody in the account inherits the key by an IAM policy alone.
         self.usage_role = iam.Role(
