@@ -9,9 +9,12 @@ the VPC endpoints, and every session is logged by CloudTrail.
 The VPC has no internet path (by design), so the CloudHSM CLI cannot be downloaded on the
 host. The operator stages the CLI package (from AWS's download page, checksum verified on
 the operator's machine) and the cluster's trust anchor in the staging bucket made here,
-then installs it on the host (`aws s3 cp s3://<staging>/cloudhsm-cli.rpm . && sudo dnf
-install -y ./cloudhsm-cli.rpm`), or pushes it with an SSM Run Command document. Nothing
-here opens a route to the internet.
+then installs it on the host without any repository (`aws s3 cp s3://<staging>/cloudhsm-cli.rpm .
+&& sudo dnf install -y --disablerepo='*' ./cloudhsm-cli.rpm`), or pushes it with an SSM Run Command
+document. `--disablerepo='*'` matters: the Amazon Linux repositories are S3 buckets AWS owns, which
+the account-only S3 endpoint policy does not reach, so a plain `dnf install` fails fetching their
+metadata; the CLI's dependencies (glibc, OpenSSL) are already in the AMI. Nothing here opens a
+route to the internet.
 """
 
 from __future__ import annotations
