@@ -85,8 +85,8 @@ format: $(VENV_STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(VENV_STAMP) ## Run the benchmarks and regenerate docs/BENCHMARKS.md
-	$(PY) -m bench.run
+bench: $(VENV_STAMP) ## Run the benchmarks, regenerate docs/BENCHMARKS.md (QUICK=1: small sizes, one run)
+	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 report: $(VENV_STAMP) ## Write the compliance evidence report (docs/compliance-report.md and .html)
 	$(PY) -m kommunmoln.compliance.report

@@ -11,9 +11,11 @@ latter in its own venv, see bench/s3ec_peer.py); rclone is timed from outside, s
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -121,6 +123,43 @@ def kommunmoln_download(endpoint: str, key_file: Path, bucket: str, key: str, de
     download_decrypted(s3, bucket=bucket, key=key, dest=dest, key_provider=_keyring(key_file))
 
 
+class _Discard(io.RawIOBase):
+    """A sink that keeps nothing: encrypt-only figures without disk writes."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
+
+
+def kommunmoln_encrypt_memory(key_file: Path, source: Path) -> None:
+    """The project's encryptor (kommunmoln.tier_a.codec.encrypt_stream) into a discarding sink."""
+    from kommunmoln.tier_a.codec import encrypt_stream
+
+    with open(source, "rb") as plain:
+        encrypt_stream(plain, _Discard(), _keyring(key_file), {"bench": "encrypt-only"})
+
+
+def esdk_default_encrypt_memory(key_file: Path, source: Path) -> None:
+    """The ESDK at its defaults into a discarding sink."""
+    esdk_default_encrypt(key_file, source, None)
+
+
+def aes_gcm_reference(source: Path) -> None:
+    """`cryptography`'s AES-256-GCM on one thread over the same bytes, 1 MiB at a time (the ceiling)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    counter = 0
+    with open(source, "rb", buffering=0) as plain:
+        while got := plain.readinto(buffer):
+            counter += 1
+            aead.encrypt(counter.to_bytes(12, "big"), view[:got], None)  # unique nonce per call
+
+
 def kommunmoln_encrypt(key_file: Path, source: Path, dest: Path) -> None:
     """File to file with the project's format (kommunmoln.tier_a.codec.encrypt_file)."""
     from kommunmoln.tier_a.codec import encrypt_file
@@ -129,7 +168,7 @@ def kommunmoln_encrypt(key_file: Path, source: Path, dest: Path) -> None:
 
 
 # --- the AWS Encryption SDK at its defaults ---------------------------------------------------
-def esdk_default_encrypt(key_file: Path, source: Path, dest: Path) -> None:
+def esdk_default_encrypt(key_file: Path, source: Path, dest: Path | None) -> None:
     """`aws_encryption_sdk` stream with its defaults: ECDSA-signing committing suite, 4 KiB frames.
 
     Same raw AES wrapping key and the same 1 MiB reads as our client, so the difference
@@ -143,7 +182,7 @@ def esdk_default_encrypt(key_file: Path, source: Path, dest: Path) -> None:
     master_key = load_key_file(key_file).master_key()
     with (
         open(source, "rb") as plain,
-        open(dest, "wb") as out,
+        open(dest, "wb") if dest else _Discard() as out,
         client.stream(mode="e", source=plain, key_provider=master_key) as encryptor,
     ):
         while chunk := encryptor.read(CHUNK):
@@ -203,6 +242,7 @@ def s3ec_python() -> Path:
 
 
 def s3ec_upload_argv(endpoint: str, kms_key_id: str, path: Path, bucket: str, key: str) -> list[str]:
+    """The S3 Encryption Client's upload; its KMS calls go to KMS_ENDPOINT_URL in the environment."""
     return [str(s3ec_python()), str(S3EC_SCRIPT), "upload", endpoint, kms_key_id, str(path), bucket, key]
 
 
@@ -234,10 +274,16 @@ def openssl_aes_gcm() -> float:
 
 
 # --- child-process entry point ---------------------------------------------------------------
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _timed(operation: Callable[[], None]) -> dict[str, float]:
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     operation()
-    return {"seconds": time.perf_counter() - started}
+    return {"seconds": time.perf_counter() - started, "cpu_seconds": cpu_seconds() - cpu}
 
 
 def run_operation(op: str, args: Mapping[str, Any]) -> dict[str, float]:
@@ -256,6 +302,9 @@ def run_operation(op: str, args: Mapping[str, Any]) -> dict[str, float]:
             a["endpoint"], p["key_file"], a["bucket"], a["key"], p["dest"], tuning
         ),
         "kommunmoln-encrypt": lambda: kommunmoln_encrypt(p["key_file"], p["source"], p["dest"]),
+        "kommunmoln-encrypt-memory": lambda: kommunmoln_encrypt_memory(p["key_file"], p["source"]),
+        "esdk-default-encrypt-memory": lambda: esdk_default_encrypt_memory(p["key_file"], p["source"]),
+        "aes-gcm-reference": lambda: aes_gcm_reference(p["source"]),
         "esdk-default-encrypt": lambda: esdk_default_encrypt(p["key_file"], p["source"], p["dest"]),
     }
     if op not in operations:

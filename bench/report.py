@@ -14,10 +14,21 @@ MIB = 1024 * 1024
 
 UPLOAD = "upload"
 DOWNLOAD = "download"
-ENCRYPT = "encrypt"
+ENCRYPT = "encrypt"  # file to file, fsync included
+ENCRYPT_MEMORY = "encrypt-memory"  # file (page cache) to a sink that discards: the codec's own cost
 MEMORY_UPLOAD = "memory-upload"
 MEMORY_DOWNLOAD = "memory-download"
 SWEEP = "sweep"
+
+MOTO = "moto"
+FAST_HTTP = "fast-http"
+FAST_HTTPS = "fast-https"
+ENDPOINT_LABELS = {
+    FAST_HTTP: "fast local endpoint (bench/fast_s3.py), HTTP",
+    FAST_HTTPS: "fast local endpoint (bench/fast_s3.py), HTTPS",
+    MOTO: "moto server",
+}
+AES_REFERENCE = "aes-gcm"
 
 BASELINE = "boto3"
 SINGLE_STREAM = "boto3-get"
@@ -29,9 +40,15 @@ PEER_LABELS = {
     "rclone-crypt": "rclone crypt",
     "s3ec": "AWS S3 Encryption Client for Python (KMS keyring)",
     "esdk-default": "AWS Encryption SDK, defaults (ECDSA suite, 4 KiB frames)",
+    AES_REFERENCE: "cryptography AES-256-GCM, one thread, 1 MiB buffers (reference)",
 }
-UPLOAD_TARGET = 0.9
+UPLOAD_TARGET = 0.9  # issue 6, against moto
 DOWNLOAD_TARGET = 0.9
+FAST_UPLOAD_TARGET = 0.95  # issue 15, on the fast endpoint
+FAST_UPLOAD_CPU_MARGIN = 0.3  # CPU-s per GiB over plain boto3's
+FAST_DOWNLOAD_TARGET = 1.0  # against download_file
+FAST_SINGLE_STREAM_TARGET = 0.9  # against one get_object stream
+ENCRYPT_MEMORY_TARGET = 0.25  # of cryptography's single-thread AES-256-GCM
 MEMORY_LIMIT_MB = 200.0
 MEMORY_FLAT_TOLERANCE = 1.10  # "flat": the 4 GiB peak within 10 % of the 1 GiB peak
 
@@ -46,6 +63,8 @@ class Measurement:
     seconds: list[float] = field(default_factory=list)
     max_rss_kib: list[int] = field(default_factory=list)
     variant: str = ""  # a tuning variant (sweep), e.g. "part 16 MiB x 4"
+    endpoint: str = MOTO  # which S3 endpoint (transfers); MOTO for sections without one
+    cpu_seconds: list[float] = field(default_factory=list)  # user+sys of the client, start-up excluded
 
     @property
     def median_seconds(self) -> float:
@@ -59,6 +78,11 @@ class Measurement:
     def peak_rss_mb(self) -> float | None:
         """The largest peak resident set over the runs, in MB (10^6 bytes)."""
         return max(self.max_rss_kib) * 1024 / 1e6 if self.max_rss_kib else None
+
+    @property
+    def cpu_s_per_gib(self) -> float | None:
+        """Median client CPU-seconds (user + sys) per GiB moved."""
+        return statistics.median(self.cpu_seconds) / (self.size_bytes / (1024 * MIB)) if self.cpu_seconds else None
 
 
 @dataclass(frozen=True)
@@ -100,18 +124,26 @@ class BenchResults:
     notes: list[str] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)  # peer -> settings used
 
-    def find(self, section: str, peer: str, size_bytes: int, variant: str = "") -> Measurement | None:
+    def find(
+        self, section: str, peer: str, size_bytes: int, variant: str = "", endpoint: str = MOTO
+    ) -> Measurement | None:
+        wanted = (section, peer, size_bytes, variant, endpoint)
         for m in self.measurements:
-            if (m.section, m.peer, m.size_bytes, m.variant) == (section, peer, size_bytes, variant) and m.seconds:
+            if (m.section, m.peer, m.size_bytes, m.variant, m.endpoint) == wanted and m.seconds:
                 return m
         return None
 
-    def sizes(self, section: str) -> list[int]:
-        return sorted({m.size_bytes for m in self.measurements if m.section == section})
+    def sizes(self, section: str, endpoint: str = MOTO) -> list[int]:
+        return sorted({m.size_bytes for m in self.measurements if m.section == section and m.endpoint == endpoint})
 
-    def peers(self, section: str) -> list[str]:
+    def endpoints(self, section: str) -> list[str]:
+        order = list(ENDPOINT_LABELS)
+        found = {m.endpoint for m in self.measurements if m.section == section}
+        return sorted(found, key=lambda e: order.index(e) if e in order else len(order))
+
+    def peers(self, section: str, endpoint: str = MOTO) -> list[str]:
         order = list(PEER_LABELS)
-        found = {m.peer for m in self.measurements if m.section == section}
+        found = {m.peer for m in self.measurements if m.section == section and m.endpoint == endpoint}
         return sorted(found, key=lambda p: (order.index(p) if p in order else len(order), p))
 
     @property
@@ -120,9 +152,12 @@ class BenchResults:
 
 
 # --- ratios and targets ---------------------------------------------------------------------
-def ratio(results: BenchResults, section: str, peer: str, size_bytes: int, baseline: str = BASELINE) -> float | None:
-    """Throughput of `peer` over that of `baseline` (same section, size and run); None if missing."""
-    mine, base = results.find(section, peer, size_bytes), results.find(section, baseline, size_bytes)
+def ratio(
+    results: BenchResults, section: str, peer: str, size_bytes: int, baseline: str = BASELINE, endpoint: str = MOTO
+) -> float | None:
+    """Throughput of `peer` over that of `baseline` (same section, size, endpoint and run); None if missing."""
+    mine = results.find(section, peer, size_bytes, endpoint=endpoint)
+    base = results.find(section, baseline, size_bytes, endpoint=endpoint)
     if mine is None or base is None:
         return None
     return base.median_seconds / mine.median_seconds
@@ -143,7 +178,60 @@ class TargetCheck:
     passed: bool | None  # None: not measured
 
 
+def _check(target: str, value: float | None, limit: float, *, at_most: bool = False) -> TargetCheck:
+    if value is None:
+        return TargetCheck(target, "not measured", None)
+    return TargetCheck(target, f"{value:.2f}", value <= limit if at_most else value >= limit)
+
+
+def check_fast_targets(results: BenchResults) -> list[TargetCheck]:
+    """Issue 15's targets, on the fast endpoint (HTTP and HTTPS), one run."""
+    checks: list[TargetCheck] = []
+    for endpoint in (FAST_HTTP, FAST_HTTPS):
+        where = endpoint.replace("fast-", "").upper()
+        for size in results.sizes(UPLOAD, endpoint):
+            value = ratio(results, UPLOAD, OURS, size, endpoint=endpoint)
+            checks.append(
+                _check(
+                    f"{where} upload >= {FAST_UPLOAD_TARGET} x boto3 upload_file ({_size(size)})",
+                    value,
+                    FAST_UPLOAD_TARGET,
+                )
+            )
+            mine, base = (results.find(UPLOAD, p, size, endpoint=endpoint) for p in (OURS, BASELINE))
+            extra = None
+            if mine and base and mine.cpu_s_per_gib is not None and base.cpu_s_per_gib is not None:
+                extra = mine.cpu_s_per_gib - base.cpu_s_per_gib
+            checks.append(
+                _check(
+                    f"{where} upload CPU-s/GiB <= boto3's + {FAST_UPLOAD_CPU_MARGIN} ({_size(size)}; measured: the excess)",
+                    extra,
+                    FAST_UPLOAD_CPU_MARGIN,
+                    at_most=True,
+                )
+            )
+        for size in results.sizes(DOWNLOAD, endpoint):
+            for baseline, limit, name in (
+                (BASELINE, FAST_DOWNLOAD_TARGET, "boto3 download_file"),
+                (SINGLE_STREAM, FAST_SINGLE_STREAM_TARGET, "one get_object stream"),
+            ):
+                value = ratio(results, DOWNLOAD, OURS, size, baseline=baseline, endpoint=endpoint)
+                checks.append(_check(f"{where} download >= {limit} x {name} ({_size(size)})", value, limit))
+    for size in results.sizes(ENCRYPT_MEMORY):
+        mine, aes = results.find(ENCRYPT_MEMORY, OURS, size), results.find(ENCRYPT_MEMORY, AES_REFERENCE, size)
+        value = aes.median_seconds / mine.median_seconds if mine and aes else None
+        checks.append(
+            _check(
+                f"encrypt-only in memory >= {ENCRYPT_MEMORY_TARGET} x cryptography AES-256-GCM ({_size(size)})",
+                value,
+                ENCRYPT_MEMORY_TARGET,
+            )
+        )
+    return checks
+
+
 def check_targets(results: BenchResults) -> list[TargetCheck]:
+    """Issue 6's targets against moto, and the memory bounds."""
     checks: list[TargetCheck] = []
     for section, limit in ((UPLOAD, UPLOAD_TARGET), (DOWNLOAD, DOWNLOAD_TARGET)):
         for size in results.sizes(section):
@@ -209,16 +297,16 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _transfer_section(results: BenchResults, section: str, title: str) -> list[str]:
-    sizes = results.sizes(section)
+def _transfer_section(results: BenchResults, section: str, title: str, endpoint: str = MOTO) -> list[str]:
+    sizes = results.sizes(section, endpoint)
     if not sizes:
         return []
-    lines = [f"## {title}", ""]
-    single = SINGLE_STREAM in results.peers(section)
+    lines = [f"## {title}: {ENDPOINT_LABELS.get(endpoint, endpoint)}", ""]
+    single = SINGLE_STREAM in results.peers(section, endpoint)
     rows = []
     for size in sizes:
-        for peer in results.peers(section):
-            m = results.find(section, peer, size)
+        for peer in results.peers(section, endpoint):
+            m = results.find(section, peer, size, endpoint=endpoint)
             if m is None:
                 continue
             rows.append(
@@ -227,15 +315,57 @@ def _transfer_section(results: BenchResults, section: str, title: str) -> list[s
                     PEER_LABELS.get(peer, peer),
                     f"{m.median_seconds:.2f}",
                     f"{m.mib_per_s:.1f}",
-                    _fmt(ratio(results, section, peer, size)),
-                    *([_fmt(ratio(results, section, peer, size, baseline=SINGLE_STREAM))] if single else []),
+                    _fmt(ratio(results, section, peer, size, endpoint=endpoint)),
+                    *(
+                        [_fmt(ratio(results, section, peer, size, baseline=SINGLE_STREAM, endpoint=endpoint))]
+                        if single
+                        else []
+                    ),
+                    _fmt(m.cpu_s_per_gib),
                     _fmt(m.peak_rss_mb, ".0f"),
                     " ".join(f"{s:.2f}" for s in m.seconds),
                 ]
             )
     header = ["size", "peer", "median s", "MiB/s", "ratio to plain boto3"]
     header += ["ratio to plain get_object"] if single else []
-    lines += _table([*header, "peak RSS MB", "runs (s)"], rows)
+    lines += _table([*header, "client CPU-s/GiB", "peak RSS MB", "runs (s)"], rows)
+    return [*lines, ""]
+
+
+def _encrypt_memory_section(results: BenchResults) -> list[str]:
+    sizes = results.sizes(ENCRYPT_MEMORY)
+    if not sizes:
+        return []
+    lines = [
+        "## Encrypt only, to memory (no disk writes, no network)",
+        "",
+        "The plaintext is read from a file in the page cache; the ciphertext goes to a sink that discards it. "
+        "The reference is `cryptography`'s AES-256-GCM (the library the client uses) encrypting the same "
+        "bytes in 1 MiB buffers on one thread, in the same child-process set-up.",
+        "",
+    ]
+    rows = []
+    for size in sizes:
+        aes = results.find(ENCRYPT_MEMORY, AES_REFERENCE, size)
+        for peer in results.peers(ENCRYPT_MEMORY):
+            m = results.find(ENCRYPT_MEMORY, peer, size)
+            if m is None:
+                continue
+            share = aes.median_seconds / m.median_seconds if aes else None
+            rows.append(
+                [
+                    _size(size),
+                    PEER_LABELS.get(peer, peer),
+                    f"{m.median_seconds:.3f}",
+                    f"{m.mib_per_s:.0f}",
+                    _fmt(share),
+                    _fmt(m.cpu_s_per_gib),
+                    " ".join(f"{s:.3f}" for s in m.seconds),
+                ]
+            )
+    lines += _table(
+        ["size", "encryptor", "median s", "MiB/s", "ratio to cryptography AES-GCM", "CPU-s/GiB", "runs (s)"], rows
+    )
     return [*lines, ""]
 
 
@@ -245,9 +375,10 @@ def _encrypt_section(results: BenchResults) -> list[str]:
         return []
     limit = results.openssl_mib_per_s
     lines = [
-        "## Encrypt only (file to file, no network)",
+        "## Encrypt only, file to file (written beside, fsync, rename; no network)",
         "",
-        f"OpenSSL AES-256-GCM limit on one core (16384-byte blocks, median of {len(results.openssl_bytes_per_s)}): "
+        f"`openssl speed -evp aes-256-gcm` on one core (the system OpenSSL, not the build inside the "
+        f"`cryptography` wheel; 16384-byte blocks, median of {len(results.openssl_bytes_per_s)}): "
         f"**{_fmt(limit, '.0f')} MiB/s**.",
         "",
     ]
@@ -341,8 +472,12 @@ def render_markdown(results: BenchResults) -> str:
         "# Benchmarks",
         "",
         "Generated by `make bench` (`python -m bench.run`); do not edit by hand. Every ratio compares "
-        "peers measured in the same run, against the same local moto server on loopback. Medians of "
-        f"{results.runs} run(s) each; peers are interleaved within each run.",
+        "peers measured in the same run against the same endpoint on loopback: the fast local endpoint "
+        "(`bench/fast_s3.py`, HTTP and HTTPS; it stores bodies in files and serves GETs with sendfile, so "
+        "it is not the bottleneck) and moto (CPU-bound; second table). Medians of "
+        f"{results.runs} run(s) each; peers are interleaved within each run. Client CPU-seconds per GiB "
+        "are user + sys of the client process for the operation only (interpreter start and imports "
+        "excluded); they do not depend on the endpoint's speed.",
         "",
         "## Machine and versions",
         "",
@@ -359,12 +494,20 @@ def render_markdown(results: BenchResults) -> str:
         lines += ["Peer settings:", ""]
         lines += [f"- {PEER_LABELS.get(p, p)}: {s}" for p, s in results.settings.items()]
         lines.append("")
+    fast = check_fast_targets(results)
+    if any(c.passed is not None for c in fast):
+        lines += ["## Targets on the fast endpoint (issue 15)", ""]
+        lines += _table(["target", "measured", "result"], [[c.target, c.measured, _verdict(c.passed)] for c in fast])
+        lines.append("")
     checks = check_targets(results)
-    lines += ["## Targets (issue 6)", ""]
+    lines += ["## Targets against moto, and memory (issue 6)", ""]
     lines += _table(["target", "measured", "result"], [[c.target, c.measured, _verdict(c.passed)] for c in checks])
     lines.append("")
-    lines += _transfer_section(results, UPLOAD, "Upload (encrypt + upload)")
-    lines += _transfer_section(results, DOWNLOAD, "Download (download + decrypt)")
+    for endpoint in results.endpoints(UPLOAD) or [MOTO]:
+        lines += _transfer_section(results, UPLOAD, "Upload (encrypt + upload)", endpoint)
+    for endpoint in results.endpoints(DOWNLOAD) or [MOTO]:
+        lines += _transfer_section(results, DOWNLOAD, "Download (download + decrypt)", endpoint)
+    lines += _encrypt_memory_section(results)
     lines += _encrypt_section(results)
     lines += _memory_section(results)
     if results.validator:
@@ -401,16 +544,30 @@ def chart_bars(results: BenchResults) -> list[tuple[str, str, float]]:
     """(group, label, ratio) bars: transfers against plain boto3, encryption against OpenSSL."""
     bars: list[tuple[str, str, float]] = []
     for section in (UPLOAD, DOWNLOAD):
-        for size in results.sizes(section):
-            for peer in results.peers(section):
-                if peer in (BASELINE, SINGLE_STREAM):
-                    continue
-                value = ratio(results, section, peer, size)
-                if value is not None:
-                    bars.append((f"{section} {_size(size)}\n(vs plain boto3)", peer, value))
-                single = ratio(results, section, peer, size, baseline=SINGLE_STREAM)
-                if section == DOWNLOAD and single is not None:
-                    bars.append((f"download {_size(size)}\n(vs plain get_object)", peer, single))
+        for endpoint in results.endpoints(section):
+            where = endpoint.replace("fast-", "fast ")
+            for size in results.sizes(section, endpoint):
+                for peer in results.peers(section, endpoint):
+                    if peer in (BASELINE, SINGLE_STREAM):
+                        continue
+                    value = ratio(results, section, peer, size, endpoint=endpoint)
+                    if value is not None:
+                        bars.append((f"{section} {_size(size)} {where}\n(vs plain boto3)", peer, value))
+                    single = ratio(results, section, peer, size, baseline=SINGLE_STREAM, endpoint=endpoint)
+                    if section == DOWNLOAD and single is not None:
+                        bars.append((f"download {_size(size)} {where}\n(vs get_object)", peer, single))
+    for size in results.sizes(ENCRYPT_MEMORY):
+        aes = results.find(ENCRYPT_MEMORY, AES_REFERENCE, size)
+        for peer in results.peers(ENCRYPT_MEMORY):
+            m = results.find(ENCRYPT_MEMORY, peer, size)
+            if aes and m and peer != AES_REFERENCE:
+                bars.append(
+                    (
+                        f"encrypt to memory {_size(size)}\n(vs cryptography AES-GCM)",
+                        peer,
+                        aes.median_seconds / m.median_seconds,
+                    )
+                )
     for size in results.sizes(ENCRYPT):
         for peer in results.peers(ENCRYPT):
             value = openssl_ratio(results, peer, size)
@@ -439,7 +596,13 @@ def render_chart(results: BenchResults, path: Path) -> None:
                     ys.append(value)
         rects = ax.bar(xs, ys, width, label=PEER_LABELS.get(peer, peer))
         ax.bar_label(rects, fmt="%.2f", fontsize=7)
-    ax.axhline(UPLOAD_TARGET, color="grey", linestyle="--", linewidth=1, label=f"target {UPLOAD_TARGET} (transfers)")
+    ax.axhline(
+        FAST_UPLOAD_TARGET,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"target {FAST_UPLOAD_TARGET} (fast uploads)",
+    )
     ax.axhline(1.0, color="black", linewidth=0.6)
     ax.set_yscale("log")  # ratios span 0.01 (against OpenSSL) to 30 (against moto's ranged GETs)
     ax.set_xticks(range(len(groups)), groups, fontsize=8)

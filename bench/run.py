@@ -14,6 +14,7 @@ own venv (bench/requirements-s3ec.txt), and rclone with apt-get (as root).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import hashlib
 import importlib.metadata
@@ -34,17 +35,22 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import peers
 from bench.report import (
+    AES_REFERENCE,
     DOWNLOAD,
     ENCRYPT,
+    ENCRYPT_MEMORY,
+    FAST_HTTP,
+    FAST_HTTPS,
     MEMORY_DOWNLOAD,
     MEMORY_UPLOAD,
     MIB,
+    MOTO,
     SWEEP,
     UPLOAD,
     BenchResults,
@@ -61,7 +67,8 @@ BUCKET = "kommunmoln-bench"
 SECTIONS = ("upload", "download", "encrypt", "memory", "validator", "synth", "profile", "sweep")
 DEFAULT_SECTIONS = SECTIONS
 TRANSFER_PEERS = ("boto3", "kommunmoln", "rclone-crypt", "s3ec")
-CLIENT_MODULES = ("codec.py", "errors.py", "keys.py", "transfer.py")  # what bench.peers imports
+ENDPOINTS = (FAST_HTTP, FAST_HTTPS, MOTO)
+CLIENT_MODULES = ("codec.py", "errors.py", "frames.py", "keys.py", "transfer.py")  # what bench.peers imports
 RCLONE_PASSWORD = "kommunmoln-bench-only"  # noqa: S105 - a throwaway password for a local benchmark
 
 
@@ -134,6 +141,26 @@ def moto_server(workdir: Path) -> Iterator[str]:
             server.wait(timeout=20)
 
 
+@contextmanager
+def fast_endpoint(workdir: Path, *, tls: bool) -> Iterator[tuple[str, Path | None]]:
+    """bench/fast_s3.py in its own process; yields its URL and (HTTPS) the CA bundle to trust."""
+    name = "https" if tls else "http"
+    tls_dir = workdir / f"fast-{name}-tls" if tls else None
+    argv = [sys.executable, "-m", "bench.fast_s3", "--store", str(workdir / f"fast-{name}-store")]
+    argv += ["--tls-dir", str(tls_dir)] if tls_dir else []
+    with open(workdir / f"fast-{name}.log", "wb") as server_log:
+        server = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=server_log, cwd=REPO_ROOT, text=True)
+        try:
+            assert server.stdout is not None
+            endpoint = server.stdout.readline().strip()
+            if not endpoint.startswith(name + "://"):
+                raise RuntimeError(f"the fast {name} endpoint did not start (see {workdir}/fast-{name}.log)")
+            yield endpoint, (tls_dir / "cert.pem" if tls_dir else None)
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
 def _s3(endpoint: str):
     return peers._plain_s3(endpoint)
 
@@ -151,10 +178,21 @@ def empty_bucket(endpoint: str) -> None:
 class ChildResult:
     seconds: float  # as the child timed it, or wall time for non-Python peers
     max_rss_kib: int
+    cpu_seconds: float | None = None  # user + sys of the operation (start-up excluded)
 
 
-def run_child(argv: Sequence[str], env: dict[str, str], workdir: Path, *, timed_inside: bool = True) -> ChildResult:
-    """Run a child; return its own timing (or wall time) and its peak resident set.
+def run_child(
+    argv: Sequence[str],
+    env: dict[str, str],
+    workdir: Path,
+    *,
+    timed_inside: bool = True,
+    startup_cpu_seconds: float = 0.0,
+) -> ChildResult:
+    """Run a child; return its own timing (or wall time), CPU time and peak resident set.
+
+    CPU time: reported by Python children for the operation alone; for others (rclone) the
+    child's user + sys from wait4 less `startup_cpu_seconds` (its measured start-up).
 
     The peak is the child's VmHWM: reported by the child itself where it can, and polled
     from /proc every 20 ms otherwise (rclone). `ru_maxrss` from wait4 is not used: on Linux
@@ -166,7 +204,7 @@ def run_child(argv: Sequence[str], env: dict[str, str], workdir: Path, *, timed_
         started = time.perf_counter()
         process = subprocess.Popen(list(argv), stdout=out, stderr=err, env=env, cwd=REPO_ROOT)
         while True:
-            pid, status, _ = os.wait4(process.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
             polled = max(polled, peers.peak_rss_kib(process.pid))
@@ -177,9 +215,24 @@ def run_child(argv: Sequence[str], env: dict[str, str], workdir: Path, *, timed_
         tail = err_path.read_text(errors="replace")[-1500:]
         raise RuntimeError(f"{shlex.join(argv[:4])} ... exited {process.returncode}:\n{tail}")
     if not timed_inside:
-        return ChildResult(seconds=wall, max_rss_kib=polled)
+        cpu = max(0.0, usage.ru_utime + usage.ru_stime - startup_cpu_seconds)
+        return ChildResult(seconds=wall, max_rss_kib=polled, cpu_seconds=cpu)
     report = json.loads(out_path.read_text().strip().splitlines()[-1])
-    return ChildResult(seconds=report["seconds"], max_rss_kib=max(polled, int(report.get("peak_rss_kib", 0))))
+    return ChildResult(
+        seconds=report["seconds"],
+        max_rss_kib=max(polled, int(report.get("peak_rss_kib", 0))),
+        cpu_seconds=report.get("cpu_seconds"),
+    )
+
+
+def startup_cpu(argv: Sequence[str], env: dict[str, str], runs: int = 3) -> float:
+    """Median user + sys CPU of a command that only starts and exits (subtracted from rclone's figures)."""
+    samples = []
+    for _ in range(runs):
+        process = subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        _, _, usage = os.wait4(process.pid, 0)
+        samples.append(usage.ru_utime + usage.ru_stime)
+    return statistics.median(samples)
 
 
 def attempt(ctx: Context, label: str, operation: Callable[..., ChildResult], *args: object) -> ChildResult | None:
@@ -279,30 +332,53 @@ def machine_facts() -> dict[str, str]:
 
 
 # --- sections -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Endpoint:
+    """One S3 endpoint the transfers run against, and how its clients reach it."""
+
+    name: str  # FAST_HTTP, FAST_HTTPS or MOTO
+    url: str
+    env: dict[str, str]  # child environment (AWS_CA_BUNDLE for HTTPS, KMS on moto)
+    rclone_env: dict[str, str] | None
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
-    endpoint: str
+    endpoint: str  # the first endpoint: memory, profile and sweep run there
     work: Path
     key_file: Path
     kms_key_id: str
     results: BenchResults
     env: dict[str, str]
     rclone_env: dict[str, str] | None
+    endpoints: list[Endpoint]
+    moto: str  # KMS (for the S3 Encryption Client) and the validator's endpoint
+    rclone_startup_cpu: float = 0.0
+    where: str = MOTO  # the endpoint name of `endpoint`
 
-    def measurement(self, section: str, peer: str, size: int, variant: str = "") -> Measurement:
+    def measurement(self, section: str, peer: str, size: int, variant: str = "", endpoint: str = MOTO) -> Measurement:
+        key = (section, peer, size, variant, endpoint)
         found = next(
-            (
-                m
-                for m in self.results.measurements
-                if (m.section, m.peer, m.size_bytes, m.variant) == (section, peer, size, variant)
-            ),
+            (m for m in self.results.measurements if (m.section, m.peer, m.size_bytes, m.variant, m.endpoint) == key),
             None,
         )
         if found is None:
-            found = Measurement(section, peer, size, variant=variant)
+            found = Measurement(section, peer, size, variant=variant, endpoint=endpoint)
             self.results.measurements.append(found)
         return found
+
+    def record(self, m: Measurement, result: ChildResult) -> None:
+        m.seconds.append(result.seconds)
+        m.max_rss_kib.append(result.max_rss_kib)
+        if result.cpu_seconds is not None:
+            m.cpu_seconds.append(result.cpu_seconds)
+
+    def at(self, endpoint: Endpoint) -> Context:
+        """This context with `endpoint` as the one transfers go to."""
+        return dataclasses.replace(
+            self, endpoint=endpoint.url, env=endpoint.env, rclone_env=endpoint.rclone_env, where=endpoint.name
+        )
 
     def tuning(self) -> dict[str, int]:
         tuning = {}
@@ -323,7 +399,7 @@ def _upload(ctx: Context, peer: str, path: Path, key: str) -> ChildResult:
     if peer == "rclone-crypt":
         assert ctx.rclone_env is not None
         argv = peers.rclone_upload_argv(path, key, ctx.args.rclone_concurrency)
-        return run_child(argv, ctx.rclone_env, ctx.work, timed_inside=False)
+        return run_child(argv, ctx.rclone_env, ctx.work, timed_inside=False, startup_cpu_seconds=ctx.rclone_startup_cpu)
     if peer == "s3ec":
         return run_child(peers.s3ec_upload_argv(ctx.endpoint, ctx.kms_key_id, path, BUCKET, key), ctx.env, ctx.work)
     raise ValueError(peer)
@@ -339,55 +415,79 @@ def _download(ctx: Context, peer: str, key: str, dest: Path) -> ChildResult:
         return run_child(peers.child_argv("kommunmoln-download", args), ctx.env, ctx.work)
     if peer == "rclone-crypt":
         assert ctx.rclone_env is not None
-        return run_child(peers.rclone_download_argv(key, dest), ctx.rclone_env, ctx.work, timed_inside=False)
+        argv = peers.rclone_download_argv(key, dest)
+        return run_child(argv, ctx.rclone_env, ctx.work, timed_inside=False, startup_cpu_seconds=ctx.rclone_startup_cpu)
     if peer == "s3ec":
         return run_child(peers.s3ec_download_argv(ctx.endpoint, ctx.kms_key_id, BUCKET, key, dest), ctx.env, ctx.work)
     raise ValueError(peer)
 
 
-def transfers(ctx: Context, transfer_peers: list[str], do_upload: bool, do_download: bool) -> None:
-    for size_mib in ctx.args.sizes:
+def transfers(base: Context, transfer_peers: list[str], do_upload: bool, do_download: bool) -> None:
+    """Every peer on every endpoint, interleaved: run r of all of them before run r + 1 of any."""
+    for size_mib in base.args.sizes:
         size = size_mib * MIB
-        source = make_file(ctx.work / f"plain-{size_mib}", size)
+        source = make_file(base.work / f"plain-{size_mib}", size)
         digest = sha256(source)
-        for run in range(ctx.args.runs):
-            order = transfer_peers[run % len(transfer_peers) :] + transfer_peers[: run % len(transfer_peers)]
-            for peer in order:
-                key = f"{peer}-{size_mib}-{run}"
-                result = attempt(ctx, f"upload {size_mib} MiB {peer}", _upload, ctx, peer, source, key)
-                if result is None:
-                    empty_bucket(ctx.endpoint)
-                    continue
-                if do_upload:
-                    ctx.measurement(UPLOAD, peer, size).seconds.append(result.seconds)
-                    ctx.measurement(UPLOAD, peer, size).max_rss_kib.append(result.max_rss_kib)
-                log(f"upload   {size_mib} MiB {peer:<13} run {run + 1}: {result.seconds:6.2f} s")
-                if do_download:
-                    downloaders = [peer, "boto3-get"] if peer == "boto3" else [peer]
-                    for downloader in downloaders:
-                        dest = ctx.work / f"dest-{downloader}"
-                        result = attempt(
-                            ctx, f"download {size_mib} MiB {downloader}", _download, ctx, downloader, key, dest
-                        )
-                        if result is None:
-                            dest.unlink(missing_ok=True)
-                            continue
-                        m = ctx.measurement(DOWNLOAD, downloader, size)
-                        m.seconds.append(result.seconds)
-                        m.max_rss_kib.append(result.max_rss_kib)
-                        log(f"download {size_mib} MiB {downloader:<13} run {run + 1}: {result.seconds:6.2f} s")
-                        if run == 0 and sha256(dest) != digest:
-                            raise RuntimeError(f"{downloader}: the downloaded file differs from the uploaded one")
-                        dest.unlink()
-                empty_bucket(ctx.endpoint)
+        for run in range(base.args.runs):
+            for endpoint in base.endpoints:
+                ctx = base.at(endpoint)
+                _transfer_run(ctx, transfer_peers, run, size_mib, source, digest, do_upload, do_download)
         source.unlink()
 
 
+def _transfer_run(
+    ctx: Context, transfer_peers: list[str], run: int, size_mib: int, source: Path, digest: str,
+    do_upload: bool, do_download: bool,
+) -> None:  # fmt: skip
+    size = size_mib * MIB
+    order = transfer_peers[run % len(transfer_peers) :] + transfer_peers[: run % len(transfer_peers)]
+    for peer in order:
+        key = f"{peer}-{size_mib}-{run}"
+        result = attempt(ctx, f"upload {size_mib} MiB {peer}", _upload, ctx, peer, source, key)
+        if result is None:
+            empty_bucket(ctx.endpoint)
+            continue
+        if do_upload:
+            ctx.record(ctx.measurement(UPLOAD, peer, size, endpoint=ctx.where), result)
+        log(f"upload   {size_mib} MiB {peer:<13} {ctx.where:<10} run {run + 1}: {_show(result)}")
+        if do_download:
+            downloaders = [peer, "boto3-get"] if peer == "boto3" else [peer]
+            for downloader in downloaders:
+                dest = ctx.work / f"dest-{downloader}"
+                result = attempt(ctx, f"download {size_mib} MiB {downloader}", _download, ctx, downloader, key, dest)
+                if result is None:
+                    dest.unlink(missing_ok=True)
+                    continue
+                ctx.record(ctx.measurement(DOWNLOAD, downloader, size, endpoint=ctx.where), result)
+                log(f"download {size_mib} MiB {downloader:<13} {ctx.where:<10} run {run + 1}: {_show(result)}")
+                if run == 0 and sha256(dest) != digest:
+                    raise RuntimeError(f"{downloader}: the downloaded file differs from the uploaded one")
+                dest.unlink()
+        empty_bucket(ctx.endpoint)
+
+
+def _show(result: ChildResult) -> str:
+    cpu = f", CPU {result.cpu_seconds:5.2f} s" if result.cpu_seconds is not None else ""
+    return f"{result.seconds:6.2f} s{cpu}, {result.max_rss_kib / 1024:.0f} MiB RSS"
+
+
 def encrypt_only(ctx: Context) -> None:
+    memory_ops = (
+        (AES_REFERENCE, "aes-gcm-reference"),
+        ("kommunmoln", "kommunmoln-encrypt-memory"),
+        ("esdk-default", "esdk-default-encrypt-memory"),
+    )
     for size_mib in ctx.args.sizes:
         size = size_mib * MIB
         source = make_file(ctx.work / f"plain-{size_mib}", size)
         for run in range(ctx.args.runs):
+            for peer, op in memory_ops:
+                args = {"source": source, "key_file": ctx.key_file}
+                argv = peers.child_argv(op, args)
+                result = attempt(ctx, f"encrypt to memory {size_mib} MiB {peer}", run_child, argv, ctx.env, ctx.work)
+                if result is not None:
+                    ctx.record(ctx.measurement(ENCRYPT_MEMORY, peer, size), result)
+                    log(f"encrypt to memory {size_mib} MiB {peer:<13} run {run + 1}: {_show(result)}")
             for peer, op in (("kommunmoln", "kommunmoln-encrypt"), ("esdk-default", "esdk-default-encrypt")):
                 dest = ctx.work / f"enc-{peer}"
                 args = {"source": source, "dest": dest, "key_file": ctx.key_file}
@@ -397,8 +497,7 @@ def encrypt_only(ctx: Context) -> None:
                 dest.unlink(missing_ok=True)
                 if result is None:
                     continue
-                ctx.measurement(ENCRYPT, peer, size).seconds.append(result.seconds)
-                ctx.measurement(ENCRYPT, peer, size).max_rss_kib.append(result.max_rss_kib)
+                ctx.record(ctx.measurement(ENCRYPT, peer, size), result)
                 log(f"encrypt  {size_mib} MiB {peer:<13} run {run + 1}: {result.seconds:6.2f} s")
             limit = peers.openssl_aes_gcm()
             ctx.results.openssl_bytes_per_s.append(limit)
@@ -415,9 +514,7 @@ def memory(ctx: Context) -> None:
         source.unlink()  # room for the download
         if result is None:
             continue
-        m = ctx.measurement(MEMORY_UPLOAD, "kommunmoln", size)
-        m.seconds.append(result.seconds)
-        m.max_rss_kib.append(result.max_rss_kib)
+        ctx.record(ctx.measurement(MEMORY_UPLOAD, "kommunmoln", size), result)
         log(f"memory upload   {size_mib} MiB: {result.max_rss_kib / 1024:.0f} MiB RSS, {result.seconds:.1f} s")
         dest = ctx.work / "memory-dest"
         result = attempt(ctx, f"memory download {size_mib} MiB", _download, ctx, "kommunmoln", key, dest)
@@ -425,9 +522,7 @@ def memory(ctx: Context) -> None:
         empty_bucket(ctx.endpoint)
         if result is None:
             continue
-        m = ctx.measurement(MEMORY_DOWNLOAD, "kommunmoln", size)
-        m.seconds.append(result.seconds)
-        m.max_rss_kib.append(result.max_rss_kib)
+        ctx.record(ctx.measurement(MEMORY_DOWNLOAD, "kommunmoln", size), result)
         log(f"memory download {size_mib} MiB: {result.max_rss_kib / 1024:.0f} MiB RSS, {result.seconds:.1f} s")
 
 
@@ -443,6 +538,7 @@ def validator(ctx: Context) -> None:
         header_read_bytes=int(DEFAULTS["tier_a_header_read_bytes"]),
         alarm_topic_arn="arn:aws:sns:eu-north-1:123456789012:kommunmoln-bench",
     )
+    ctx = dataclasses.replace(ctx, endpoint=ctx.moto, where=MOTO)  # one ranged GET: moto is fine
     s3 = _s3(ctx.endpoint)
     for size in ctx.args.validator_sizes:
         source = make_file(ctx.work / "validator-plain", size)
@@ -604,6 +700,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=None, help="runs per measurement (3; median reported)")
     parser.add_argument("--only", default=",".join(DEFAULT_SECTIONS), help=f"sections: {','.join(SECTIONS)}")
     parser.add_argument("--peers", default=",".join(TRANSFER_PEERS), help="transfer peers")
+    parser.add_argument(
+        "--endpoints",
+        default=",".join(ENDPOINTS),
+        help=f"S3 endpoints, the first also for memory/profile/sweep: {','.join(ENDPOINTS)}",
+    )
     parser.add_argument("--profile-size", type=int, default=None, help="MiB for the profile and sweep (256)")
     parser.add_argument("--part-size-mib", type=int, default=None, help="our client's part size (client default)")
     parser.add_argument("--concurrency", type=int, default=None, help="our client's parts in flight (client default)")
@@ -623,6 +724,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(sorted(unknown))}; known: {', '.join(SECTIONS)}")
     args.peer_list = [p for p in args.peers.split(",") if p]
+    args.endpoint_list = [e for e in args.endpoints.split(",") if e]
+    if not args.endpoint_list or set(args.endpoint_list) - set(ENDPOINTS):
+        parser.error(f"--endpoints must name some of {', '.join(ENDPOINTS)}")
     return args
 
 
@@ -653,59 +757,66 @@ def main(argv: list[str] | None = None) -> int:
     transfer_peers = [p for p in args.peer_list if p not in unavailable]
     args.workdir.mkdir(parents=True, exist_ok=True)
     _free_disk_check(args.workdir, args)
-    with tempfile.TemporaryDirectory(prefix="kommunmoln-bench-", dir=args.workdir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="kommunmoln-bench-", dir=args.workdir) as tmp, ExitStack() as stack:
         work = Path(tmp)
-        with moto_server(work) as endpoint:
-            log(f"moto server {endpoint}; work dir {work}")
-            os.environ.update({k: v for k, v in peers.FAKE_CREDENTIALS.items()})
-            s3 = _s3(endpoint)
-            s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": peers.REGION})
-            import boto3
+        moto = stack.enter_context(moto_server(work))
+        log(f"moto server {moto}; work dir {work}")
+        os.environ.update({k: v for k, v in peers.FAKE_CREDENTIALS.items()})
+        import boto3
 
-            kms = boto3.client("kms", endpoint_url=endpoint, region_name=peers.REGION)
-            kms_key_id = kms.create_key(Description="bench: S3 Encryption Client peer")["KeyMetadata"]["Arn"]
-            key_file = work / "bench.key.json"
-            peers.write_key(key_file)
-            rclone = None
-            if "rclone-crypt" in transfer_peers:
-                rclone = peers.rclone_env(endpoint, BUCKET, RCLONE_PASSWORD)
-            ctx = Context(args, endpoint, work, key_file, kms_key_id, results, child_env(), rclone)
-            results.settings = {
-                "boto3": "`upload_file`/`download_file`, default TransferConfig (8 MiB parts, 10 threads)",
-                "boto3-get": "one `get_object` streamed to the file in 1 MiB reads (same object as plain boto3)",
-                "kommunmoln": "client defaults"
-                + (f", part size {args.part_size_mib} MiB" if args.part_size_mib else "")
-                + (f", concurrency {args.concurrency}" if args.concurrency else ""),
-                "rclone-crypt": f"`rclone copyto`, crypt over an S3 remote, `--s3-upload-concurrency={args.rclone_concurrency}`, other flags default",
-                "s3ec": "`upload_file` (8 MiB parts, sequential) and `get_object` streamed to a file in 1 MiB reads; KMS keyring on moto's KMS",
-                "esdk-default": "`EncryptionSDKClient().stream(mode='e')`, default suite and frame, raw AES key, 1 MiB reads",
-            }
-            sections = args.sections
-            steps: list[tuple[str, Callable[[], None]]] = []
-            if "upload" in sections or "download" in sections:
-                steps.append(
-                    ("transfers", lambda: transfers(ctx, transfer_peers, "upload" in sections, "download" in sections))
-                )
-            steps += [
-                (name, function)
-                for name, function in (
-                    ("encrypt", lambda: encrypt_only(ctx)),
-                    ("memory", lambda: memory(ctx)),
-                    ("validator", lambda: validator(ctx)),
-                    ("profile", lambda: profile(ctx)),
-                    ("sweep", lambda: sweep(ctx)),
-                )
-                if name in sections
-            ]
-            for name, function in steps:
-                _run_step(name, function, results, args)
+        kms = boto3.client("kms", endpoint_url=moto, region_name=peers.REGION)
+        kms_key_id = kms.create_key(Description="bench: S3 Encryption Client peer")["KeyMetadata"]["Arn"]
+        key_file = work / "bench.key.json"
+        peers.write_key(key_file)
+        endpoints = [_endpoint(stack, work, name, moto, transfer_peers) for name in args.endpoint_list]
+        first = endpoints[0]
+        ctx = Context(
+            args, first.url, work, key_file, kms_key_id, results, first.env, first.rclone_env,
+            endpoints=endpoints, moto=moto, where=first.name,
+        )  # fmt: skip
+        if "rclone-crypt" in transfer_peers:
+            ctx.rclone_startup_cpu = startup_cpu([peers.rclone_binary(), "version"], os.environ.copy())
+        results.settings = {
+            "boto3": "`upload_file`/`download_file`, default TransferConfig (8 MiB parts, 10 threads)",
+            "boto3-get": "one `get_object` streamed to the file in 1 MiB reads (same object as plain boto3)",
+            "kommunmoln": "client defaults"
+            + (f", part size {args.part_size_mib} MiB" if args.part_size_mib else "")
+            + (f", concurrency {args.concurrency}" if args.concurrency else ""),
+            "rclone-crypt": f"`rclone copyto`, crypt over an S3 remote, `--s3-upload-concurrency={args.rclone_concurrency}`, other flags default",
+            "s3ec": "`upload_file` (8 MiB parts, sequential) and `get_object` streamed to a file in 1 MiB reads; KMS keyring on moto's KMS (also when S3 is the fast endpoint)",
+            "esdk-default": "`EncryptionSDKClient().stream(mode='e')`, default suite and frame, raw AES key, 1 MiB reads",
+        }
+        sections = args.sections
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if "upload" in sections or "download" in sections:
+            steps.append(
+                ("transfers", lambda: transfers(ctx, transfer_peers, "upload" in sections, "download" in sections))
+            )
+        steps += [
+            (name, function)
+            for name, function in (
+                ("encrypt", lambda: encrypt_only(ctx)),
+                ("memory", lambda: memory(ctx)),
+                ("validator", lambda: validator(ctx)),
+                ("profile", lambda: profile(ctx)),
+                ("sweep", lambda: sweep(ctx)),
+            )
+            if name in sections
+        ]
+        for name, function in steps:
+            _run_step(name, function, results, args)
+        stack.close()  # stop the endpoints before synthesis
         if "synth" in sections:
             _run_step("synth", lambda: synthesis(ctx), results, args)
     results.machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results.notes += [
-        "The server is moto on loopback, not S3: its Python request handling bounds every peer's "
-        "throughput, and on 2 cores it competes with the client for CPU. Ratios are meaningful, absolute "
-        "MiB/s are not S3's.",
+        "Two kinds of endpoint, both on loopback and both sharing the 2 cores with the client. The fast "
+        "local endpoint (bench/fast_s3.py) does the least an S3 server can (no signature or checksum "
+        "checks, bodies to page-cache files, GETs by sendfile; over HTTPS it pays for TLS); it is for "
+        "throughput only and never for correctness. moto is CPU-bound in its Python request handling and "
+        "bounds every peer there. Ratios are meaningful, absolute MiB/s are not S3's.",
+        "Client CPU-seconds per GiB: getrusage of the child process around the operation (all threads, "
+        "user + sys); for rclone, wait4's figure less the median CPU of `rclone version` (its start-up).",
         "Python peers are timed inside their child process (interpreter start and imports excluded); "
         "rclone is timed from outside (its process start, ~50 ms, included). Peak RSS is the child's VmHWM "
         "(reported by Python children, polled every 20 ms for rclone).",
@@ -725,6 +836,25 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(results, args)
     log(f"wrote {args.out} and {args.chart}")
     return 0
+
+
+def _endpoint(stack: ExitStack, work: Path, name: str, moto: str, transfer_peers: list[str]) -> Endpoint:
+    """Start (or reuse, for moto) one endpoint, create the bucket there, and say how clients reach it."""
+    env = {**child_env(), "KMS_ENDPOINT_URL": moto}
+    url, ca_bundle = moto, None
+    if name != MOTO:
+        url, ca_bundle = stack.enter_context(fast_endpoint(work, tls=name == FAST_HTTPS))
+        log(f"fast endpoint {url}")
+    if ca_bundle:
+        env["AWS_CA_BUNDLE"] = str(ca_bundle)
+        os.environ["AWS_CA_BUNDLE"] = str(ca_bundle)  # this process empties the bucket between runs
+    _s3(url).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": peers.REGION})
+    rclone = None
+    if "rclone-crypt" in transfer_peers:
+        rclone = peers.rclone_env(url, BUCKET, RCLONE_PASSWORD)
+        if ca_bundle:
+            rclone["RCLONE_CA_CERT"] = str(ca_bundle)  # rclone refuses AWS_CA_BUNDLE
+    return Endpoint(name, url, env, rclone)
 
 
 def write_outputs(results: BenchResults, args: argparse.Namespace) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from bench.peers import parse_openssl_speed
 from bench.report import (
+    AES_REFERENCE,
     DOWNLOAD,
     ENCRYPT,
+    ENCRYPT_MEMORY,
+    FAST_HTTP,
     MEMORY_UPLOAD,
     MIB,
     UPLOAD,
@@ -13,6 +16,7 @@ from bench.report import (
     Measurement,
     ValidatorResult,
     chart_bars,
+    check_fast_targets,
     check_targets,
     openssl_ratio,
     ratio,
@@ -80,12 +84,59 @@ def test_markdown_shows_medians_ratios_and_verdicts():
     # THEN it has the commands, the median row with its ratio, the OpenSSL figure and the verdicts
     assert "make bench" in page
     assert (
-        "| 256 MiB | kommunmoln tier A (ESDK, this project) | 11.00 | 23.3 | 0.91 | 123 | 10.00 12.00 11.00 |" in page
+        "| 256 MiB | kommunmoln tier A (ESDK, this project) | 11.00 | 23.3 | 0.91 | – | 123 | 10.00 12.00 11.00 |"
+        in page
     )
     assert "**2048 MiB/s**" in page
     assert "**FAIL**" in page and "**pass**" in page
     assert "| 1 MiB | 65536 | 20.0 | validated |" in page
     assert "median **41.0 s**" in page
+
+
+def _fast_results() -> BenchResults:
+    results = _results()
+    gib = GIB
+    results.measurements += [
+        Measurement(UPLOAD, "boto3", gib, seconds=[2.0, 2.0, 2.0], cpu_seconds=[1.0, 1.2, 1.1], endpoint=FAST_HTTP),
+        Measurement(
+            UPLOAD, "kommunmoln", gib, seconds=[2.0, 2.1, 2.2], cpu_seconds=[1.6, 1.7, 1.5], endpoint=FAST_HTTP
+        ),
+        Measurement(DOWNLOAD, "boto3", gib, seconds=[2.0], endpoint=FAST_HTTP),
+        Measurement(DOWNLOAD, "boto3-get", gib, seconds=[1.5], endpoint=FAST_HTTP),
+        Measurement(DOWNLOAD, "kommunmoln", gib, seconds=[1.6], endpoint=FAST_HTTP),
+        Measurement(ENCRYPT_MEMORY, AES_REFERENCE, gib, seconds=[0.1]),
+        Measurement(ENCRYPT_MEMORY, "kommunmoln", gib, seconds=[0.5]),
+    ]
+    return results
+
+
+def test_fast_endpoint_targets_use_same_endpoint_peers_and_cpu_per_gib():
+    # GIVEN on the fast HTTP endpoint: upload 2.0 s vs 2.1 s (median), CPU 1.1 vs 1.6 s per GiB,
+    # download 1.6 s vs download_file 2.0 s and get_object 1.5 s; encrypt-only 0.5 s vs AES 0.1 s
+    results = _fast_results()
+    # WHEN issue 15's targets are checked
+    checks = {c.target: c for c in check_fast_targets(results)}
+    # THEN each compares like with like and says pass or fail
+    upload = checks["HTTP upload >= 0.95 x boto3 upload_file (1 GiB)"]
+    assert upload.measured == "0.95" and upload.passed is True
+    cpu = next(c for t, c in checks.items() if t.startswith("HTTP upload CPU-s/GiB"))
+    assert cpu.measured == "0.50" and cpu.passed is False
+    assert checks["HTTP download >= 1.0 x boto3 download_file (1 GiB)"].passed is True
+    assert checks["HTTP download >= 0.9 x one get_object stream (1 GiB)"].measured == "0.94"
+    encrypt = checks["encrypt-only in memory >= 0.25 x cryptography AES-256-GCM (1 GiB)"]
+    assert encrypt.measured == "0.20" and encrypt.passed is False
+    # AND the moto targets do not see the fast endpoint's 1 GiB figures
+    assert not any("1 GiB" in c.target for c in check_targets(results) if "peak RSS" not in c.target)
+
+
+def test_markdown_has_one_table_per_endpoint_with_cpu_per_gib():
+    # GIVEN results on moto and the fast HTTP endpoint
+    page = render_markdown(_fast_results())
+    # THEN both endpoints have their own upload table and the CPU-s/GiB column is filled
+    assert "## Upload (encrypt + upload): fast local endpoint (bench/fast_s3.py), HTTP" in page
+    assert "## Upload (encrypt + upload): moto server" in page
+    assert "| 1 GiB | kommunmoln tier A (ESDK, this project) | 2.10 | 487.6 | 0.95 | 1.60 |" in page
+    assert "## Targets on the fast endpoint (issue 15)" in page
 
 
 def test_chart_bars_leave_out_the_baseline():
