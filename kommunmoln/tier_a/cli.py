@@ -10,6 +10,9 @@ Commands (a stable interface, documented in docs/use-case-1.md):
   upload   PATH... s3://bucket/prefix [--context k=v ...]
   download s3://bucket/key-or-prefix DEST [--expect-context k=v ...]
   verify   s3://bucket/key-or-prefix
+  ls       s3://bucket/prefix
+  sync     DIR s3://bucket/prefix [--dryrun] [--exclude P] [--include P] [--delete]
+  rm       s3://bucket/key... [--recursive]
 
 Exit codes: 0 success, 1 a check or an operation failed (wrong key, tampered data,
 quarantined object, S3 error), 2 bad input (usage, missing file, bad key file, bad URL,
@@ -20,6 +23,7 @@ never key material. The library under kommunmoln/ never imports lambdas/ or stac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import signal
@@ -42,9 +46,19 @@ from kommunmoln.tier_a.codec import (
     summarize_header,
 )
 from kommunmoln.tier_a.custody import Custody, CustodyOptions, open_custody
-from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, TierAError, UsageError
+from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, Interrupted, TierAError, UsageError
 from kommunmoln.tier_a.keys import DEFAULT_NAMESPACE, RawAesKey, check_key_name, write_escrow_pair, write_key_file
-from kommunmoln.tier_a.progress import Progress, progress_enabled
+from kommunmoln.tier_a.outputs import is_stdio, stdout_spool
+from kommunmoln.tier_a.report import Reporter
+from kommunmoln.tier_a.sync import (
+    Filters,
+    RemoteObject,
+    SizeModel,
+    delete_current,
+    plan_sync,
+    require_versioning,
+    size_and_time,
+)
 from kommunmoln.tier_a.transfer import (
     DEFAULT_CONCURRENCY,
     DEFAULT_PART_SIZE,
@@ -56,15 +70,17 @@ from kommunmoln.tier_a.transfer import (
     TransferSettings,
     download_decrypted,
     list_keys,
+    list_objects,
     make_session,
     object_exists,
     parse_s3_url,
-    plan_downloads,
-    plan_uploads,
     read_object_head,
     resolve_location,
     s3_client,
+    scan_downloads,
+    scan_uploads,
     stack_outputs,
+    stored_size_estimate,
     upload_encrypted,
 )
 
@@ -77,6 +93,8 @@ examples:
   kommunmoln upload --key key.json /srv/arende s3://my-bucket/arende/
   kommunmoln download --key key.json s3://my-bucket/arende/ ./restore/
   kommunmoln verify s3://my-bucket/arende/
+  kommunmoln sync --key key.json --dryrun /srv/arende s3://my-bucket/arende/
+  kommunmoln ls --key key.json s3://my-bucket/arende/
   kommunmoln encrypt --key key.json protokoll.pdf protokoll.pdf.esdk
   kommunmoln COMMAND --help
 
@@ -142,7 +160,24 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     aws.add_argument("--stack-name", default=default(None),
                      help=f"tier A stack: s3://{STACK_BUCKET}/... means its data bucket (output {names.OUTPUT_DATA_BUCKET})")  # fmt: skip
     out = parser.add_argument_group("output")
-    out.add_argument("--quiet", "-q", action="store_true", default=default(False), help="no progress, no result lines")
+    out.add_argument("--quiet", "-q", action="store_true", default=default(False),
+                     help="no progress, no result lines (errors still on stderr; the exit code tells)")  # fmt: skip
+    out.add_argument("--json", action="store_true", default=default(False),
+                     help="JSON Lines on stdout for scripts: one object per result, skipped input, error and summary")  # fmt: skip
+
+
+class _Filter(argparse.Action):
+    """--exclude/--include into one ordered list of (kind, pattern)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        rules = list(getattr(namespace, self.dest, None) or [])
+        rules.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, rules)
+
+
+def _add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing regular files (never symlinks, devices or FIFOs; default: refuse)")  # fmt: skip
 
 
 def _add_transfer(parser: argparse.ArgumentParser) -> None:
@@ -176,14 +211,16 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     keygen.add_argument("--escrow-out", metavar="PREFIX", help="also create PREFIX.pub.pem and PREFIX.key.pem (0600)")
 
     encrypt = command("encrypt", "encrypt a local file (no AWS involved)")
-    encrypt.add_argument("input", metavar="IN")
-    encrypt.add_argument("output", metavar="OUT")
+    encrypt.add_argument("input", metavar="IN", help="file to encrypt ('-' = standard input)")
+    encrypt.add_argument("output", metavar="OUT", help="message to write ('-' = standard output)")
+    _add_force(encrypt)
     encrypt.add_argument("--escrow-public-key", metavar="PEM", help="also wrap the data key for this RSA escrow key")
     encrypt.add_argument("--context", action="append", metavar="k=v", help="encryption context entry (plaintext!)")
 
     decrypt = command("decrypt", "decrypt a local ESDK message; OUT appears only if all of it authenticated")
-    decrypt.add_argument("input", metavar="IN")
-    decrypt.add_argument("output", metavar="OUT")
+    decrypt.add_argument("input", metavar="IN", help="ESDK message ('-' = standard input)")
+    decrypt.add_argument("output", metavar="OUT", help="plaintext file ('-' = standard output, after authentication)")
+    _add_force(decrypt)
     decrypt.add_argument("--expect-context", action="append", metavar="k=v", help="required encryption context entry")
     decrypt.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
 
@@ -194,8 +231,9 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     _add_transfer(upload)
 
     download = command("download", "download and decrypt one object or every object under a prefix")
-    download.add_argument("source", metavar="S3URL")
-    download.add_argument("dest", metavar="DEST")
+    download.add_argument("source", metavar="S3URL", help="s3://bucket/key (one object) or s3://bucket/prefix/")
+    download.add_argument("dest", metavar="DEST", help="file or directory ('-' = standard output, one object)")
+    _add_force(download)
     download.add_argument("--expect-context", action="append", metavar="k=v", help="extra required context entry")
     download.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
 
@@ -203,6 +241,29 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     verify.add_argument("source", metavar="S3URL")
     verify.add_argument("--allowed-namespace", action="append", metavar="NS",
                         help=f"allowed key namespace (repeatable; default {', '.join(DEFAULTS['tier_a_key_namespaces'])})")  # fmt: skip
+
+    ls = command("ls", "list objects under s3://bucket/prefix: key, size (plaintext size with a key), time")
+    ls.add_argument("source", metavar="S3URL", help="s3://bucket/prefix")
+
+    sync = command("sync", "upload new and changed files of a directory (like `aws s3 sync`; see docs)")
+    sync.add_argument("source", metavar="DIR", help="local directory")
+    sync.add_argument("dest", metavar="S3URL", help="s3://bucket/prefix")
+    sync.add_argument("--dryrun", action="store_true", help="show what would be uploaded and deleted; change nothing")
+    sync.add_argument("--exclude", action=_Filter, dest="filters", metavar="PATTERN",
+                      help="leave out paths matching PATTERN (relative to DIR; repeatable, last match wins)")  # fmt: skip
+    sync.add_argument("--include", action=_Filter, dest="filters", metavar="PATTERN",
+                      help="take paths matching PATTERN back in (repeatable, last match wins)")  # fmt: skip
+    sync.add_argument("--delete", action="store_true",
+                      help="add delete markers for objects without a local file (versioned buckets only)")  # fmt: skip
+    sync.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
+    sync.add_argument("--escrow-public-key", metavar="PEM", help="also wrap every data key for this RSA escrow key")
+    _add_transfer(sync)
+
+    rm = command("rm", "delete objects: a delete marker only (versioned buckets; every version stays)")
+    rm.add_argument(
+        "targets", nargs="+", metavar="S3URL", help="s3://bucket/key (s3://bucket/prefix/ with --recursive)"
+    )
+    rm.add_argument("--recursive", action="store_true", help="every object under a prefix")
 
     for command_spec in extra:
         command_spec.add_arguments(command(command_spec.name, command_spec.help))
@@ -223,9 +284,8 @@ def custody_options(args: argparse.Namespace) -> CustodyOptions:
     )
 
 
-def _say(args: argparse.Namespace, text: str) -> None:
-    if not args.quiet:
-        print(text, flush=True)
+def _say(args: argparse.Namespace, text: str, **fields: object) -> None:
+    args.reporter.result(text, **fields)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -255,26 +315,53 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         finally:
             hsm.close()
         _say(args, f"generated AES-256 key {options.namespace}/{options.pkcs11_key_label} in token "
-                   f"{options.pkcs11_token!r} (sensitive={attributes['sensitive']}, extractable={attributes['extractable']})")  # fmt: skip
+                   f"{options.pkcs11_token!r} (sensitive={attributes['sensitive']}, extractable={attributes['extractable']})",
+             key=f"{options.namespace}/{options.pkcs11_key_label}", token=options.pkcs11_token,
+             sensitive=attributes["sensitive"], extractable=attributes["extractable"])  # fmt: skip
     else:
         if not args.out:
             raise UsageError("keygen needs --out KEYFILE (or the --pkcs11-* options to generate the key in an HSM)")
         key = RawAesKey.generate(args.namespace, check_key_name(args.name) if args.name else None)
         write_key_file(args.out, key)
-        _say(args, f"wrote key {key.namespace}/{key.name} to {args.out} (mode 0600); keep it secret and backed up")
+        _say(args, f"wrote key {key.namespace}/{key.name} to {args.out} (mode 0600); keep it secret and backed up",
+             key=f"{key.namespace}/{key.name}", path=str(args.out))  # fmt: skip
     if args.escrow_out:
         public_path, private_path = write_escrow_pair(args.escrow_out)
         _say(args, f"wrote escrow public key {public_path} and private key {private_path} (0600): "
-                   "move the private key offline")  # fmt: skip
+                   "move the private key offline", escrow_public_key=str(public_path),
+             escrow_private_key=str(private_path))  # fmt: skip
     return 0
+
+
+def _data_on_stdout(args: argparse.Namespace, output: str) -> None:
+    """Reports move to stderr when stdout carries the data."""
+    if is_stdio(output):
+        args.reporter.stream = sys.stderr
 
 
 def cmd_encrypt(args: argparse.Namespace) -> int:
     context = parse_context_items(args.context)
-    with open_custody(custody_options(args), need_primary=True) as custody:
-        size = encrypt_file(args.input, args.output, custody.encrypting_keyring(), context)
-    _say(args, f"encrypted {args.input} -> {args.output} ({size} bytes); encryption context: {format_context(context)}")
+    _data_on_stdout(args, args.output)
+    total = None if is_stdio(args.input) else _file_size(args.input)
+    with (
+        open_custody(custody_options(args), need_primary=True) as custody,
+        args.reporter.progress(
+            f"encrypt {Path(args.input).name}", stored_size_estimate(total) if total else None
+        ) as bar,
+    ):
+        size = encrypt_file(args.input, args.output, custody.encrypting_keyring(), context,
+                            overwrite=args.force, on_bytes=bar.update)  # fmt: skip
+        bar.finish()
+    _say(args, f"encrypted {args.input} -> {args.output} ({size} bytes); encryption context: {format_context(context)}",
+         input=args.input, output=args.output, stored_bytes=size, encryption_context=context)  # fmt: skip
     return 0
+
+
+def _file_size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None  # encrypt_file reports the problem
 
 
 def _decrypting_keyring(custody: Custody, head: Callable[[], bytes]):
@@ -284,12 +371,20 @@ def _decrypting_keyring(custody: Custody, head: Callable[[], bytes]):
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
     expected = parse_context_items(args.expect_context, option="--expect-context")
+    _data_on_stdout(args, args.output)
+    total = None if is_stdio(args.input) else _file_size(args.input)
     with open_custody(custody_options(args), need_primary=False) as custody:
         keyring = _decrypting_keyring(custody, lambda: read_file_head(args.input, HEADER_PEEK_BYTES))
-        result = decrypt_file(args.input, args.output, keyring, expected_context=expected)
+        with args.reporter.progress(f"decrypt {Path(args.input).name}", total) as bar:
+            result = decrypt_file(args.input, args.output, keyring, expected_context=expected,
+                                  overwrite=args.force, on_bytes=bar.update)  # fmt: skip
     # The context is reported even with --quiet: it is what the message claims to be.
-    print(f"decrypted {args.input} -> {args.output} ({result.plaintext_bytes} bytes); "
-          f"encryption context: {format_context(result.encryption_context)}", flush=True)  # fmt: skip
+    args.reporter.always(
+        f"decrypted {args.input} -> {args.output} ({result.plaintext_bytes} bytes); "
+        f"encryption context: {format_context(result.encryption_context)}",
+        input=args.input, output=args.output, plaintext_bytes=result.plaintext_bytes,
+        encryption_context=result.encryption_context,
+    )  # fmt: skip
     return 0
 
 
@@ -334,18 +429,68 @@ def cmd_upload(args: argparse.Namespace) -> int:
     transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
     aws = _Aws(args, concurrency=transfer.concurrency)
     location = aws.location(url)
-    plan = plan_uploads(sources, location)
+    plan = scan_uploads(sources, location)
+    report = args.reporter
+    for skipped in plan.skipped:
+        report.skipped(skipped.name, skipped.reason)
+    sizes = {path: path.stat().st_size for path, _ in plan.items}
+    failures = uploaded = 0
+    plaintext = stored = 0
     with open_custody(custody_options(args), need_primary=True) as custody:
         keyring = custody.encrypting_keyring()
-        for path, key in plan:
-            with Progress(f"upload {path.name}", path.stat().st_size, enabled=progress_enabled(args.quiet)) as bar:
-                result = upload_encrypted(
-                    aws.s3, source_path=path, bucket=location.bucket, key=key, key_provider=keyring,
-                    extra_context=extra, settings=transfer, on_bytes=bar.update,
-                )  # fmt: skip
-            how = f"{result.parts} parts" if result.parts else "single put"
-            _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "
-                       f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})")  # fmt: skip
+        total = sum(stored_size_estimate(size) for size in sizes.values())
+        with report.progress("upload", total, files=len(plan.items)) as bar:
+            for path, key in plan.items:
+                try:
+                    result = upload_encrypted(
+                        aws.s3, source_path=path, bucket=location.bucket, key=key, key_provider=keyring,
+                        extra_context=extra, settings=transfer, on_bytes=bar.update,
+                    )  # fmt: skip
+                except Interrupted as interrupted:
+                    raise Interrupted(f"{interrupted.reason}; {uploaded} of {len(plan.items)} files were uploaded "
+                                      "before it", stored=interrupted.stored) from None  # fmt: skip
+                except TierAError as error:
+                    if len(plan.items) == 1 and not plan.skipped:
+                        raise
+                    failures += 1
+                    report.error(str(error), path=str(path), key=key)
+                    continue
+                finally:
+                    bar.file_done()
+                uploaded += 1
+                plaintext += result.plaintext_bytes
+                stored += result.stored_bytes
+                how = f"{result.parts} parts" if result.parts else "single put"
+                _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "
+                           f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
+                     path=str(path), bucket=result.bucket, key=result.key, version_id=result.version_id,
+                     plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes,
+                     parts=result.parts)  # fmt: skip
+            bar.finish()
+    return _finish(args, "uploaded", uploaded, failures, len(plan.skipped), skips_fail=False, plaintext_bytes=plaintext,
+                   stored_bytes=stored)  # fmt: skip
+
+
+def _finish(
+    args: argparse.Namespace, verb: str, done: int, failed: int, skipped: int, *, skips_fail: bool, **fields: object
+) -> int:
+    """The summary of a many-file command; exit 1 when anything failed (or was skipped, if `skips_fail`).
+
+    A failed run ends with the summary as one `error:` line on stderr (even with --quiet);
+    otherwise it is printed on stdout when the run covered more than one file. Symlinks a
+    directory upload does not follow are reported but do not fail it; an object a download
+    cannot write safely does.
+    """
+    total = done + failed + skipped
+    text = f"{verb} {done} of {total}" + (f", {failed} failed" if failed else "") + (
+        f", {skipped} skipped" if skipped else "")  # fmt: skip
+    if args.json:
+        args.reporter.summary(text, done=done, failed=failed, skipped=skipped, **fields)
+    if failed or (skipped and skips_fail):
+        print(f"error: {text}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    if total > 1 and not args.json:
+        args.reporter.summary(text)
     return 0
 
 
@@ -353,31 +498,48 @@ def cmd_download(args: argparse.Namespace) -> int:
     extra = parse_context_items(args.expect_context, option="--expect-context")
     aws = _Aws(args)
     location = aws.location(args.source)
-    failures = 0
+    report = args.reporter
+    _data_on_stdout(args, args.dest)
+    failures = done = 0
     with open_custody(custody_options(args), need_primary=False) as custody:
-        plan = plan_downloads(aws.s3, location, args.dest)
-        for key, target in plan:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            keyring = _decrypting_keyring(
-                custody, lambda k=key: read_object_head(aws.s3, location.bucket, k, HEADER_PEEK_BYTES)
-            )
-            try:
-                with Progress(f"download {Path(key).name}", None, enabled=progress_enabled(args.quiet)) as bar:
-                    result = download_decrypted(
-                        aws.s3, bucket=location.bucket, key=key, dest=target, key_provider=keyring,
-                        expected_context=extra, on_bytes=bar.update,
-                    )  # fmt: skip
-            except TierAError as error:
-                if len(plan) == 1:
-                    raise
-                failures += 1
-                print(f"error: {error}", file=sys.stderr, flush=True)
-                continue
-            _say(args, f"downloaded s3://{location.bucket}/{key} -> {target} ({result.plaintext_bytes} bytes)")
+        plan = scan_downloads(aws.s3, location, "." if is_stdio(args.dest) else args.dest)
+        if is_stdio(args.dest) and (len(plan.items) != 1 or plan.skipped):
+            raise UsageError("'-' (standard output) takes exactly one object, not a prefix")
+        for skipped in plan.skipped:
+            report.skipped(skipped.name, skipped.reason)
+        with report.progress("download", sum(plan.sizes.get(k, 0) for k, _ in plan.items) or None,
+                             files=len(plan.items)) as bar:  # fmt: skip
+            for key, target in plan.items:
+                keyring = _decrypting_keyring(
+                    custody, lambda k=key: read_object_head(aws.s3, location.bucket, k, HEADER_PEEK_BYTES)
+                )
+                try:
+                    with contextlib.ExitStack() as stack:
+                        if is_stdio(args.dest):
+                            target = stack.enter_context(stdout_spool())
+                        else:
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                        result = download_decrypted(
+                            aws.s3, bucket=location.bucket, key=key, dest=target, key_provider=keyring,
+                            expected_context=extra, on_bytes=bar.update, overwrite=args.force,
+                        )  # fmt: skip
+                except TierAError as error:
+                    if len(plan.items) == 1 and not plan.skipped:
+                        raise
+                    failures += 1
+                    report.error(str(error), key=key)
+                    continue
+                finally:
+                    bar.file_done()
+                done += 1
+                shown = "-" if is_stdio(args.dest) else target
+                _say(args, f"downloaded s3://{location.bucket}/{key} -> {shown} ({result.plaintext_bytes} bytes)",
+                     bucket=location.bucket, key=key, path=str(shown),
+                     plaintext_bytes=result.plaintext_bytes)  # fmt: skip
+    status = _finish(args, "downloaded", done, failures, len(plan.skipped), skips_fail=True)
     if failures:
-        print(f"error: {failures} of {len(plan)} objects failed; no plaintext was written for them", file=sys.stderr)
-        return EXIT_FAILED
-    return 0
+        print("error: no plaintext was written for the failed objects", file=sys.stderr, flush=True)
+    return status
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -396,22 +558,154 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if not keys:
             raise UsageError(f"no object or prefix s3://{location.bucket}/{location.key}")
     failed = 0
+    report = args.reporter
     for key in keys:
+        where = f"s3://{location.bucket}/{key}"
         try:
             outcome = object_check.check_object(
                 aws.s3, bucket=location.bucket, key=key, version_id=None, settings=rules
             )
         except Exception as error:  # AccessDenied etc.: no decision is a failure too
             failed += 1
-            print(f"FAIL s3://{location.bucket}/{key}: not checked: {' '.join(str(error).split())}", flush=True)
+            reason = f"not checked: {' '.join(str(error).split())}"
+            report.error(f"FAIL {where}: {reason}", bucket=location.bucket, key=key, status="unchecked")
             continue
         if outcome.status == object_check.STATUS_VALIDATED:
-            print(f"pass s3://{location.bucket}/{key}", flush=True)
+            report.result(f"pass {where}", bucket=location.bucket, key=key, status=outcome.status)
         else:
             failed += 1
-            print(f"FAIL s3://{location.bucket}/{key}: {'; '.join(outcome.reasons)}", flush=True)
-    print(f"{len(keys) - failed} passed, {failed} failed", flush=True)
+            text = f"FAIL {where}: {'; '.join(outcome.reasons)}"
+            if args.json:
+                report.result(text, bucket=location.bucket, key=key, status=outcome.status,
+                              reasons=list(outcome.reasons), reason_codes=list(outcome.reason_codes))  # fmt: skip
+            else:  # shown even with --quiet: a failed check is what the caller must see
+                print(text, file=sys.stderr if args.quiet else sys.stdout, flush=True)
+    report.summary(f"{len(keys) - failed} passed, {failed} failed", passed=len(keys) - failed, failed=failed)
     return EXIT_FAILED if failed else 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    aws = _Aws(args)
+    location = aws.location(args.source)
+    model = None
+    if args.key or args.pkcs11_lib:
+        custody = open_custody(custody_options(args), need_primary=True)
+        with custody:
+            model = SizeModel(custody.encrypting_keyring(), location.bucket)
+    count = 0
+    for item in list_objects(aws.s3, location.bucket, location.key):
+        obj = RemoteObject.from_listing(item)
+        plaintext = model.plaintext_size(obj.size, obj.key) if model else None
+        shown = f"{plaintext:>12}" if plaintext is not None else f"{obj.size:>12}" + ("?" if model else "")
+        count += 1
+        _say(args, f"{obj.last_modified:%Y-%m-%d %H:%M:%S} {shown} s3://{location.bucket}/{obj.key}",
+             bucket=location.bucket, key=obj.key, stored_bytes=obj.size, plaintext_bytes=plaintext,
+             last_modified=obj.last_modified.isoformat())  # fmt: skip
+    if model:
+        args.reporter.summary(f"{count} objects (sizes are plaintext; '?' = not a message of this key and context)",
+                              objects=count)  # fmt: skip
+    else:
+        args.reporter.summary(f"{count} objects (stored sizes; give --key for plaintext sizes)", objects=count)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    extra = parse_context_items(args.context)
+    transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
+    aws = _Aws(args, concurrency=transfer.concurrency)
+    location = aws.location(args.dest)
+    report = args.reporter
+    dry = "(dryrun) " if args.dryrun else ""
+    with open_custody(custody_options(args), need_primary=True) as custody:
+        keyring = custody.encrypting_keyring()
+        plan = plan_sync(aws.s3, args.source, location, unchanged=size_and_time(SizeModel(keyring, location.bucket, extra)),
+                         filters=Filters(args.filters or []), delete=args.delete)  # fmt: skip
+        if plan.deletes and not args.dryrun:
+            require_versioning(aws.s3, location.bucket, "sync --delete")
+        for skipped in plan.skipped:
+            report.skipped(skipped.name, skipped.reason)
+        failures = uploaded = 0
+        with report.progress("sync", sum(stored_size_estimate(f.size) for f in plan.uploads),
+                             files=len(plan.uploads)) as bar:  # fmt: skip
+            for local in plan.uploads:
+                where = f"s3://{location.bucket}/{local.key}"
+                if args.dryrun:
+                    _say(args, f"{dry}upload: {local.path} -> {where}", action="upload", path=str(local.path),
+                         key=local.key, dryrun=True)  # fmt: skip
+                    continue
+                try:
+                    upload_encrypted(aws.s3, source_path=local.path, bucket=location.bucket, key=local.key,
+                                     key_provider=keyring, extra_context=extra, settings=transfer,
+                                     on_bytes=bar.update)  # fmt: skip
+                except Interrupted as interrupted:
+                    raise Interrupted(f"{interrupted.reason}; {uploaded} of {len(plan.uploads)} changed files were "
+                                      "uploaded before it (run sync again to continue)", stored=interrupted.stored) from None  # fmt: skip
+                except TierAError as error:
+                    failures += 1
+                    report.error(str(error), path=str(local.path), key=local.key)
+                    continue
+                finally:
+                    bar.file_done()
+                uploaded += 1
+                _say(args, f"upload: {local.path} -> {where}", action="upload", path=str(local.path), key=local.key)
+            bar.finish()
+    deleted = 0
+    for obj in plan.deletes:
+        where = f"s3://{location.bucket}/{obj.key}"
+        if args.dryrun:
+            _say(args, f"{dry}delete: {where}", action="delete", key=obj.key, dryrun=True)
+            continue
+        try:
+            marker = delete_current(aws.s3, location.bucket, obj.key)
+        except TierAError as error:
+            failures += 1
+            report.error(str(error), key=obj.key)
+            continue
+        deleted += 1
+        _say(args, f"delete: {where} (delete marker {marker}; earlier versions kept)", action="delete", key=obj.key,
+             delete_marker_version_id=marker)  # fmt: skip
+    text = (f"{dry}{len(plan.uploads)} to upload, {len(plan.unchanged)} unchanged, {len(plan.deletes)} to delete"
+            if args.dryrun else
+            f"uploaded {uploaded}, unchanged {len(plan.unchanged)}, deleted {deleted}, failed {failures}, "
+            f"skipped {len(plan.skipped)}")  # fmt: skip
+    report.summary(text, uploaded=uploaded, unchanged=len(plan.unchanged), deleted=deleted, failed=failures,
+                   skipped=len(plan.skipped), dryrun=args.dryrun, to_upload=len(plan.uploads),
+                   to_delete=len(plan.deletes))  # fmt: skip
+    if failures:
+        print(f"error: {failures} of {len(plan.uploads) + len(plan.deletes)} changes failed", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    aws = _Aws(args)
+    targets: list[tuple[str, str]] = []
+    for url in args.targets:
+        location = aws.location(url)
+        if not location.key or location.key.endswith("/"):
+            if not args.recursive:
+                raise UsageError(f"{url} is a prefix; add --recursive to delete every object under it")
+            targets += [(location.bucket, k) for k in list_keys(aws.s3, location.bucket, location.key)]
+        elif args.recursive:
+            prefix = location.key + "/"
+            targets += [(location.bucket, k) for k in list_keys(aws.s3, location.bucket, prefix)]
+        elif object_exists(aws.s3, location.bucket, location.key):
+            targets.append((location.bucket, location.key))
+        else:
+            raise UsageError(f"no object {url}")
+    for bucket in sorted({b for b, _ in targets}):
+        require_versioning(aws.s3, bucket, "rm")
+    failures = 0
+    for bucket, key in targets:
+        try:
+            marker = delete_current(aws.s3, bucket, key)
+        except TierAError as error:
+            failures += 1
+            args.reporter.error(str(error), bucket=bucket, key=key)
+            continue
+        _say(args, f"delete: s3://{bucket}/{key} (delete marker {marker}; earlier versions kept)", bucket=bucket,
+             key=key, delete_marker_version_id=marker)  # fmt: skip
+    return _finish(args, "deleted", len(targets) - failures, failures, 0, skips_fail=False)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -421,6 +715,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "upload": cmd_upload,
     "download": cmd_download,
     "verify": cmd_verify,
+    "ls": cmd_ls,
+    "sync": cmd_sync,
+    "rm": cmd_rm,
 }
 
 
@@ -431,6 +728,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, extra: Sequence
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
+    args.reporter = Reporter(args.command, quiet=args.quiet, json_lines=args.json)
     # SIGTERM (a service stop, `kill`) takes the same clean path as Ctrl-C: multipart uploads
     # are aborted and temporary plaintext is discarded.
     previous = _interrupt_on_sigterm()
@@ -438,13 +736,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str = PROG, extra: Sequence
         commands = {**COMMANDS, **{spec.name: spec.run for spec in extra}}
         return commands[args.command](args)
     except TierAError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
+        args.reporter.error(str(error), exit_code=error.exit_code)
         return error.exit_code
+    except Interrupted as interrupted:
+        args.reporter.error(interrupted.reason, exit_code=EXIT_INTERRUPTED, stored=interrupted.stored)
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        print("error: interrupted (multipart uploads were aborted; no partial plaintext was kept)", file=sys.stderr)
+        args.reporter.error("interrupted (no partial plaintext was kept; an upload in progress was aborted)",
+                            exit_code=EXIT_INTERRUPTED)  # fmt: skip
         return EXIT_INTERRUPTED
     except Exception as error:  # a bug or an unexpected library error: still one line, no key material
-        print(f"error: unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]}", file=sys.stderr)
+        args.reporter.error(f"unexpected {type(error).__name__}: {' '.join(str(error).split())[:300]}",
+                            exit_code=EXIT_FAILED)  # fmt: skip
         return EXIT_FAILED
     finally:
         if previous is not None:

@@ -18,10 +18,11 @@ is deleted and a `DecryptionError` with a one-line reason is raised.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
-import tempfile
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from aws_encryption_sdk.internal.formatting.deserialize import deserialize_heade
 from cryptography.exceptions import InvalidSignature, InvalidTag
 
 from kommunmoln.tier_a.errors import ContextMismatchError, DecryptionError, EncryptionError, UsageError
+from kommunmoln.tier_a.outputs import AtomicFile, check_destination, is_stdio, open_input, stdout_spool
 
 ALGORITHM = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
 COMMITMENT_POLICY = CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT
@@ -162,8 +164,18 @@ def open_encryptor(source: BinaryIO, key_provider, encryption_context: Mapping[s
     )
 
 
-def encrypt_stream(source: BinaryIO, sink: BinaryIO, key_provider, encryption_context: Mapping[str, str]) -> int:
-    """Encrypt `source` into `sink` in frames; returns the ciphertext length."""
+def encrypt_stream(
+    source: BinaryIO,
+    sink: BinaryIO,
+    key_provider,
+    encryption_context: Mapping[str, str],
+    *,
+    on_bytes: Callable[[int], None] | None = None,
+) -> int:
+    """Encrypt `source` into `sink` in frames; returns the ciphertext length.
+
+    `on_bytes` is called with the number of ciphertext bytes written (progress).
+    """
     written = 0
     try:
         encryptor = open_encryptor(source, key_provider, encryption_context)
@@ -173,6 +185,8 @@ def encrypt_stream(source: BinaryIO, sink: BinaryIO, key_provider, encryption_co
                 break
             sink.write(chunk)
             written += len(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
         encryptor.close()
     except MasterKeyProviderError as error:
         raise EncryptionError(f"cannot encrypt: {error}") from None
@@ -186,20 +200,29 @@ def encrypt_file(
     dest_path: str | os.PathLike[str],
     key_provider,
     encryption_context: Mapping[str, str],
+    *,
+    overwrite: bool = True,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> int:
-    """Encrypt a local file to a local file (written beside, then renamed; mode 0600)."""
-    source_path, dest_path = Path(source_path), Path(dest_path)
-    try:
-        source = open(source_path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise UsageError(f"input {source_path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"input {source_path} is a directory") from None
-    except OSError as error:
-        raise UsageError(f"cannot read {source_path}: {error.strerror}") from None
-    with source, _TempBeside(dest_path) as (handle, _):
-        size = encrypt_stream(source, handle, key_provider, encryption_context)
-    return size
+    """Encrypt a local file to a local file (written beside, then renamed; mode 0600).
+
+    Either may be `-` (standard input / output). The destination rules are those of
+    `kommunmoln.tier_a.outputs` (no symlinks or special files; replaced only with `overwrite`).
+    """
+    if not is_stdio(dest_path):
+        check_destination(dest_path, overwrite=overwrite, source=source_path)
+    source = open_input(source_path)
+    with contextlib.ExitStack() as stack:
+        if not is_stdio(source_path):
+            stack.enter_context(source)
+        if is_stdio(dest_path):
+            sink = sys.stdout.buffer
+            size = encrypt_stream(source, sink, key_provider, encryption_context, on_bytes=on_bytes)
+            sink.flush()
+            return size
+        handle, _ = stack.enter_context(AtomicFile(Path(dest_path), overwrite=overwrite))
+        return encrypt_stream(source, handle, key_provider, encryption_context, on_bytes=on_bytes)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # --- Decryption --------------------------------------------------------------------------
@@ -211,79 +234,6 @@ class DecryptResult:
     encryption_context: dict[str, str]
     algorithm: str
     wrapping_keys: tuple[tuple[str, str], ...]
-
-
-class _TempBeside:
-    """A 0600 temporary file beside `dest`: fsync + os.replace on success, unlink on failure.
-
-    Ctrl-C and SIGTERM discard it. SIGKILL cannot be intercepted: the 0600 file then stays
-    until the next run for the same destination sweeps it (see `_sweep_stale`).
-    """
-
-    def __init__(self, dest: Path) -> None:
-        self.dest = Path(dest)
-        self.tmp: Path | None = None
-        self.handle: BinaryIO | None = None
-
-    def __enter__(self) -> tuple[BinaryIO, Path]:
-        parent = self.dest.parent
-        if self.dest.is_dir():
-            raise UsageError(f"output {self.dest} is a directory")
-        if not parent.is_dir():
-            raise UsageError(f"output directory {parent} does not exist")
-        self._sweep_stale(parent)
-        try:
-            fd, name = tempfile.mkstemp(prefix=f".{self.dest.name}.", suffix=".partial", dir=parent)
-        except OSError as error:
-            raise UsageError(f"cannot write in {parent}: {error.strerror}") from None
-        self.tmp = Path(name)
-        self.handle = os.fdopen(fd, "wb")
-        return self.handle, self.tmp
-
-    def _sweep_stale(self, parent: Path) -> None:
-        """Remove temporary files that an earlier run for this destination left when it was killed.
-
-        SIGKILL (or a power cut) gives no process a chance to clean up, so a 0600 temporary
-        file may remain; it is removed here, before anything new is written.
-        """
-        for stale in parent.glob(f".{self.dest.name}.*.partial"):
-            stale.unlink(missing_ok=True)
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        assert self.handle is not None and self.tmp is not None
-        try:
-            if exc_type is None:
-                self.handle.flush()
-                os.fsync(self.handle.fileno())
-                self.handle.close()
-                os.replace(self.tmp, self.dest)
-                _fsync_dir(self.dest.parent)
-                return False
-        except BaseException:
-            self._discard()
-            raise
-        self._discard()
-        return False
-
-    def _discard(self) -> None:
-        assert self.handle is not None and self.tmp is not None
-        try:
-            self.handle.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _explain_failure(error: BaseException, stage: str, head: bytes, key_provider) -> str:
@@ -333,6 +283,7 @@ def decrypt_to_file(
     *,
     expected_context: Mapping[str, str] | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    overwrite: bool = True,
 ) -> DecryptResult:
     """Decrypt an ESDK message from `source` into `dest`, all or nothing.
 
@@ -343,7 +294,7 @@ def decrypt_to_file(
     dest = Path(dest)
     recorder = _HeadRecorder(source, on_bytes)
     stage = "header"
-    with _TempBeside(dest) as (handle, _tmp):
+    with AtomicFile(dest, overwrite=overwrite) as (handle, _tmp):
         try:
             decryptor = esdk_client().stream(mode="d", source=recorder, key_provider=key_provider)
             header = decryptor.header  # parses the header and unwraps the data key
@@ -398,21 +349,33 @@ def decrypt_file(
     key_provider,
     *,
     expected_context: Mapping[str, str] | None = None,
+    overwrite: bool = True,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> DecryptResult:
-    source_path = Path(source_path)
-    try:
-        source = open(source_path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise UsageError(f"input {source_path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"input {source_path} is a directory") from None
-    except OSError as error:
-        raise UsageError(f"cannot read {source_path}: {error.strerror}") from None
-    with source:
-        return decrypt_to_file(source, dest_path, key_provider, expected_context=expected_context)
+    """Decrypt a local ESDK message into a file, all or nothing; either may be `-` (stdin / stdout).
+
+    Standard output receives the plaintext only after the whole message authenticated
+    (through a private 0600 spool file, see `outputs.stdout_spool`).
+    """
+    if not is_stdio(dest_path):
+        check_destination(dest_path, overwrite=overwrite, source=source_path)
+    source = open_input(source_path)
+    with contextlib.ExitStack() as stack:
+        if not is_stdio(source_path):
+            stack.enter_context(source)
+        if is_stdio(dest_path):
+            spool = stack.enter_context(stdout_spool())
+            return decrypt_to_file(source, spool, key_provider, expected_context=expected_context, on_bytes=on_bytes)
+        return decrypt_to_file(
+            source, dest_path, key_provider, expected_context=expected_context, overwrite=overwrite, on_bytes=on_bytes
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_file_head(path: str | os.PathLike[str], limit: int = HEADER_PEEK_BYTES) -> bytes:
+    """The first `limit` bytes of a file (of standard input for `-`, which are then read again)."""
+    if is_stdio(path):
+        return open_input(path).peek_head(limit)  # type: ignore[attr-defined]
     try:
         with open(path, "rb") as handle:
             return handle.read(limit)

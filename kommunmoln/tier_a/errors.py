@@ -47,3 +47,20 @@ class TransferError(TierAError):
 
 class EncryptionError(TierAError):
     """A message could not be encrypted (e.g. the HSM refused to wrap the data key)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM during a transfer, with what really happened to the object in flight.
+
+    `stored` is True when S3 has the object (e.g. CompleteMultipartUpload had finished),
+    False when nothing was stored (the multipart upload was aborted), None when it cannot
+    be known (an interrupted PutObject whose result never arrived).
+    """
+
+    def __init__(self, reason: str, *, stored: bool | None) -> None:
+        super().__init__(" ".join(str(reason).split()))
+        self.stored = stored
+
+    @property
+    def reason(self) -> str:
+        return str(self)

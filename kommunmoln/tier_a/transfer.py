@@ -14,6 +14,7 @@ connection resumes with a ranged GET pinned to the same ETag.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import os
@@ -22,7 +23,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -32,7 +33,7 @@ from botocore.config import Config
 
 from kommunmoln import names
 from kommunmoln.tier_a.codec import FRAME_LENGTH, DecryptResult, decrypt_to_file, open_encryptor
-from kommunmoln.tier_a.errors import EncryptionError, TierAError, TransferError, UsageError
+from kommunmoln.tier_a.errors import EncryptionError, Interrupted, TierAError, TransferError, UsageError
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
@@ -216,6 +217,15 @@ class _PartReader:
         return part
 
 
+def stored_size_estimate(plaintext_bytes: int) -> int:
+    """About how many bytes the ESDK message of a file this size has (progress totals only).
+
+    Framed body: per frame a 4-byte sequence number, a 12-byte IV and a 16-byte tag (the
+    final frame adds a 4-byte length); the header with one wrapped key is a few hundred bytes.
+    """
+    return plaintext_bytes + (plaintext_bytes // FRAME_LENGTH + 1) * 32 + 4 + 300
+
+
 def _part_size_for(plaintext_bytes: int, wanted: int) -> int:
     """`wanted`, raised (to whole MiB) when the file would need more than 10,000 parts."""
     estimate = plaintext_bytes + math.ceil(plaintext_bytes / FRAME_LENGTH + 1) * 64 + 64 * 1024
@@ -244,7 +254,12 @@ def upload_encrypted(
     settings: TransferSettings | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> UploadResult:
-    """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored."""
+    """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored.
+
+    `on_bytes` is called with the number of stored (ciphertext) bytes S3 has acknowledged:
+    progress counts what was sent, not what the encryptor read ahead. Ctrl-C raises
+    `Interrupted` saying whether the object was stored.
+    """
     settings = settings or TransferSettings()
     source_path = Path(source_path)
     context = object_context(bucket, key, extra_context)
@@ -262,7 +277,7 @@ def upload_encrypted(
     with raw:
         size = os.fstat(raw.fileno()).st_size
         part_size = _part_size_for(size, settings.part_size)
-        source = _Counting(raw, on_bytes)
+        source = _Counting(raw, None)
         try:
             reader = _PartReader(open_encryptor(source, key_provider, context))
             first = reader.next_part(part_size)
@@ -274,22 +289,46 @@ def upload_encrypted(
         if not second:
             try:
                 response = s3.put_object(Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE)
+            except KeyboardInterrupt:
+                raise _put_interrupted(s3, bucket, key, first) from None
             except Exception as error:
                 raise _s3_error(error, what) from None
+            if on_bytes:
+                on_bytes(len(first))
             return UploadResult(
                 source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
                 len(first), 0, context,
             )  # fmt: skip
-        response, parts = _multipart(s3, bucket, key, [first, second], reader, part_size, settings, what)
+        response, parts = _multipart(s3, bucket, key, [first, second], reader, part_size, settings, what, on_bytes)
         return UploadResult(
             source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
             reader.total, parts, context,
         )  # fmt: skip
 
 
+def _put_interrupted(s3, bucket: str, key: str, body: bytearray) -> Interrupted:
+    """What an interrupted PutObject left: S3 may have stored the object before the answer arrived.
+
+    For a single PutObject of an unencrypted or SSE-S3 object the ETag is the MD5 of the body
+    (Amazon S3 API Reference, "Object" data type, ETag), so a HeadObject tells whether this
+    body is the current version; with SSE-KMS it is not, and the outcome stays unknown.
+    """
+    where = f"s3://{bucket}/{key}"
+    try:
+        etag = s3.head_object(Bucket=bucket, Key=key).get("ETag", "").strip('"')
+    except Exception:  # interrupted again, no object, no permission: we cannot tell
+        etag = ""
+    if etag and etag == hashlib.md5(body, usedforsecurity=False).hexdigest():
+        return Interrupted(f"interrupted after {where} was stored (PutObject had completed)", stored=True)
+    return Interrupted(
+        f"interrupted during PutObject of {where}: S3 may or may not have stored it (check with `kommunmoln ls`)",
+        stored=None,
+    )
+
+
 def _multipart(
     s3, bucket: str, key: str, ready: list[bytearray], reader: _PartReader, part_size: int,
-    settings: TransferSettings, what: str,
+    settings: TransferSettings, what: str, on_bytes: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     try:
         upload_id = s3.create_multipart_upload(
@@ -309,6 +348,8 @@ def _multipart(
         completed[number] = {"PartNumber": number, "ETag": response["ETag"]}
         if response.get("ChecksumCRC32"):
             completed[number]["ChecksumCRC32"] = response["ChecksumCRC32"]
+        if on_bytes:
+            on_bytes(len(body))
 
     def done(future: Future) -> None:
         if future.exception() is not None:
@@ -316,6 +357,7 @@ def _multipart(
         slots.release()
 
     pool = ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="kommunmoln-part")
+    completing = False
     try:
         number = 0
         while True:
@@ -337,68 +379,113 @@ def _multipart(
         if failures:
             raise failures[0]
         parts = [completed[n] for n in sorted(completed)]
+        completing = True
         response = s3.complete_multipart_upload(
             Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
         return response, len(parts)
     except BaseException as error:
         pool.shutdown(wait=True, cancel_futures=True)
-        _abort(s3, bucket, key, upload_id)
-        if isinstance(error, KeyboardInterrupt | SystemExit):
+        upload_existed = _abort(s3, bucket, key, upload_id)
+        where = f"s3://{bucket}/{key}"
+        if isinstance(error, KeyboardInterrupt) and completing and not upload_existed:
+            # NoSuchUpload right after CompleteMultipartUpload was sent: "the multipart upload
+            # might have been aborted or completed" (Amazon S3 API Reference, Error responses);
+            # nobody aborted it, so S3 completed it and the object exists.
+            raise Interrupted(f"interrupted after {where} was stored (CompleteMultipartUpload had finished)",
+                              stored=True) from None  # fmt: skip
+        if isinstance(error, KeyboardInterrupt):
+            raise Interrupted(f"interrupted: the multipart upload of {where} was aborted, nothing stored",
+                              stored=False) from None  # fmt: skip
+        if isinstance(error, SystemExit):
             raise
         reason = _s3_error(error, what)
         raise type(reason)(f"{reason}; multipart upload aborted, no parts left behind") from None
 
 
-def _abort(s3, bucket: str, key: str, upload_id: str) -> None:
-    """Abort until S3 reports no such upload (parts still in flight can survive one abort)."""
-    for _ in range(3):
+def _abort(s3, bucket: str, key: str, upload_id: str) -> bool:
+    """Abort until S3 reports no such upload (parts still in flight can survive one abort).
+
+    Returns False when the very first abort already found no such upload (it had been
+    completed), True otherwise.
+    """
+    for attempt in range(3):
         try:
             s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
         except botocore.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") == "NoSuchUpload":
-                return
+                return attempt > 0
         except Exception:  # noqa: S112 - best effort, retried; the lifecycle rule is the backstop
             continue
         try:
             if not s3.list_parts(Bucket=bucket, Key=key, UploadId=upload_id).get("Parts"):
-                return
+                return True
         except botocore.exceptions.ClientError:
-            return  # NoSuchUpload: gone
+            return True  # NoSuchUpload: gone after our abort
+    return True
 
 
-def plan_uploads(paths: list[str], location: S3Location) -> list[tuple[Path, str]]:
+@dataclass(frozen=True)
+class Skipped:
+    """An input left out of a transfer, and why (reported, never silently dropped)."""
+
+    name: str  # a local path or an object key
+    reason: str
+
+
+@dataclass
+class UploadPlan:
+    """Files and their object keys, plus what a directory walk left out (symlinks, special files)."""
+
+    items: list[tuple[Path, str]]
+    skipped: list[Skipped]
+
+
+def scan_uploads(paths: list[str], location: S3Location, *, allow_empty: bool = False) -> UploadPlan:
     """Files and object keys. A directory uploads its files recursively as prefix + relative path.
 
     A single file goes to exactly the URL's key unless the key is empty or ends with '/'
-    (then prefix + file name), like `aws s3 cp`.
+    (then prefix + file name), like `aws s3 cp`. Inside directories, symlinks (to files or
+    directories: they are not followed) and special files are skipped and listed in `skipped`.
     """
-    plan: list[tuple[Path, str]] = []
+    plan = UploadPlan([], [])
     prefix = location.key
+    base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
             for root, dirs, files in os.walk(path):
                 dirs.sort()
+                for name in [d for d in dirs if Path(root, d).is_symlink()]:
+                    plan.skipped.append(Skipped(str(Path(root, name)), "symlink to a directory (not followed)"))
                 for name in sorted(files):
                     file = Path(root, name)
-                    if file.is_file() and not file.is_symlink():
-                        plan.append((file, base + file.relative_to(path).as_posix()))
+                    if file.is_symlink():
+                        plan.skipped.append(Skipped(str(file), "symlink (not followed)"))
+                    elif not file.is_file():
+                        plan.skipped.append(Skipped(str(file), "not a regular file"))
+                    else:
+                        plan.items.append((file, base + file.relative_to(path).as_posix()))
         elif path.is_file():
             if len(paths) == 1 and prefix and not prefix.endswith("/"):
-                plan.append((path, prefix))
+                plan.items.append((path, prefix))
             else:
-                base = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-                plan.append((path, base + path.name))
+                plan.items.append((path, base + path.name))
+        elif path.exists():
+            raise UsageError(f"{path} is not a regular file or a directory")
         else:
             raise UsageError(f"{path} does not exist")
-    keys = [k for _, k in plan]
+    keys = [k for _, k in plan.items]
     if len(set(keys)) != len(keys):
         raise UsageError("two inputs map to the same object key; upload them separately")
-    if not plan:
+    if not plan.items and not plan.skipped and not allow_empty:
         raise UsageError("nothing to upload (the directories are empty)")
     return plan
+
+
+def plan_uploads(paths: list[str], location: S3Location) -> list[tuple[Path, str]]:
+    """The files of `scan_uploads` (what it skipped is dropped: use scan_uploads to report it)."""
+    return scan_uploads(paths, location).items
 
 
 # --- Download -----------------------------------------------------------------------------
@@ -465,8 +552,12 @@ def download_decrypted(
     expected_context: Mapping[str, str] | None = None,
     version_id: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    overwrite: bool = True,
 ) -> DecryptResult:
     """Stream s3://bucket/key into the decryptor; `dest` appears only if all of it authenticated.
+
+    An existing `dest` is replaced only with `overwrite` (and never when it is a symlink or
+    a special file: `kommunmoln.tier_a.outputs`).
 
     The message's encryption context must name this bucket and key (an object copied or
     moved to another name is refused), plus any `expected_context` entries.
@@ -479,7 +570,9 @@ def download_decrypted(
         raise _s3_error(error, what) from None
     with stream:
         try:
-            return decrypt_to_file(stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes)
+            return decrypt_to_file(
+                stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes, overwrite=overwrite
+            )
         except TierAError as error:
             raise type(error)(f"s3://{bucket}/{key}: {error}") from None
         except Exception as error:
@@ -494,27 +587,38 @@ def read_object_head(s3, bucket: str, key: str, size: int) -> bytes:
         raise _s3_error(error, f"read of s3://{bucket}/{key}") from None
 
 
-def list_keys(s3, bucket: str, prefix: str) -> Iterator[str]:
+def list_objects(s3, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """The ListObjectsV2 entries (Key, Size, LastModified, ETag) under `prefix`, page by page."""
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                yield item["Key"]
+            yield from page.get("Contents", [])
     except TierAError:
         raise
     except Exception as error:
         raise _s3_error(error, f"listing of s3://{bucket}/{prefix}") from None
 
 
+def list_keys(s3, bucket: str, prefix: str) -> Iterator[str]:
+    """The object keys under `prefix`."""
+    for item in list_objects(s3, bucket, prefix):
+        yield item["Key"]
+
+
 def object_exists(s3, bucket: str, key: str) -> bool:
+    """True when `key` names an object (not a prefix)."""
+    return object_size(s3, bucket, key) is not None
+
+
+def object_size(s3, bucket: str, key: str) -> int | None:
+    """The stored size of the object `key`, None when there is no such object (HeadObject)."""
     if not key or key.endswith("/"):
-        return False
+        return None
     try:
-        s3.head_object(Bucket=bucket, Key=key)
-        return True
+        return int(s3.head_object(Bucket=bucket, Key=key).get("ContentLength", 0))
     except botocore.exceptions.ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "NotFound"):
-            return False
+            return None
         raise _s3_error(error, f"s3://{bucket}/{key}") from None
     except Exception as error:
         raise _s3_error(error, f"s3://{bucket}/{key}") from None
@@ -528,21 +632,45 @@ def safe_relative(rel: str) -> PurePosixPath:
     return path
 
 
-def plan_downloads(s3, location: S3Location, dest: str | os.PathLike[str]) -> list[tuple[str, Path]]:
-    """(object key, local path) pairs. A key names one object; otherwise it is a prefix."""
+@dataclass
+class DownloadPlan:
+    """Objects and their local paths, plus the keys that cannot be written safely."""
+
+    items: list[tuple[str, Path]]
+    skipped: list[Skipped]
+    sizes: dict[str, int] = field(default_factory=dict)  # stored bytes per key (progress totals)
+
+
+def scan_downloads(s3, location: S3Location, dest: str | os.PathLike[str]) -> DownloadPlan:
+    """(object key, local path) pairs. A key names one object; otherwise it is a prefix.
+
+    Under a prefix, a key that is no safe relative path ('..', absolute, empty segments) is
+    left out and listed in `skipped`; the other objects still download.
+    """
     dest = Path(dest)
-    if object_exists(s3, location.bucket, location.key):
+    size = object_size(s3, location.bucket, location.key)
+    if size is not None:
         name = PurePosixPath(location.key).name
         target = dest / name if dest.is_dir() or str(dest).endswith(os.sep) else dest
-        return [(location.key, target)]
+        return DownloadPlan([(location.key, target)], [], {location.key: size})
     prefix = location.key if not location.key or location.key.endswith("/") else location.key + "/"
-    plan = []
-    for key in list_keys(s3, location.bucket, prefix):
+    plan = DownloadPlan([], [])
+    for item in list_objects(s3, location.bucket, prefix):
+        key = item["Key"]
         if key.endswith("/"):
             continue  # "folder" markers
-        plan.append((key, dest.joinpath(*safe_relative(key[len(prefix) :]).parts)))
-    if not plan:
+        plan.sizes[key] = int(item.get("Size", 0))
+        try:
+            plan.items.append((key, dest.joinpath(*safe_relative(key[len(prefix) :]).parts)))
+        except UsageError as error:
+            plan.skipped.append(Skipped(f"s3://{location.bucket}/{key}", str(error)))
+    if not plan.items and not plan.skipped:
         raise UsageError(f"no object or prefix s3://{location.bucket}/{location.key}")
     if dest.exists() and not dest.is_dir():
         raise UsageError(f"{dest} is a file; a prefix downloads into a directory")
     return plan
+
+
+def plan_downloads(s3, location: S3Location, dest: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """The objects of `scan_downloads` (unsafe keys dropped: use scan_downloads to report them)."""
+    return scan_downloads(s3, location, dest).items
