@@ -178,9 +178,10 @@ def run_bench(argv: list[str] | None = None) -> list[Row]:
         key_file = work / "bench.key.json"
         peers.write_key(key_file)
         rows = measure(endpoint, work, key_file, QUICK if args.quick else FULL)
-    command = "python -m bench.small_files" + (" --quick" if args.quick else "")
-    args.out.write_text(render(rows, command))
-    print(f"wrote {args.out}", file=sys.stderr)
+        # Written before the endpoint stops: a slow teardown of a large store must not lose the figures.
+        command = "python -m bench.small_files" + (" --quick" if args.quick else "")
+        args.out.write_text(render(rows, command))
+        print(f"wrote {args.out}", file=sys.stderr)
     return rows
 
 
