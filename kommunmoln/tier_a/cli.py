@@ -216,6 +216,9 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     _add_force(encrypt)
     encrypt.add_argument("--escrow-public-key", metavar="PEM", help="also wrap the data key for this RSA escrow key")
     encrypt.add_argument("--context", action="append", metavar="k=v", help="encryption context entry (plaintext!)")
+    encrypt.add_argument(
+        "--escrow-key", metavar="KEYFILE", help="also wrap the data key for this offline AES escrow key file"
+    )
 
     decrypt = command("decrypt", "decrypt a local ESDK message; OUT appears only if all of it authenticated")
     decrypt.add_argument("input", metavar="IN", help="ESDK message ('-' = standard input)")
@@ -223,10 +226,14 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     _add_force(decrypt)
     decrypt.add_argument("--expect-context", action="append", metavar="k=v", help="required encryption context entry")
     decrypt.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
+    decrypt.add_argument("--escrow-key", metavar="KEYFILE", help="recover with the offline AES escrow key file")
 
     upload = command("upload", "encrypt and upload files or directories (recursively) to s3://bucket/prefix")
     upload.add_argument("paths", nargs="+", metavar="PATH... S3URL")
     upload.add_argument("--escrow-public-key", metavar="PEM", help="also wrap every data key for this RSA escrow key")
+    upload.add_argument(
+        "--escrow-key", metavar="KEYFILE", help="also wrap every data key for this offline AES escrow key file"
+    )
     upload.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
     _add_transfer(upload)
 
@@ -236,6 +243,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     _add_force(download)
     download.add_argument("--expect-context", action="append", metavar="k=v", help="extra required context entry")
     download.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
+    download.add_argument("--escrow-key", metavar="KEYFILE", help="recover with the offline AES escrow key file")
 
     verify = command("verify", "run the validator's header check from the client (read-only)")
     verify.add_argument("source", metavar="S3URL")
@@ -257,6 +265,9 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
                       help="add delete markers for objects without a local file (versioned buckets only)")  # fmt: skip
     sync.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
     sync.add_argument("--escrow-public-key", metavar="PEM", help="also wrap every data key for this RSA escrow key")
+    sync.add_argument(
+        "--escrow-key", metavar="KEYFILE", help="also wrap every data key for this offline AES escrow key file"
+    )
     _add_transfer(sync)
 
     rm = command("rm", "delete objects: a delete marker only (versioned buckets; every version stays)")
@@ -281,6 +292,7 @@ def custody_options(args: argparse.Namespace) -> CustodyOptions:
         namespace=args.namespace,
         escrow_public_key=getattr(args, "escrow_public_key", None),
         escrow_private_key=getattr(args, "escrow_private_key", None),
+        escrow_key_file=getattr(args, "escrow_key", None),
     )
 
 
