@@ -64,7 +64,7 @@ from bench.report import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 BUCKET = "kommunmoln-bench"
-SECTIONS = ("upload", "download", "encrypt", "memory", "validator", "synth", "profile", "sweep", "small-files")
+SECTIONS = ("upload", "download", "encrypt", "memory", "validator", "synth", "profile", "sweep", "xks", "small-files")
 DEFAULT_SECTIONS = SECTIONS
 TRANSFER_PEERS = ("boto3", "kommunmoln", "rclone-crypt", "s3ec")
 ENDPOINTS = (FAST_HTTP, FAST_HTTPS, MOTO)
@@ -820,6 +820,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.close()  # stop the endpoints before synthesis
         if "synth" in sections:
             _run_step("synth", lambda: synthesis(ctx), results, args)
+        if "xks" in sections:  # tier C proxy bench, its own module and record (docs/BENCHMARKS-xks.md)
+            from bench import xks
+
+            _run_step("xks", lambda: xks.main(["--quick"] if args.quick else []), results, args)
     results.machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results.notes += [
         "Two kinds of endpoint, both on loopback and both sharing the 2 cores with the client. The fast "
