@@ -166,6 +166,20 @@ def bench_rerun(files: int, workdir: Path, endpoint: str) -> dict[str, float]:
     }
 
 
+def summary(mapping: dict[str, float], rerun: dict) -> str:
+    """One sentence for the benchmark record."""
+    return (
+        f"Encrypted names (bench/names.py): {mapping['names']:,} names mapped at "
+        f"{mapping['encrypt_names_per_s']:,.0f}/s encrypting and {mapping['decrypt_names_per_s']:,.0f}/s decrypting "
+        f"(bare AES-SIV on the same segments {mapping['bare_aessiv_names_per_s']:,.0f}/s); mean key "
+        f"{mapping['mean_plain_key_bytes']:.0f} -> {mapping['mean_stored_key_bytes']:.0f} bytes. No-change re-run of "
+        f"{rerun['files']:,} files on moto: {rerun['ours_requests']} S3 requests "
+        f"({rerun['ours_requests_per_file']:.4f}/file, {rerun['ours_content_bytes_read']} content bytes read) "
+        f"vs {rerun['peer_requests']} ({rerun['peer_requests_per_file']:.4f}/file) for an aws-s3-sync-style listing; "
+        f"{rerun['ours_seconds']:.1f} s vs {rerun['peer_seconds']:.1f} s (ours hashes every local file)."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.names", description=__doc__.split("\n\n")[0])
     parser.add_argument("--names", type=int, default=100_000)
