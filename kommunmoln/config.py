@@ -173,6 +173,9 @@ class AppConfig:
     # False: no function reserves concurrency (accounts whose Lambda concurrency quota is too small to
     # reserve any: Lambda keeps 100 unreserved; `make preflight` checks the headroom).
     lambda_reserved_concurrency: bool = True
+    # Ids of the organisation policies (SCP/RCP) the management account has attached to this account
+    # or its OU to keep data and keys in allowed_regions (compliance rule 8); () = none declared.
+    residency_guardrail_policy_ids: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -197,6 +200,7 @@ DEFAULTS: dict[str, Any] = {
     "alarm_email": "",
     "vpc_cidr": "10.42.0.0/16",
     "log_retention_days": 365,
+    "residency_guardrail_policy_ids": [],
     "tier_a_key_namespaces": ["kommunmoln"],
     "tier_a_noncurrent_version_days": 365,
     "tier_a_object_lock_days": 0,
@@ -387,6 +391,12 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         tier_a=tier_a,
         tier_b=tier_b,
         lambda_reserved_concurrency=_bool("lambda_reserved_concurrency", get("lambda_reserved_concurrency")),
+        residency_guardrail_policy_ids=_list(
+            "residency_guardrail_policy_ids",
+            get("residency_guardrail_policy_ids"),
+            # The AWS Organizations policy id format (PolicyId: ^p-[0-9a-zA-Z_]{8,128}$).
+            lambda k, v: _string(k, v, pattern=r"p-[0-9a-zA-Z_]{8,128}", allowed="an Organizations policy id p-..."),
+        ),
     )
     return config
 

@@ -22,6 +22,9 @@ class Requirement:
     title: str
     source: str  # the sources, by name and date
     summary: str
+    # True for a requirement the municipality itself must assess (OSL 10 kap. 2 a §): its section of
+    # the report lists facts for that assessment, never pass/fail.
+    assessment: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Secrecy does not prevent handing information to a party that only stores or processes it technically, "
         "unless that is inappropriate in the circumstances. The authority must make and record that assessment; "
         "these controls are the technical facts the assessment rests on, not the assessment itself.",
+        assessment=True,
     ),
     Requirement(
         REQ_EDPB_UC1,
@@ -122,6 +126,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 )
 
 _TEST_RULES = "tests/infrastructure/compliance/test_rules.py"
+_TEST_GUARDRAILS = "tests/infrastructure/compliance/test_guardrails.py"
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -200,7 +205,8 @@ RULES: tuple[Rule, ...] = (
     Rule(
         4,
         "No principal outside the account in the policies of protected buckets and their keys",
-        (REQ_DISCLOSURE, REQ_PROTECTIVE_SECURITY, REQ_EDPB_UC1),
+        # Access control against other accounts: not evidence that the provider cannot read the data.
+        (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A),
         "eSam (Nov 2018/2019) and Säkerhetsskyddslagen (2018:585): granting another account, the public (`*` "
         "without an account condition), a federated or a canonical user access to a protected bucket or its key "
         "discloses the information beyond the municipality. Deny statements may use `*`.",
@@ -217,7 +223,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         5,
         "Key policies grant no wildcard actions (kms:*, *) except the account root on ordinary keys",
-        (REQ_DISCLOSURE, REQ_EDPB_UC1, REQ_PROTECTIVE_SECURITY),
+        (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A),
         "EDPB Recommendations 01/2020 v2.0 Use Case 1 and eSam (Nov 2018/2019): who can use a key must be "
         "decided by the key policy, not by any IAM policy in the account. Keys of protected buckets and HSM-backed "
         "keys: no `kms:*` or `*` for any principal (administration and use are granted as named actions). Other "
@@ -275,6 +281,28 @@ RULES: tuple[Rule, ...] = (
             f"{_TEST_RULES}::test_osl7_trail_with_data_events_passes",
             f"{_TEST_RULES}::test_osl7_organization_trail_tag_passes",
             f"{_TEST_RULES}::test_osl7_no_trail_fails",
+        ),
+    ),
+    Rule(
+        8,
+        "Residency guardrails for the account: an organisation policy denies other regions and cross-region copies",
+        (REQ_RESIDENCY,),
+        "Data residency (GDPR chapter V): rule 1 shows where the app's own resources live, but any principal of the "
+        "account could still copy an HSM backup to another region (cloudhsm:CopyBackupToRegion), replicate a key "
+        "(kms:ReplicateKey) or a bucket (s3:PutReplicationConfiguration), or create resources in another region. "
+        "Only a service control policy (or resource control policy) attached by the organisation's management "
+        "account prevents that. Checked once per app, not per resource: the app either contains an "
+        "AWS::Organizations::Policy that denies all of it, or the configuration names the policy ids the "
+        "organisation has attached (declared, not verified from the templates).",
+        "write the set with `make guardrails` (build/residency-scp.json, from allowed_regions), attach it in the "
+        "management account to the OU or account (aws organizations create-policy --type SERVICE_CONTROL_POLICY; "
+        "attach-policy), and set residency_guardrail_policy_ids in cdk.json to the attached policy ids",
+        (),  # app-wide: evaluated by Evaluator.residency_guardrails, reported as one row
+        tests=(
+            f"{_TEST_GUARDRAILS}::test_rule8_flags_an_app_without_guardrails",
+            f"{_TEST_GUARDRAILS}::test_rule8_passes_an_app_with_the_generated_scp",
+            f"{_TEST_GUARDRAILS}::test_rule8_flags_an_incomplete_scp",
+            f"{_TEST_GUARDRAILS}::test_rule8_declared_policy_ids_pass_as_declared",
         ),
     ),
 )

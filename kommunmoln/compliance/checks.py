@@ -64,6 +64,8 @@ class Options:
 
     allowed_regions: tuple[str, ...] = ("eu-north-1",)
     workshop_mode: bool = False
+    # Ids of organisation policies (SCP/RCP) the configuration declares attached (rule 8).
+    residency_guardrail_policy_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -410,6 +412,8 @@ class Evaluator:
                 "AWS_CLOUDHSM or EXTERNAL_KEY_STORE"
             )
         key_type = key.get("Type")
+        if properties(key).get("Origin") == "EXTERNAL_KEY_STORE":
+            return None  # key material in the municipality's external key store (tier C, XKS)
         if key_type == HSM_KEY:
             store = properties(key).get("CustomKeyStoreId")
             if store in (None, "") or (isinstance(store, str) and not store.strip()):
@@ -423,6 +427,40 @@ class Evaluator:
                 f"a key in a custom key store, use the {HSM_KEY} custom resource"
             )
         return f"the key reference points at {target.logical_id} of type {key_type}, not a KMS key"
+
+    def is_client_side(self, ref: ResourceRef, bucket: dict[str, Any]) -> bool:
+        """The bucket meets tier A: only client-side encrypted objects, so S3 never sees plaintext."""
+        return self.is_protected(bucket) and not self.tier_a_problems(ref, bucket)
+
+    # --- rule 8: residency guardrails (app-wide) ---------------------------------------------
+    def residency_guardrails(self) -> tuple[Outcome, str]:
+        """(outcome, where): an organisation policy in the app denying what rule 8 names, or declared ids."""
+        from kommunmoln.compliance.guardrails import gaps
+
+        incomplete = []
+        for ref, policy in self.model.all_of_type("AWS::Organizations::Policy"):
+            props = properties(policy)
+            if props.get("Type") not in ("SERVICE_CONTROL_POLICY", "RESOURCE_CONTROL_POLICY"):
+                continue
+            missing = gaps(policy_document(props.get("Content")), self.options.allowed_regions)
+            if not missing:
+                return Outcome(
+                    COMPLIANT, reasons=(f"policy {ref.logical_id} in the app",)
+                ), f"{ref.stack}/{ref.logical_id}"
+            incomplete.append(f"policy {ref.logical_id}: {'; '.join(missing)}")
+        declared = self.options.residency_guardrail_policy_ids
+        if declared:
+            reason = (
+                f"declared in residency_guardrail_policy_ids: {', '.join(declared)} (attached by the organisation; "
+                "not verified from the templates)"
+            )
+            return Outcome(COMPLIANT, reasons=(reason,)), "organisation: " + ", ".join(declared)
+        reasons = incomplete or [
+            "no organisation policy (SCP/RCP) in the app and none declared: cloudhsm:CopyBackupToRegion, "
+            "kms:ReplicateKey, s3:PutReplicationConfiguration and requests outside "
+            f"{', '.join(self.options.allowed_regions)} are not prevented"
+        ]
+        return Outcome.fail(*reasons), "organisation (no policy)"
 
     # --- rule 3: bucket hardening ------------------------------------------------------------
     def _rule3(self, ref: ResourceRef, bucket: dict[str, Any]) -> Outcome:

@@ -19,16 +19,32 @@ import json
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from kommunmoln.compliance.catalog import PACK_NAME, REQUIREMENTS, RULES, Requirement
-from kommunmoln.compliance.checks import NOT_APPLICABLE, Evaluator, Options
+from kommunmoln.compliance.catalog import (
+    PACK_NAME,
+    REQ_DISCLOSURE,
+    REQ_EDPB_UC1,
+    REQUIREMENTS,
+    RULES,
+    RULES_BY_NUMBER,
+    Requirement,
+)
+from kommunmoln.compliance.checks import COMPLIANT, NOT_APPLICABLE, Evaluator, Options
 from kommunmoln.compliance.model import AppModel, ResourceRef
 from kommunmoln.config import REPO_ROOT, load_config
 
 PASS, ACKNOWLEDGED, FAIL = "pass", "acknowledged", "fail"
+# A requirement the deployment does not meet by design (tier B/C under "no disclosure"), or an
+# organisation-level control that is absent (rule 8): not a template defect, and never a pass.
+NOT_MET = "not met"
+# Rows of an assessment requirement (OSL 10 kap. 2 a §): facts for the municipality's assessment.
+FACT = "fact"
+# Requirements only client-side encryption (tier A) meets: S3 must never see the plaintext.
+_CLIENT_SIDE_ONLY = (REQ_DISCLOSURE, REQ_EDPB_UC1)
+_SERVER_SIDE = "server-side"
 _GATES_TEST = "tests/infrastructure/test_compliance_gates.py::test_default_app_has_no_unacknowledged_findings"
 _PROJECT_TEST = "tests/infrastructure/compliance/test_report.py::test_project_app_passes_the_osl_pack"
 
@@ -49,7 +65,8 @@ _AWS, _NIST = "AwsSolutions", "NIST.800.53.R5"
 _B, _K, _T, _L = "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::CloudTrail::Trail", "AWS::Logs::LogGroup"
 EXTERNAL_CONTROLS: tuple[ExternalControl, ...] = (
     ExternalControl(_AWS, "AwsSolutions-S1", "S3 server access logs enabled", ("logging",), (_B,)),
-    ExternalControl(_AWS, "AwsSolutions-S2", "S3 public access blocked", ("disclosure", "protective-security"), (_B,)),
+    # Generic hardening evidences protective security, never non-disclosure to the provider.
+    ExternalControl(_AWS, "AwsSolutions-S2", "S3 public access blocked", ("protective-security",), (_B,)),
     ExternalControl(_AWS, "AwsSolutions-S10", "S3 requires TLS", ("protective-security",), (_B,)),
     ExternalControl(_AWS, "AwsSolutions-KMS5", "KMS key rotation", ("protective-security",), (_K,)),
     ExternalControl(_NIST, "NIST.800.53.R5-S3BucketLoggingEnabled", "S3 logging (AU-2, AU-12)", ("logging",), (_B,)),
@@ -67,11 +84,15 @@ EXTERNAL_CONTROLS: tuple[ExternalControl, ...] = (
         _NIST,
         "NIST.800.53.R5-S3BucketLevelPublicAccessProhibited",
         "S3 public access prohibited (AC-3, AC-4)",
-        ("disclosure",),
+        ("protective-security",),
         (_B,),
     ),
     ExternalControl(
-        _NIST, "NIST.800.53.R5-S3DefaultEncryptionKMS", "S3 default encryption with KMS (SC-28)", ("disclosure",), (_B,)
+        _NIST,
+        "NIST.800.53.R5-S3DefaultEncryptionKMS",
+        "S3 default encryption with KMS (SC-28)",
+        ("protective-security",),
+        (_B,),
     ),
     ExternalControl(
         _NIST,
@@ -110,6 +131,7 @@ class Row:
     status: str
     detail: str
     tests: tuple[str, ...]
+    tier: str = ""  # rule 2 on a protected bucket: "client-side" (tier A) or "server-side" (tier B/C)
 
 
 @dataclass
@@ -127,7 +149,28 @@ class Evidence:
         return Counter(row.status for row in self.rows)
 
     def rows_for(self, requirement: Requirement) -> list[Row]:
-        return [row for row in self.rows if requirement.id in row.requirement_ids]
+        """The rows that evidence the requirement, with the status they have *for it* (see `_as_evidence`)."""
+        return [_as_evidence(requirement, row) for row in self.rows if requirement.id in row.requirement_ids]
+
+
+def _as_evidence(requirement: Requirement, row: Row) -> Row:
+    """A control's result read against one requirement.
+
+    A tier B/C bucket passes rule 2 (it is protected server-side), but S3 receives its plaintext, so it
+    does not meet "no disclosure to the provider" or EDPB Use Case 1. An assessment requirement gets
+    facts, because whether handing over is inappropriate is the municipality's assessment.
+    """
+    if requirement.assessment:
+        shown = f"the control reports {row.status}" + (f": {row.detail}" if row.detail else "")
+        return replace(row, status=FACT, detail=shown)
+    if requirement.id in _CLIENT_SIDE_ONLY and row.tier == _SERVER_SIDE and row.status in (PASS, ACKNOWLEDGED):
+        return replace(
+            row,
+            status=NOT_MET,
+            detail="server-side encryption (tier B/C): S3 receives the plaintext object and data key during "
+            "processing, so the provider can read it; only tier A (client-side) meets this requirement",
+        )
+    return row
 
 
 # --- collecting ---------------------------------------------------------------------------
@@ -172,11 +215,14 @@ def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None 
             "use_cases": list(config.use_cases),
             "workshop_mode": config.workshop_mode,
             "tier_b_keystore_enabled": config.tier_b.keystore_enabled,
+            "residency_guardrail_policy_ids": list(config.residency_guardrail_policy_ids),
         },
         synthesis_error=error,
     )
     failed, acknowledged = _findings(report)
-    evaluator = Evaluator(model, Options(config.allowed_regions, config.workshop_mode))
+    evaluator = Evaluator(
+        model, Options(config.allowed_regions, config.workshop_mode, config.residency_guardrail_policy_ids)
+    )
     evidence.rows.extend(_pack_rows(evaluator, paths, failed, acknowledged))
     evidence.rows.extend(_external_rows(model, paths, failed, acknowledged))
     return evidence
@@ -234,10 +280,36 @@ def _pack_rows(
                         detail = "; ".join(f"{i}: {r}" for i, r in zip(ids, reasons, strict=True))
                     else:
                         status, detail = FAIL, "; ".join(outcome.reasons)
+                tier = ""
+                if rule.number == 2:
+                    client_side = evaluator.is_client_side(ref, evaluator.model.resource(ref) or {})
+                    tier = "client-side" if client_side else _SERVER_SIDE
                 rows.append(
-                    Row(rule.requirements, rule.rule_id, rule.title, path, resource_type, status, detail, rule.tests)
+                    Row(
+                        rule.requirements,
+                        rule.rule_id,
+                        rule.title,
+                        path,
+                        resource_type,
+                        status,
+                        detail,
+                        rule.tests,
+                        tier,
+                    )
                 )
+    rows.append(_guardrail_row(evaluator))
     return rows
+
+
+def _guardrail_row(evaluator: Evaluator) -> Row:
+    """Rule 8, once per app: an absent guardrail set is `not met` (the organisation's step, not a template's)."""
+    rule = RULES_BY_NUMBER[8]
+    outcome, where = evaluator.residency_guardrails()
+    status = PASS if outcome.status == COMPLIANT else NOT_MET
+    detail = "; ".join(outcome.reasons) + ("" if status == PASS else f". Fix: {rule.fix}")
+    return Row(
+        rule.requirements, rule.rule_id, rule.title, where, "AWS::Organizations::Policy", status, detail, rule.tests
+    )
 
 
 def _external_rows(
@@ -275,13 +347,17 @@ def _external_rows(
 
 # --- rendering ----------------------------------------------------------------------------
 def summary_line(evidence: Evidence | None = None) -> str:
-    """`Compliance: 7 requirements, N controls, X pass, Y acknowledged, Z fail`."""
+    """`Compliance: R requirements, N controls, X pass, Y acknowledged, Z fail, W not met`.
+
+    Counts are per control and resource, before they are read against a requirement (so a tier B
+    bucket's rule 2 pass counts here once, and shows `not met` under the non-disclosure sections).
+    """
     evidence = evidence or collect_evidence()
     counts = evidence.counts()
     covered = sum(1 for req in REQUIREMENTS if evidence.rows_for(req))
     return (
         f"Compliance: {covered} requirements, {len(evidence.controls())} controls, {counts[PASS]} pass, "
-        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail"
+        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail, {counts[NOT_MET]} not met"
     )
 
 
@@ -294,6 +370,11 @@ _DISCLAIMER = (
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _order(row: Row) -> tuple[int, str, str]:
+    rank = {FAIL: 0, NOT_MET: 1, ACKNOWLEDGED: 2}.get(row.status, 3)
+    return rank, row.control, row.resource
 
 
 def render_markdown(evidence: Evidence) -> str:
@@ -312,6 +393,12 @@ def render_markdown(evidence: Evidence) -> str:
     for requirement in REQUIREMENTS:
         rows = evidence.rows_for(requirement)
         counts = Counter(row.status for row in rows)
+        tally = (
+            f"{len(rows)} facts for the municipality's own assessment (not pass/fail)."
+            if requirement.assessment
+            else f"{counts[PASS]} pass, {counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail, "
+            f"{counts[NOT_MET]} not met."
+        )
         lines += [
             f"## {requirement.title}",
             "",
@@ -319,13 +406,12 @@ def render_markdown(evidence: Evidence) -> str:
             "",
             requirement.summary,
             "",
-            f"{len({r.control for r in rows})} controls: {counts[PASS]} pass, {counts[ACKNOWLEDGED]} acknowledged, "
-            f"{counts[FAIL]} fail.",
+            f"{len({r.control for r in rows})} controls: {tally}",
             "",
             "| Control | Resource | Status | Detail | Proven by |",
             "|---|---|---|---|---|",
         ]
-        for row in sorted(rows, key=lambda r: (r.status != FAIL, r.status != ACKNOWLEDGED, r.control, r.resource)):
+        for row in sorted(rows, key=_order):
             lines.append(
                 f"| `{row.control}` {_cell(row.title)} | `{_cell(row.resource)}` ({row.resource_type}) | "
                 f"**{row.status}** | {_cell(row.detail)} | {'<br>'.join(f'`{t}`' for t in row.tests)} |"
@@ -341,7 +427,7 @@ def render_html(evidence: Evidence) -> str:
         '<html lang="en"><head><meta charset="utf-8"><title>kommunmoln compliance evidence</title>',
         "<style>body{font-family:sans-serif;max-width:80em;margin:auto}table{border-collapse:collapse;width:100%}"
         "td,th{border:1px solid #999;padding:4px;vertical-align:top;font-size:90%}.fail{background:#fdd}"
-        ".acknowledged{background:#ffd}.pass{background:#dfd}code{font-size:95%}</style></head><body>",
+        ".acknowledged{background:#ffd}.pass{background:#dfd}.not-met{background:#fdb}code{font-size:95%}</style></head><body>",
         "<h1>Compliance evidence report</h1>",
         f"<p><em>{esc(_DISCLAIMER)}</em></p>",
         f"<p><strong>{esc(summary_line(evidence))}</strong></p>",
@@ -357,10 +443,10 @@ def render_html(evidence: Evidence) -> str:
             f"<p>{esc(requirement.summary)}</p>",
             "<table><tr><th>Control</th><th>Resource</th><th>Status</th><th>Detail</th><th>Proven by</th></tr>",
         ]
-        for row in sorted(rows, key=lambda r: (r.status != FAIL, r.status != ACKNOWLEDGED, r.control, r.resource)):
+        for row in sorted(rows, key=_order):
             tests = "<br>".join(f"<code>{esc(t)}</code>" for t in row.tests)
             parts.append(
-                f"<tr class='{esc(row.status)}'><td><code>{esc(row.control)}</code> {esc(row.title)}</td>"
+                f"<tr class='{esc(row.status.replace(' ', '-'))}'><td><code>{esc(row.control)}</code> {esc(row.title)}</td>"
                 f"<td><code>{esc(row.resource)}</code> ({esc(row.resource_type)})</td><td>{esc(row.status)}</td>"
                 f"<td>{esc(row.detail)}</td><td>{tests}</td></tr>"
             )
@@ -375,6 +461,11 @@ def write_reports(evidence: Evidence, markdown_path: Path) -> tuple[Path, Path]:
     markdown_path.write_text(render_markdown(evidence), encoding="utf-8")
     html_path.write_text(render_html(evidence), encoding="utf-8")
     return markdown_path, html_path
+
+
+def context_with_overrides(pairs: list[str]) -> dict[str, Any]:
+    """The cdk.json context with `-c key=value` overrides applied."""
+    return _context(_parse_overrides(pairs))
 
 
 def _parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -113,7 +113,16 @@ def raw_aes_master_key(namespace: str, name: str, material: bytes) -> RawMasterK
     )
 
 
+# Windows has no POSIX mode bits (st_mode reports 0o666 for every writable file, and
+# os.fchmod only exists there from Python 3.13): access to a key file is governed by its
+# ACL, which the operator restricts (README, "Supported platforms"). The 0600 check and the
+# fchmod apply where the modes mean something.
+POSIX_PERMISSIONS = os.name == "posix"
+
+
 def _mode_problem(path: Path, mode: int) -> str | None:
+    if not POSIX_PERMISSIONS:
+        return None
     if mode & 0o077:
         return f"{path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
     return None
@@ -183,7 +192,8 @@ def _create_private(path: Path, data: bytes) -> None:
     except OSError as error:
         raise UsageError(f"cannot create {path}: {error.strerror}") from None
     try:
-        os.fchmod(fd, 0o600)
+        if POSIX_PERMISSIONS:
+            os.fchmod(fd, 0o600)  # whatever the umask
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]

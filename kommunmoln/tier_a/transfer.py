@@ -165,6 +165,8 @@ class UploadResult:
     stored_bytes: int
     parts: int  # 0 = single PutObject
     encryption_context: dict[str, str]
+    message_id: bytes = b""  # the ESDK message ID (header, authenticated): names this upload
+    plaintext_sha256: str = ""  # of exactly the bytes encrypted (change detection, manifest.py)
 
 
 class _Counting(io.RawIOBase):
@@ -174,6 +176,7 @@ class _Counting(io.RawIOBase):
         self._raw = raw
         self._on_bytes = on_bytes
         self.count = 0
+        self.sha256 = hashlib.sha256()  # hashed while read, so it covers exactly what was encrypted
 
     def readable(self) -> bool:
         return True
@@ -181,6 +184,7 @@ class _Counting(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.count += len(data)
+        self.sha256.update(data)
         if self._on_bytes and data:
             self._on_bytes(len(data))
         return data
@@ -201,6 +205,12 @@ class _PartReader:
         self._carry = bytearray()
         self._exhausted = False
         self.total = 0
+
+    @property
+    def message_id(self) -> bytes:
+        """The message ID from the header the encryptor wrote (available after the first read)."""
+        header = getattr(self._encryptor, "header", None)
+        return bytes(header.message_id) if header is not None else b""
 
     def next_part(self, size: int) -> bytearray:
         """The next part, built in place: the only copy made is the short tail past `size`.
@@ -314,12 +324,12 @@ def upload_encrypted(
                 on_bytes(len(first))
             return UploadResult(
                 source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
-                len(first), 0, context,
+                len(first), 0, context, reader.message_id, source.sha256.hexdigest(),
             )  # fmt: skip
         response, parts = _multipart(s3, bucket, key, [first, second], reader, part_size, settings, what, on_bytes)
         return UploadResult(
             source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
-            reader.total, parts, context,
+            reader.total, parts, context, reader.message_id, source.sha256.hexdigest(),
         )  # fmt: skip
 
 

@@ -41,3 +41,15 @@ def client_key() -> RawAesKey:
 @pytest.fixture
 def client_key_file(tmp_path: Path, client_key: RawAesKey) -> Path:
     return write_key_file(tmp_path / "client.key.json", client_key)
+
+
+@pytest.fixture
+def s3(client_s3):
+    """The same client under the short name the older tests use."""
+    return client_s3
+
+
+@pytest.fixture
+def bucket(make_bucket) -> str:
+    """One versioned bucket."""
+    return make_bucket()

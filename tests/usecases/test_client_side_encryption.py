@@ -17,33 +17,16 @@ from kommunmoln.tier_a.errors import ContextMismatchError, DecryptionError, Tran
 from kommunmoln.tier_a.keys import Keyring, RawAesKey, write_key_file
 from kommunmoln.tier_a.transfer import (
     MIB,
-    AwsSettings,
     S3Location,
     TransferSettings,
     download_decrypted,
-    make_session,
     parse_s3_url,
     plan_uploads,
-    s3_client,
     upload_encrypted,
 )
 from usecases.client_side_encryption import main
 
 pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
-
-
-@pytest.fixture
-def s3(moto_endpoint: str):
-    aws = AwsSettings(endpoint_url=moto_endpoint)
-    return s3_client(make_session(aws), aws)
-
-
-@pytest.fixture
-def bucket(s3) -> str:
-    name = f"tier-a-test-{secrets.token_hex(4)}"
-    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
-    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-    return name
 
 
 @pytest.fixture

@@ -8,14 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from kommunmoln import names
 from kommunmoln.compliance import REQUIREMENTS, RULES
+from kommunmoln.compliance.catalog import REQUIREMENTS_BY_ID
+from kommunmoln.compliance.checks import Evaluator, Options
+from kommunmoln.compliance.model import AppModel, StackModel
 from kommunmoln.compliance.report import (
     ACKNOWLEDGED,
     EXTERNAL_CONTROLS,
+    FACT,
     FAIL,
+    NOT_MET,
     PASS,
     Evidence,
     Row,
+    _pack_rows,
     collect_evidence,
     render_html,
     render_markdown,
@@ -23,6 +30,7 @@ from kommunmoln.compliance.report import (
     write_reports,
 )
 from tests.conftest import REPO_ROOT
+from tests.infrastructure.compliance.fixtures import REGION, build_main_app, synth_findings
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +58,8 @@ def test_every_requirement_has_controls_and_acknowledgments_carry_reasons(eviden
 def test_summary_line_counts_rows(evidence: Evidence) -> None:
     line = summary_line(evidence)
     match = re.fullmatch(
-        r"Compliance: 7 requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail", line
+        r"Compliance: 7 requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met",
+        line,
     )
     assert match, line
     assert sum(int(n) for n in match.groups()[1:]) == len(evidence.rows)
@@ -82,3 +91,88 @@ def test_every_proving_test_named_in_the_catalogue_exists() -> None:
     for reference in sorted(references):
         file, _, name = reference.partition("::")
         assert name in _test_names(REPO_ROOT / file), reference
+
+
+# --- what a control evidences, read per requirement (issue 16 item 7) -----------------------
+_NON_DISCLOSURE = (REQUIREMENTS_BY_ID["disclosure"], REQUIREMENTS_BY_ID["edpb-uc1"])
+
+
+@pytest.fixture(scope="module")
+def good_stack_evidence(tmp_path_factory: pytest.TempPathFactory) -> Evidence:
+    """The compliant fixture stack (tier A bucket, tier B bucket on an HSM key), every rule evaluated."""
+    outdir = tmp_path_factory.mktemp("good-stack")
+    synth_findings(build_main_app(outdir), outdir)
+    model = AppModel.from_outdir(outdir)
+    model.stacks = {k: v for k, v in model.stacks.items() if k == "Good"}
+    return Evidence(config={}, rows=_pack_rows(Evaluator(model, Options((REGION,))), {}, {}, {}))
+
+
+def test_tier_b_bucket_is_not_met_under_no_disclosure_and_edpb_use_case_1(good_stack_evidence: Evidence) -> None:
+    # GIVEN a tier B bucket on an HSM-backed key, which passes rule 2 (protected server-side)
+    evidence = good_stack_evidence
+    tier_b = [r for r in evidence.rows if r.control == "KommunmolnOSL-2" and r.tier == "server-side"]
+    assert tier_b and all(r.status == PASS for r in tier_b)
+    for requirement in _NON_DISCLOSURE:
+        rows = evidence.rows_for(requirement)
+        # THEN under "no disclosure to the provider" and EDPB Use Case 1 it is `not met`, never pass
+        shown = [r for r in rows if r.tier == "server-side"]
+        assert shown and {r.status for r in shown} == {NOT_MET}, requirement.id
+        assert "S3 receives the plaintext" in shown[0].detail
+        # AND only rule 2 evidences these requirements, and tier A passes them
+        assert {r.control for r in rows} == {"KommunmolnOSL-2"}
+        assert any(r.tier == "client-side" and r.status == PASS for r in rows)
+
+
+def test_generic_controls_move_to_the_sections_they_evidence(evidence: Evidence) -> None:
+    generic = {
+        "AwsSolutions-S2",
+        "NIST.800.53.R5-S3BucketLevelPublicAccessProhibited",
+        "NIST.800.53.R5-S3DefaultEncryptionKMS",
+        "KommunmolnOSL-4",
+        "KommunmolnOSL-5",
+    }
+    for requirement in _NON_DISCLOSURE:
+        assert not generic & {r.control for r in evidence.rows_for(requirement)}
+    assert generic <= {r.control for r in evidence.rows_for(REQUIREMENTS_BY_ID["protective-security"])}
+
+
+def test_osl_10_2a_section_shows_facts_for_the_assessment_not_pass_fail(evidence: Evidence) -> None:
+    rows = evidence.rows_for(REQUIREMENTS_BY_ID["osl-10-2a"])
+    assert rows and {r.status for r in rows} == {FACT}
+    assert all(r.detail.startswith("the control reports ") for r in rows)
+    section = render_markdown(evidence).split("## Handing information to a technical provider")[1].split("\n## ")[0]
+    assert "facts for the municipality's own assessment (not pass/fail)" in section
+    assert "**pass**" not in section and "**fail**" not in section
+
+
+def test_residency_guardrails_absent_show_not_met_with_the_fix(evidence: Evidence) -> None:
+    (row,) = [r for r in evidence.rows_for(REQUIREMENTS_BY_ID["residency"]) if r.control == "KommunmolnOSL-8"]
+    assert row.status == NOT_MET and "make guardrails" in row.detail
+
+
+def test_bucket_on_an_external_key_store_key_is_not_met_under_no_disclosure() -> None:
+    # GIVEN a protected tier B bucket whose key has Origin EXTERNAL_KEY_STORE (tier C, XKS)
+    bucket = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {
+            "Tags": [
+                {"Key": names.TAG_CLASSIFICATION, "Value": names.CLASSIFICATION_PROTECTED},
+                {"Key": names.TAG_TIER, "Value": names.TIER_B},
+            ],
+            "BucketEncryption": {
+                "ServerSideEncryptionConfiguration": [
+                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "Xks"}}}
+                ]
+            },
+        },
+    }
+    key = {"Type": names.RESOURCE_KMS_HSM_KEY, "Properties": {"Origin": "EXTERNAL_KEY_STORE"}}
+    model = AppModel()
+    model.add(StackModel("C", {"Resources": {"Data": bucket, "Xks": key}}, "eu-north-1", None))
+    rows = Evidence(config={}, rows=_pack_rows(Evaluator(model, Options()), {}, {}, {}))
+    # WHEN rule 2 evaluates it THEN it is protected (rule 2 passes) ...
+    (rule2,) = [r for r in rows.rows if r.control == "KommunmolnOSL-2"]
+    assert rule2.status == PASS and rule2.tier == "server-side"
+    # ... but under no disclosure and EDPB Use Case 1 it is not met
+    for requirement in _NON_DISCLOSURE:
+        assert [r.status for r in rows.rows_for(requirement)] == [NOT_MET]

@@ -66,3 +66,14 @@ def test_abbreviated_options_are_refused(capsys: pytest.CaptureFixture[str]) -> 
     # `--end` must not silently mean `--endpoint-url`.
     assert cli.main(["verify", "--end", "http://127.0.0.1:1", "s3://b/k"]) == 2
     assert "unrecognized arguments: --end" in capsys.readouterr().err
+
+
+def test_without_posix_modes_key_files_stay_usable(tmp_path, monkeypatch) -> None:
+    # Windows reports mode 0o666 for every writable file: the 0600 check would refuse every key file.
+    from kommunmoln.tier_a import keys
+
+    monkeypatch.setattr(keys, "POSIX_PERMISSIONS", False)
+    monkeypatch.delattr(keys.os, "fchmod")  # absent on Windows before Python 3.13
+    path = keys.write_key_file(tmp_path / "k.json", keys.RawAesKey.generate("kommunmoln", "win"))
+    path.chmod(0o666)
+    assert keys.load_key_file(path).name == "win"
