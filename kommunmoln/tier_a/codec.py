@@ -207,9 +207,9 @@ def open_encryptor(source: BinaryIO, key_provider, encryption_context: Mapping[s
     encryptor._prep_message()  # ESDK: data key, header, header authentication, derived key
     return FrameEncryptor(
         source,
-        header=bytes(encryptor.output_buffer),
+        header=encryptor._header,
+        header_bytes=bytes(encryptor.output_buffer),
         key=encryptor._derived_data_key,
-        message_id=encryptor._header.message_id,
         frame_length=encryptor._header.frame_length,
     )
 

@@ -22,6 +22,7 @@ reference (https://docs.aws.amazon.com/encryption-sdk/latest/developer-guide/mes
 
 from __future__ import annotations
 
+import io
 import struct
 from typing import BinaryIO, Protocol
 
@@ -56,19 +57,21 @@ def _aad(message_id: bytes, final: bool, sequence_number: int, length: int) -> b
 class FrameEncryptor:
     """The ciphertext of one message, header first, read with `readinto` (or `read`).
 
-    `header` is the ESDK-serialized header with its authentication; `key` the ESDK-derived
-    data encryption key. Frames that fit are encrypted directly into the caller's buffer;
+    `header` is the ESDK's parsed header, `header_bytes` its serialization with its
+    authentication; `key` the ESDK-derived data encryption key. Frames that fit are encrypted directly into the caller's buffer;
     one that straddles the end of the buffer goes through a scratch buffer.
     """
 
-    def __init__(self, source: BinaryIO, *, header: bytes, key: bytes, message_id: bytes, frame_length: int) -> None:
+    def __init__(self, source: BinaryIO, *, header: object, header_bytes: bytes, key: bytes, frame_length: int) -> None:
+        self.header = header  # the ESDK's MessageHeader (message ID, context), as its stream exposes it
         self._source = source
+        self._readinto = getattr(source, "readinto", None)
         self._aead = AESGCM(key)
-        self._message_id = message_id
+        self._message_id = bytes(header.message_id)  # type: ignore[attr-defined]
         self._frame_length = frame_length
         self._plain = memoryview(bytearray(frame_length))
         self._scratch = memoryview(bytearray(_FINAL_PREFIX + frame_length + TAG_LENGTH))
-        self._pending = memoryview(header)
+        self._pending = memoryview(header_bytes)
         self._sequence_number = 1
         self._done = False
         self.plaintext_bytes = 0
@@ -76,10 +79,13 @@ class FrameEncryptor:
     def _fill_plain(self) -> int:
         """Up to one frame of plaintext into the frame buffer (short only at the end of the input)."""
         got = 0
-        readinto = getattr(self._source, "readinto", None)
         while got < self._frame_length:
-            if readinto is not None:
-                n = readinto(self._plain[got:])
+            if self._readinto is not None:
+                try:
+                    n = self._readinto(self._plain[got:])
+                except (NotImplementedError, io.UnsupportedOperation):  # a RawIOBase with read() only
+                    self._readinto = None
+                    continue
             else:
                 data = self._source.read(self._frame_length - got)
                 n = len(data)

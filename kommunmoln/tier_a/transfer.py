@@ -192,6 +192,7 @@ class _Counting(io.RawIOBase):
     def readinto(self, buffer) -> int:
         n = self._raw.readinto(buffer)
         self.count += n
+        self.sha256.update(memoryview(buffer)[:n])
         if self._on_bytes and n:
             self._on_bytes(n)
         return n
