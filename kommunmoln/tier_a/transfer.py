@@ -190,6 +190,10 @@ class _Counting(io.RawIOBase):
         return data
 
     def readinto(self, buffer) -> int:
+        if not hasattr(self._raw, "readinto"):  # a source with read() only
+            data = self.read(len(buffer))
+            memoryview(buffer)[: len(data)] = data
+            return len(data)
         n = self._raw.readinto(buffer)
         self.count += n
         self.sha256.update(memoryview(buffer)[:n])
