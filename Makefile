@@ -26,7 +26,7 @@ PREFLIGHT_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),
 # (CI, a pipeline), say what to do instead: review `make diff` and pass APPROVAL=never.
 APPROVAL ?= $(shell [ -t 0 ] && echo broadening || echo none-without-terminal)
 
-.PHONY: help install demo test synth preflight diff deploy destroy lint format bench report guardrails system-deps clean
+.PHONY: help install demo test synth preflight diff deploy destroy lint format bench report guardrails audit system-deps clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ report: $(VENV_STAMP) ## Write the compliance evidence report (docs/compliance-r
 
 guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (build/residency-scp.json)
 	$(PY) -m kommunmoln.compliance.guardrails
+
+audit: $(VENV_STAMP) ## Read-only check of the deployed account against the OSL pack (needs credentials)
+	$(PY) -m kommunmoln.compliance.audit
 
 clean: ## Remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -67,45 +67,57 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_DISCLOSURE,
         "No disclosure (röjande) of secret information to the provider",
-        "eSam, position on cloud services and disclosure (Nov 2018, reaffirmed 2019); "
-        "Kammarkollegiet, pre-study on web-based office services (2019, dnr 23.2-6283-18)",
-        "Information made technically available to a provider that foreign law (the US CLOUD Act, 2018) can "
-        "compel to hand it over counts as disclosed; the stated exception is encryption strong enough that the "
-        "provider cannot read the data. Only tier A (client-side encryption) meets that exception.",
+        "eSam legal expert group, statement on cloud services and disclosure (Nov 2018); eSam news of 14 Dec 2018; "
+        "eSam PM 'Adekvansbeslut och ny sekretessbrytande bestämmelse – Är det grönt ljus?' (June 2023); "
+        "SOU 2021:1 (2021); Kammarkollegiet pre-study (2019, dnr 23.2-6283-18); see docs/compliance.md section 1.1",
+        "eSam (Nov 2018): secret information made technically available to a provider bound by foreign law that can "
+        "oblige it to hand information over 'may be considered disclosed'. On encryption eSam 'does not rule out' "
+        "that it can work but says it 'has not been verified in practice' (14 Dec 2018): not an exception the "
+        "municipality can rely on without its own evidence. SOU 2021:1 reads the opposite way (a hand-over is a "
+        "disclosure whether or not it is encrypted); OSL 10 kap. 2 a § is the test that applies. Tier A is "
+        "designed to provide that evidence (the provider holds only ciphertext); tier B and tier C are 'not met'.",
     ),
     Requirement(
         REQ_OSL_10_2A,
         "Handing information to a technical provider is not inappropriate (OSL 10 kap. 2 a §)",
-        "SOU 2021:1; prop. 2022/23:97 (OSL 10 kap. 2 a §)",
-        "Secrecy does not prevent handing information to a party that only stores or processes it technically, "
-        "unless that is inappropriate in the circumstances. The authority must make and record that assessment; "
-        "these controls are the technical facts the assessment rests on, not the assessment itself.",
+        "OSL (2009:400) 10 kap. 2 a §, in force 1 Jul 2023 (prop. 2022/23:97 of 23 Mar 2023); SOU 2021:1 (2021); "
+        "lag (2020:914) om tystnadsplikt vid utkontraktering (prop. 2019/20:201)",
+        "Secrecy does not prevent handing information to a party that 'för den utlämnande myndighetens räkning' "
+        "has been engaged to 'endast tekniskt bearbeta eller tekniskt lagra' it, unless that is inappropriate "
+        "(olämpligt) in the circumstances. The municipality makes that assessment; recording it is good practice, "
+        "not a statutory duty. These controls are facts for the assessment, not the assessment itself.",
         assessment=True,
     ),
     Requirement(
         REQ_EDPB_UC1,
         "Effective supplementary measure: strong encryption, keys held only by the data exporter",
-        "EDPB Recommendations 01/2020 v2.0 (18 June 2021), Use Case 1; IMY, Google Analytics decisions (July 2023)",
-        "Storage with a provider subject to third-country access is acceptable when data is strongly encrypted "
-        "before it leaves the controller and only the controller holds the keys. Encryption is not enough where "
-        "the provider can obtain the plaintext (IMY 2023), which is why tier B does not meet Use Case 1.",
+        "EDPB Recommendations 01/2020 v2.0 (18 June 2021), Use Cases 1 and 6; IMY, four Google Analytics decisions "
+        "(decided 30 Jun 2023, published 3 Jul 2023)",
+        "Storage with a provider subject to third-country access can be acceptable when data is strongly encrypted "
+        "before it leaves the controller and only the controller holds the keys (Use Case 1). Where the provider "
+        "needs the plaintext (Use Case 6) no effective measure was found, which is why tier B and tier C are 'not "
+        "met'. IMY's 2023 decisions are an analogy about transfers, not a ruling on storage in an EU region.",
     ),
     Requirement(
         REQ_PROTECTIVE_SECURITY,
         "Protective security for security-sensitive outsourcing",
-        "Säkerhetsskyddslagen (2018:585), in its current form since 1 Dec 2021",
-        "Security-sensitive outsourcing needs a special protective-security assessment, a security agreement and "
-        "sometimes consultation with the supervisory authority. The controls limit who can reach the data and keys; "
-        "the assessment, the agreement and the consultation remain the municipality's.",
+        "Säkerhetsskyddslagen (2018:585), in its current form since 1 Dec 2021; säkerhetsskyddsförordning (2021:955)",
+        "Neither tier is designed for security-classified information (it needs cryptographic functions approved "
+        "by the Swedish Armed Forces). Security-sensitive outsourcing needs a security-protection analysis, a "
+        "special security assessment and a suitability assessment before procurement, consultation with the "
+        "supervisory authority where required (for municipalities the County Administrative Board), an agreement, "
+        "follow-up and notification. The controls limit who can reach the data and keys; those steps remain the "
+        "municipality's.",
     ),
     Requirement(
         REQ_RESIDENCY,
         "Data and keys stay in EU regions from the allow-list",
         "GDPR chapter V; Decision (EU) 2023/1795 (EU-US Data Privacy Framework); General Court T-553/23 "
         "(3 Sep 2025), appeal C-703/25 P pending",
-        "Keeping data and keys in an EU region (default eu-north-1, Stockholm) avoids a transfer under GDPR "
-        "chapter V. The Data Privacy Framework does not remove the CLOUD Act question, so residency is "
-        "necessary but not sufficient.",
+        "Keeping data and keys in an EU region (default eu-north-1, Stockholm) reduces, does not eliminate, "
+        "transfers under GDPR chapter V: remote support access is a transfer (EDPB FAQ, 23 Jul 2020; Guidelines "
+        "05/2021), and CloudTrail events of global services are processed outside the EU. The Data Privacy "
+        "Framework does not remove the CLOUD Act question, so residency is necessary but not sufficient.",
     ),
     Requirement(
         REQ_LOGGING,

@@ -1,4 +1,15 @@
-"""Choose the key custody for a command: key file, PKCS#11 HSM, escrow (recovery), or several."""
+"""Choose the key custody for a command: key file, PKCS#11 HSM, escrow (recovery), or several.
+
+Two escrow options, both wrapping every data key a second time:
+- RSA escrow (`escrow_public_key`): only the public key is needed to encrypt, so the escrow
+  private key never has to be online. RSA-OAEP is not quantum-resistant: a stored message is
+  exposed to "harvest now, decrypt later" for as long as its RSA-wrapped data key exists.
+- symmetric escrow (`escrow_key_file`): a second AES-256 key file (same format as the primary,
+  its own name), kept offline between uses. AES-256 key wrapping keeps its margin against
+  quantum search (Grover halves the effective key length), so this is the option for
+  information whose secrecy runs for decades; the price is that the escrow key must be
+  present whenever data is encrypted, so it is offline only between encryption sessions.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +25,17 @@ from kommunmoln.tier_a.keys import (
     EscrowPrivateKey,
     EscrowPublicKey,
     Keyring,
+    RawAesKey,
     check_namespace,
     load_key_file,
 )
+
+_NO_KEY = "no key given: use --key KEYFILE, the --pkcs11-* options, --escrow-private-key PEM or --escrow-key KEYFILE"
+
+
+def _primary_name(options: CustodyOptions, key_name: str | None) -> str | None:
+    """The primary key's name: the key file's, or the HSM key label."""
+    return key_name if key_name is not None else options.pkcs11_key_label
 
 
 @dataclass
@@ -31,6 +50,7 @@ class CustodyOptions:
     namespace: str = DEFAULT_NAMESPACE  # of an HSM key (a key file carries its own)
     escrow_public_key: str | None = None
     escrow_private_key: str | None = None
+    escrow_key_file: str | None = None  # symmetric escrow: a second AES key file, kept offline between uses
 
     @property
     def uses_hsm(self) -> bool:
@@ -46,6 +66,7 @@ class Custody:
     escrow_public: EscrowPublicKey | None = None
     escrow_private: EscrowPrivateKey | None = None
     description: str = ""
+    escrow_aes: RawAesKey | None = None  # symmetric escrow (see the module docstring)
     _closers: list = field(default_factory=list)
 
     def encrypting_keyring(self) -> Keyring:
@@ -54,14 +75,18 @@ class Custody:
         keys = [self.primary]
         if self.escrow_public is not None:
             keys.append(self.escrow_public.master_key())
+        if self.escrow_aes is not None:
+            keys.append(self.escrow_aes.master_key())
         return Keyring(*keys)
 
     def decrypting_keyring(self, header: HeaderSummary | None = None) -> Keyring:
         keys = [self.primary] if self.primary is not None else []
         if self.escrow_private is not None:
             keys.extend(self._escrow_keys(header))
+        if self.escrow_aes is not None:
+            keys.append(self.escrow_aes.master_key())
         if not keys:
-            raise UsageError("no key given: use --key KEYFILE, the --pkcs11-* options, or --escrow-private-key PEM")
+            raise UsageError(_NO_KEY)
         return Keyring(*keys)
 
     def _escrow_keys(self, header: HeaderSummary | None) -> Iterable[object]:
@@ -98,6 +123,7 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
     if options.uses_hsm and options.key_file:
         raise UsageError("give either --key (key file) or the --pkcs11-* options (HSM), not both")
     primary = None
+    key_name: str | None = None
     namespace = options.namespace
     description = ""
     closers: list = []
@@ -131,6 +157,7 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
         key = load_key_file(options.key_file)
         primary = key.master_key()
         namespace = key.namespace
+        key_name = key.name
         description = f"key file {options.key_file} ({key.namespace}/{key.name})"
     elif need_primary:
         raise UsageError(
@@ -140,10 +167,23 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
         EscrowPublicKey.load(options.escrow_public_key, namespace=namespace) if options.escrow_public_key else None
     )
     escrow_private = EscrowPrivateKey.load(options.escrow_private_key) if options.escrow_private_key else None
-    if primary is None and escrow_private is None and not need_primary:
-        raise UsageError("no key given: use --key KEYFILE, the --pkcs11-* options, or --escrow-private-key PEM")
+    escrow_aes = load_key_file(options.escrow_key_file) if options.escrow_key_file else None
+    if escrow_aes is not None:
+        same = (escrow_aes.namespace, escrow_aes.name) == (namespace, _primary_name(options, key_name))
+        if same and primary is not None:
+            # The same (namespace, name) would make the ESDK treat both as one key: no second copy.
+            raise UsageError(
+                f"the escrow key file {options.escrow_key_file} has the primary key's name "
+                f"{escrow_aes.namespace}/{escrow_aes.name}: create the escrow key with its own --name"
+            )
+    if primary is None and escrow_private is None and escrow_aes is None and not need_primary:
+        raise UsageError(_NO_KEY)
     if escrow_private is not None:
         description = (description + " + " if description else "") + f"escrow private key {escrow_private.name}"
-    custody = Custody(primary, namespace, escrow_public, escrow_private, description)
+    if escrow_aes is not None:
+        description = (description + " + " if description else "") + (
+            f"symmetric escrow key {escrow_aes.namespace}/{escrow_aes.name}"
+        )
+    custody = Custody(primary, namespace, escrow_public, escrow_private, description, escrow_aes=escrow_aes)
     custody._closers = closers
     return custody

@@ -1,0 +1,68 @@
+"""The legal material the pack prints: every requirement cites a dated source, and the statements
+a review found overstated stay corrected (issue 16 items 1-6)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kommunmoln.compliance import REQUIREMENTS
+from kommunmoln.compliance.catalog import REQUIREMENTS_BY_ID
+from tests.conftest import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+
+
+@pytest.mark.parametrize("requirement", REQUIREMENTS, ids=lambda r: r.id)
+def test_every_requirement_cites_a_dated_source(requirement) -> None:
+    # GIVEN a requirement of the catalogue THEN its source names at least one year (a dated document)
+    assert re.search(r"\b(19|20)\d\d\b", requirement.source), requirement.source
+
+
+def test_disclosure_is_not_presented_as_an_exception_encryption_meets() -> None:
+    # GIVEN the no-disclosure requirement THEN eSam's encryption remark is quoted as unverified, the opposite
+    # reading of SOU 2021:1 stands beside it, and 10 kap. 2 a § is named as the test that applies
+    summary = REQUIREMENTS_BY_ID["disclosure"].summary
+    assert "not been verified in practice" in summary
+    assert "SOU 2021:1" in summary and "10 kap. 2 a §" in summary
+    assert "meets that exception" not in summary
+
+
+def test_osl_10_2a_is_quoted_and_recording_is_not_called_a_duty() -> None:
+    summary = REQUIREMENTS_BY_ID["osl-10-2a"].summary
+    assert "endast tekniskt bearbeta eller tekniskt lagra" in summary
+    assert "för den utlämnande myndighetens räkning" in summary
+    assert "must make and record" not in summary
+    assert "1 Jul 2023" in REQUIREMENTS_BY_ID["osl-10-2a"].source
+
+
+def test_no_tier_is_offered_for_security_classified_information() -> None:
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "tier A may be" not in text
+    assert "Neither tier is designed for security-classified information" in text
+    assert "2021:955" in text and "County Administrative Board" in text
+    assert "Neither tier is designed" in REQUIREMENTS_BY_ID["protective-security"].summary
+
+
+def test_residency_reduces_transfers_rather_than_avoiding_them() -> None:
+    summary = REQUIREMENTS_BY_ID["residency"].summary
+    assert "avoids a transfer" not in summary
+    assert "reduces, does not eliminate" in summary
+
+
+def test_tier_b_cut_off_is_described_as_it_behaves() -> None:
+    # GIVEN the tier B documentation THEN changing kmsuser's password is not sold as a kill switch, and the
+    # Bucket Key caveat from the AWS KMS guide ("Disconnect an AWS CloudHSM key store") is stated
+    text = (DOCS / "use-case-2.md").read_text(encoding="utf-8")
+    assert "change `kmsuser`'s password: new decryptions stop at once" not in text
+    assert "does not stop a connected key store" in text
+    assert "not affected until the KMS key is used again" in text
+
+
+def test_foreign_access_law_beyond_the_cloud_act_and_the_mcf_rename_are_recorded() -> None:
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    for needle in ("FISA section 702", "(EU) 2023/1543", "18 Aug 2026", "(EU) 2023/2854", "Art. 32", "Art. 28"):
+        assert needle in text, needle
+    assert "Myndigheten för civilt försvar" in text and "CERT-SE" in text
+    assert "tier B+" in text
