@@ -186,6 +186,17 @@ def decrypt_body(decryptor, source: BinaryIO, sink: BinaryIO) -> int:
     )
 
 
+def _pump(stream, sink: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> int:
+    """Copy an ESDK stream into `sink` a frame at a time; returns the bytes copied."""
+    copied = 0
+    while chunk := stream.read(FRAME_LENGTH):
+        sink.write(chunk)
+        copied += len(chunk)
+        if on_bytes:
+            on_bytes(len(chunk))
+    return copied
+
+
 # --- Encryption --------------------------------------------------------------------------
 def open_encryptor(source: BinaryIO, key_provider, encryption_context: Mapping[str, str], *, engine: str | None = None):
     """A stream encryptor over `source` with `read(n)` (both engines) and `readinto` (frames).
@@ -238,14 +249,7 @@ def encrypt_stream(
                 if on_bytes:
                     on_bytes(n)
             return written
-        while True:
-            chunk = encryptor.read(FRAME_LENGTH)
-            if not chunk:
-                break
-            sink.write(chunk)
-            written += len(chunk)
-            if on_bytes:
-                on_bytes(len(chunk))
+        written = _pump(encryptor, sink, on_bytes)
         encryptor.close()
     except MasterKeyProviderError as error:
         raise EncryptionError(f"cannot encrypt: {error}") from None
@@ -369,12 +373,7 @@ def decrypt_to_file(
             if codec_engine(engine) == ENGINE_FRAMES and header.algorithm == ALGORITHM and frames_can_decrypt(header):
                 written = decrypt_body(decryptor, recorder, handle)
             else:
-                while True:
-                    chunk = decryptor.read(FRAME_LENGTH)
-                    if not chunk:
-                        break
-                    handle.write(chunk)
-                    written += len(chunk)
+                written = _pump(decryptor, handle)
                 if not hasattr(decryptor, "footer"):
                     raise DecryptionError("message ended before its final frame; no output written")
                 decryptor.close()
