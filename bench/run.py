@@ -39,7 +39,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import peers
+from bench import peers, small_files
 from bench.report import (
     AES_REFERENCE,
     DOWNLOAD,
@@ -64,7 +64,7 @@ from bench.report import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 BUCKET = "kommunmoln-bench"
-SECTIONS = ("upload", "download", "encrypt", "memory", "validator", "synth", "profile", "sweep", "xks")
+SECTIONS = ("upload", "download", "encrypt", "memory", "validator", "synth", "profile", "sweep", "xks", "small-files")
 DEFAULT_SECTIONS = SECTIONS
 TRANSFER_PEERS = ("boto3", "kommunmoln", "rclone-crypt", "s3ec")
 ENDPOINTS = (FAST_HTTP, FAST_HTTPS, MOTO)
@@ -800,6 +800,18 @@ def main(argv: list[str] | None = None) -> int:
                 ("validator", lambda: validator(ctx)),
                 ("profile", lambda: profile(ctx)),
                 ("sweep", lambda: sweep(ctx)),
+                (
+                    "small-files",
+                    lambda: ctx.results.notes.extend(
+                        small_files.bench_step(
+                            ctx.endpoint,
+                            ctx.work,
+                            ctx.key_file,
+                            quick=ctx.args.quick,
+                            out=ctx.args.out.with_name("BENCHMARKS-small-files.md"),
+                        )
+                    ),
+                ),  # bench/small_files.py (issue 13)
             )
             if name in sections
         ]
