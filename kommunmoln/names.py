@@ -42,6 +42,8 @@ USE_CASES = (USE_CASE_CLIENT_SIDE, USE_CASE_CLOUDHSM)
 TAG_PROJECT = "kommunmoln:project"
 TAG_MUNICIPALITY = "kommunmoln:municipality"
 TAG_TIER = "kommunmoln:tier"
+# The reference of the gallring decision under which a bucket or log group expires records.
+TAG_GALLRING_DECISION = "kommunmoln:gallring-decision"
 TAG_CLASSIFICATION = "kommunmoln:classification"
 CLASSIFICATION_PROTECTED = "osl-protected"  # holds information under the Secrecy Act (OSL)
 TIER_A = "A-client-side"

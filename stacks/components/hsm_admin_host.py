@@ -81,7 +81,7 @@ class HsmAdminHost(Construct):
         cluster: CloudHsmCluster,
         secret: KmsUserSecret,
         access_logs: s3.IBucket,
-        noncurrent_version_days: int,
+        noncurrent_version_days: int | None,
         workshop_mode: bool,
         ami_id: str = "",
     ) -> None:
