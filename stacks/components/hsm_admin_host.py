@@ -42,7 +42,8 @@ def _machine_image(ami_id: str) -> ec2.IMachineImage:
     """The pinned AMI, or (empty: workshops) the latest Amazon Linux 2023 from AWS's public SSM parameter.
 
     The SSM parameter is resolved on every deployment, so a new Amazon Linux release would replace the
-    host; `make preflight` prints the current id to pin outside workshop mode.
+    host. Pin it outside workshops (`aws ssm get-parameter --name
+    /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64` gives the current id).
     """
     if ami_id:
         return _FixedImage(ami_id)
