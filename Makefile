@@ -26,7 +26,7 @@ PREFLIGHT_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),
 # (CI, a pipeline), say what to do instead: review `make diff` and pass APPROVAL=never.
 APPROVAL ?= $(shell [ -t 0 ] && echo broadening || echo none-without-terminal)
 
-.PHONY: help install demo test synth preflight diff deploy destroy lint format bench report guardrails system-deps clean
+.PHONY: help install demo test synth preflight diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ deploy: preflight ## Deploy all stacks after `make preflight` (AWS_PROFILE=..., 
 	  echo "make deploy: no terminal, so cdk cannot ask to approve IAM/security changes. Review 'make diff', then run: make deploy APPROVAL=never" >&2; exit 2; fi
 	$(CDK) deploy --all --require-approval $(APPROVAL) $(CDK_ARGS)
 
+verify-live: $(VENV_STAMP) $(CDK_STAMP) ## Opt-in: deploy to a SANDBOX account in workshop mode, check live, report, destroy (YES=1 skips the prompt)
+	$(PY) -m deploy.verify_live $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),--region $(REGION),) $(if $(YES),--yes,) $(VERIFY_ARGS)
+
 destroy: $(VENV_STAMP) $(CDK_STAMP) ## Delete the stacks (stateful resources are retained unless workshop_mode)
 	$(CDK) destroy --all $(CDK_ARGS)
 
@@ -90,6 +93,9 @@ report: $(VENV_STAMP) ## Write the compliance evidence report (docs/compliance-r
 
 guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (build/residency-scp.json)
 	$(PY) -m kommunmoln.compliance.guardrails
+
+audit: $(VENV_STAMP) ## Read-only check of the deployed account against the OSL pack (needs credentials)
+	$(PY) -m kommunmoln.compliance.audit
 
 clean: ## Remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

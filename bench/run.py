@@ -39,7 +39,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import peers
+from bench import peers, small_files
 from bench.report import (
     AES_REFERENCE,
     DOWNLOAD,
@@ -64,7 +64,9 @@ from bench.report import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = Path(__file__).resolve().parent
 BUCKET = "kommunmoln-bench"
-SECTIONS = ("upload", "download", "encrypt", "memory", "validator", "synth", "profile", "sweep")
+SECTIONS = (
+    "upload", "download", "encrypt", "memory", "validator", "names", "synth", "profile", "sweep", "xks", "small-files",
+)  # fmt: skip
 DEFAULT_SECTIONS = SECTIONS
 TRANSFER_PEERS = ("boto3", "kommunmoln", "rclone-crypt", "s3ec")
 ENDPOINTS = (FAST_HTTP, FAST_HTTPS, MOTO)
@@ -526,6 +528,16 @@ def memory(ctx: Context) -> None:
         log(f"memory download {size_mib} MiB: {result.max_rss_kib / 1024:.0f} MiB RSS, {result.seconds:.1f} s")
 
 
+def name_hiding(ctx: Context) -> None:
+    """Encrypted names (bench/names.py): mapping both ways, and the no-change re-run on moto."""
+    from bench import names as name_bench
+
+    mapping = name_bench.bench_mapping(10_000 if ctx.args.quick else 100_000)
+    rerun = name_bench.bench_rerun(1_000 if ctx.args.quick else 10_000, ctx.work / "names", ctx.moto)
+    ctx.results.notes.append(name_bench.summary(mapping, rerun))
+    log(name_bench.summary(mapping, rerun))
+
+
 def validator(ctx: Context) -> None:
     from kommunmoln import names
     from kommunmoln.config import DEFAULTS
@@ -798,8 +810,21 @@ def main(argv: list[str] | None = None) -> int:
                 ("encrypt", lambda: encrypt_only(ctx)),
                 ("memory", lambda: memory(ctx)),
                 ("validator", lambda: validator(ctx)),
+                ("names", lambda: name_hiding(ctx)),
                 ("profile", lambda: profile(ctx)),
                 ("sweep", lambda: sweep(ctx)),
+                (
+                    "small-files",
+                    lambda: ctx.results.notes.extend(
+                        small_files.bench_step(
+                            ctx.endpoint,
+                            ctx.work,
+                            ctx.key_file,
+                            quick=ctx.args.quick,
+                            out=ctx.args.out.with_name("BENCHMARKS-small-files.md"),
+                        )
+                    ),
+                ),  # bench/small_files.py (issue 13)
             )
             if name in sections
         ]
@@ -808,6 +833,10 @@ def main(argv: list[str] | None = None) -> int:
         stack.close()  # stop the endpoints before synthesis
         if "synth" in sections:
             _run_step("synth", lambda: synthesis(ctx), results, args)
+        if "xks" in sections:  # tier C proxy bench, its own module and record (docs/BENCHMARKS-xks.md)
+            from bench import xks
+
+            _run_step("xks", lambda: xks.main(["--quick"] if args.quick else []), results, args)
     results.machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results.notes += [
         "Two kinds of endpoint, both on loopback and both sharing the 2 cores with the client. The fast "

@@ -184,6 +184,14 @@ class AppConfig:
     # Ids of the organisation policies (SCP/RCP) the management account has attached to this account
     # or its OU to keep data and keys in allowed_regions (compliance rule 8); () = none declared.
     residency_guardrail_policy_ids: tuple[str, ...] = ()
+    # The municipality's gallring decision (Arkivlagen 1990:782 10 §) that allows destroying old object
+    # versions, access logs and log events: its reference (e.g. "KS 2026/123 p 45"). "" = no decision,
+    # so nothing expires (the *_noncurrent_version_days and log_retention_days values are not used).
+    gallring_decision: str = ""
+
+    def expiry_days(self, days: int) -> int | None:
+        """`days` when a gallring decision is configured, else None (keep: records are destroyed only by decision)."""
+        return days if self.gallring_decision else None
 
     @property
     def prefix(self) -> str:
@@ -209,6 +217,7 @@ DEFAULTS: dict[str, Any] = {
     "vpc_cidr": "10.42.0.0/16",
     "log_retention_days": 365,
     "residency_guardrail_policy_ids": [],
+    "gallring_decision": "",
     "tier_a_key_namespaces": ["kommunmoln"],
     "tier_a_noncurrent_version_days": 365,
     "tier_a_object_lock_days": 0,
@@ -417,6 +426,14 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
             get("residency_guardrail_policy_ids"),
             # The AWS Organizations policy id format (PolicyId: ^p-[0-9a-zA-Z_]{8,128}$).
             lambda k, v: _string(k, v, pattern=r"p-[0-9a-zA-Z_]{8,128}", allowed="an Organizations policy id p-..."),
+        ),
+        gallring_decision=_string(
+            "gallring_decision",
+            get("gallring_decision"),
+            # Tagged on the resources it applies to: AWS tag values allow letters, digits, spaces and + - = . _ : / @.
+            pattern=r"|[A-Za-z0-9ÅÄÖåäö+=._:/@-][A-Za-z0-9ÅÄÖåäö +=._:/@-]{1,126}[A-Za-z0-9ÅÄÖåäö+=._:/@-]",
+            allowed="empty (keep everything) or the reference of the gallring decision, 3 to 128 letters, digits, "
+            "spaces and + - = . _ : / @",
         ),
     )
     return config

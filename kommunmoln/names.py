@@ -42,6 +42,8 @@ USE_CASES = (USE_CASE_CLIENT_SIDE, USE_CASE_CLOUDHSM)
 TAG_PROJECT = "kommunmoln:project"
 TAG_MUNICIPALITY = "kommunmoln:municipality"
 TAG_TIER = "kommunmoln:tier"
+# The reference of the gallring decision under which a bucket or log group expires records.
+TAG_GALLRING_DECISION = "kommunmoln:gallring-decision"
 TAG_CLASSIFICATION = "kommunmoln:classification"
 CLASSIFICATION_PROTECTED = "osl-protected"  # holds information under the Secrecy Act (OSL)
 TIER_A = "A-client-side"
@@ -78,6 +80,8 @@ OBJECT_TAG_KEYS_STATUS = (OBJECT_TAG_STATUS, OBJECT_TAG_REASON, OBJECT_TAG_CHECK
 ENV_ALLOWED_NAMESPACES = "KOMMUNMOLN_ALLOWED_KEY_NAMESPACES"  # comma-separated
 ENV_REQUIRED_CONTEXT_KEYS = "KOMMUNMOLN_REQUIRED_CONTEXT_KEYS"  # comma-separated
 ENV_HEADER_READ_BYTES = "KOMMUNMOLN_HEADER_READ_BYTES"
+# Tier A client: "frames" (default) or "esdk" (the ESDK's own stream, the reference in tests)
+ENV_TIER_A_CODEC = "KOMMUNMOLN_TIER_A_CODEC"
 ENV_ALARM_TOPIC_ARN = "KOMMUNMOLN_ALARM_TOPIC_ARN"
 ENV_EXPECTED_KMS_KEY_ARN = "KOMMUNMOLN_EXPECTED_KMS_KEY_ARN"
 ENV_CUSTOM_KEY_STORE_ID = "KOMMUNMOLN_CUSTOM_KEY_STORE_ID"

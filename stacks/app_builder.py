@@ -65,6 +65,13 @@ def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
     for stack in stacks.values():
         cdk.Tags.of(stack).add(names.TAG_PROJECT, names.PROJECT)
         cdk.Tags.of(stack).add(names.TAG_MUNICIPALITY, config.municipality_id)
+        if config.gallring_decision:
+            # Under a gallring decision buckets and log groups expire records: each names the decision.
+            cdk.Tags.of(stack).add(
+                names.TAG_GALLRING_DECISION,
+                config.gallring_decision,
+                include_resource_types=["AWS::S3::Bucket", "AWS::Logs::LogGroup"],
+            )
     if not config.lambda_reserved_concurrency:
         # Runs before synthesis writes the templates, so the validation plugins see the result.
         cdk.Aspects.of(app).add(WithoutReservedConcurrency(), priority=cdk.AspectPriority.MUTATING)

@@ -21,7 +21,10 @@ class NetworkStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: AppConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
         log_encryption = LogEncryption(
-            self, "LogEncryption", workshop_mode=config.workshop_mode, retention_days=config.log_retention_days
+            self,
+            "LogEncryption",
+            workshop_mode=config.workshop_mode,
+            retention_days=config.expiry_days(config.log_retention_days),
         )
         tier_b = config.deploys(names.USE_CASE_CLOUDHSM)
         self.network = IsolatedNetwork(

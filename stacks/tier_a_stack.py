@@ -46,7 +46,7 @@ class TierAStack(cdk.Stack):
         tier = config.tier_a
         workshop = config.workshop_mode
         log_encryption = LogEncryption(
-            self, "LogEncryption", workshop_mode=workshop, retention_days=config.log_retention_days
+            self, "LogEncryption", workshop_mode=workshop, retention_days=config.expiry_days(config.log_retention_days)
         )
 
         self.security_role = SecurityRole(
@@ -58,7 +58,8 @@ class TierAStack(cdk.Stack):
             self,
             "Data",
             workshop_mode=workshop,
-            noncurrent_version_days=tier.noncurrent_version_days,
+            noncurrent_version_days=config.expiry_days(tier.noncurrent_version_days),
+            access_log_days=config.expiry_days(config.log_retention_days),
             encryption=s3.BucketEncryption.S3_MANAGED,
             object_lock_days=tier.object_lock_days,
             bucket_name=names.tier_a_bucket_name(config.municipality_id, "data", self.account, self.region),
@@ -88,7 +89,7 @@ class TierAStack(cdk.Stack):
             "Trail",
             access_logs=self.data.access_log_bucket,
             log_encryption=log_encryption,
-            retention_days=tier.noncurrent_version_days,
+            retention_days=config.expiry_days(tier.noncurrent_version_days),
             workshop_mode=workshop,
         )
         self.trail.add_data_events(self.data.bucket)

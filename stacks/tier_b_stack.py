@@ -54,14 +54,14 @@ class TierBStack(cdk.Stack):
         self.node.set_context("@aws-cdk/aws-ec2:uniqueImdsv2TemplateName", True)
         tier_b, workshop = config.tier_b, config.workshop_mode
         log_encryption = LogEncryption(
-            self, "LogEncryption", workshop_mode=workshop, retention_days=config.log_retention_days
+            self, "LogEncryption", workshop_mode=workshop, retention_days=config.expiry_days(config.log_retention_days)
         )
         access_logs = access_log_bucket(
-            self, "AccessLogs", workshop_mode=workshop, retention_days=config.log_retention_days
+            self, "AccessLogs", workshop_mode=workshop, retention_days=config.expiry_days(config.log_retention_days)
         )
         trail = AuditTrail(
             self, "Trail", access_logs=access_logs, log_encryption=log_encryption,
-            retention_days=config.log_retention_days, workshop_mode=workshop,
+            retention_days=config.expiry_days(config.log_retention_days), workshop_mode=workshop,
         )  # fmt: skip
 
         provisioner = HsmProvisioner(
@@ -83,7 +83,7 @@ class TierBStack(cdk.Stack):
         if tier_b.admin_host:
             host = HsmAdminHost(
                 self, "AdminHost", network=network, cluster=cluster, secret=secret, access_logs=access_logs,
-                noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
+                noncurrent_version_days=config.expiry_days(tier_b.noncurrent_version_days), workshop_mode=workshop,
                 ami_id=tier_b.admin_host_ami,
             )  # fmt: skip
             cdk.CfnOutput(self, names.OUTPUT_ADMIN_HOST_ID, value=host.instance.instance_id, description=INSTALL_NOTE)
@@ -128,7 +128,7 @@ class TierBStack(cdk.Stack):
             data = SseKmsBucket(
                 self, "Data", bucket_name=bucket_name, key=key.key, key_arn=key_arn, access_logs=access_logs,
                 usage_role=key.usage_role, validator=validator.function.function,
-                noncurrent_version_days=tier_b.noncurrent_version_days, workshop_mode=workshop,
+                noncurrent_version_days=config.expiry_days(tier_b.noncurrent_version_days), workshop_mode=workshop,
             )  # fmt: skip
             trail.add_data_events(data.bucket)
             cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store_id)

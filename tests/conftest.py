@@ -102,3 +102,14 @@ def synthesize(outdir: Path, context: dict[str, Any] | None = None) -> Synthesiz
 def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     """The default app from cdk.json, synthesized once per test session."""
     return synthesize(tmp_path_factory.mktemp("cdk.out"))
+
+
+@pytest.fixture(params=["frames", "esdk"])
+def codec_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with both tier A codec engines: this project's frame code and the ESDK's
+    own stream (the reference). Test modules that read or write messages use it for every
+    test (`pytestmark = pytest.mark.usefixtures("codec_engine")`)."""
+    from kommunmoln import names
+
+    monkeypatch.setenv(names.ENV_TIER_A_CODEC, request.param)
+    return request.param

@@ -5,6 +5,8 @@
 2. Tier A end to end: client-side encryption against a local AWS emulation (moto).
 3. Tier B end to end: SSE-KMS data flow and validators on moto, CSR signing for real,
    the CloudHSM control plane against recorded API responses.
+4. Tier C: the XKS proxy on loopback against SoftHSM2 (SigV4-signed requests, kill switch, audit
+   log) and the external key store control plane against Stubber-checked recorded responses.
 
 Each step prints its own output; the run ends with one line per step and exits non-zero
 if any step failed.
@@ -48,10 +50,17 @@ def _tier_b() -> int:
     return cloudhsm_kms.main(["demo"])
 
 
+def _tier_c() -> int:
+    from usecases import tier_c_demo
+
+    return tier_c_demo.main()
+
+
 STEPS: list[tuple[str, Callable[[], int]]] = [
     ("Synthesis with compliance gates", _synth_and_compliance),
     ("Tier A: client-side encryption", _tier_a),
     ("Tier B: CloudHSM key store + SSE-KMS", _tier_b),
+    ("Tier C: external key store proxy + KMS control plane", _tier_c),
 ]
 
 

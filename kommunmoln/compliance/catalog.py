@@ -62,6 +62,9 @@ REQ_PROTECTIVE_SECURITY = "protective-security"
 REQ_RESIDENCY = "residency"
 REQ_LOGGING = "logging"
 REQ_DELETION = "deletion-protection"
+REQ_ARCHIVES = "archives"
+REQ_CYBERSECURITY = "cybersecurity"
+REQ_GDPR_SECURITY = "gdpr-security"
 
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
@@ -117,28 +120,70 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Keeping data and keys in an EU region (default eu-north-1, Stockholm) reduces, does not eliminate, "
         "transfers under GDPR chapter V: remote support access is a transfer (EDPB FAQ, 23 Jul 2020; Guidelines "
         "05/2021), and CloudTrail events of global services are processed outside the EU. The Data Privacy "
-        "Framework does not remove the CLOUD Act question, so residency is necessary but not sufficient.",
+        "Framework does not remove the CLOUD Act question, so residency is necessary but not sufficient. Rule 8 "
+        "flags the absence of an organisation policy that denies other regions and cross-region copies.",
     ),
     Requirement(
         REQ_LOGGING,
         "Every key use and every object access is logged",
-        "Säkerhetsskyddslagen (2018:585); OSL 10 kap. 2 a § assessment (prop. 2022/23:97); EDPB "
-        "Recommendations 01/2020 v2.0 (transparency and accountability)",
+        "Säkerhetsskyddslagen (2018:585); cybersäkerhetslagen (2025:1506); GDPR Art. 5(2) and 32; HSLF-FS "
+        "2016:40 (health and social care: access logs, kept at least five years where it applies; paragraph not "
+        "verified here)",
         "Without object-level and key-level logs the municipality cannot show who read what, nor detect a "
-        "disclosure. CloudTrail S3 data events, KMS management events and server access logs provide them.",
+        "disclosure. CloudTrail S3 data events, KMS management events and server access logs provide them. "
+        "Logs are kept until a gallring decision; where HSLF-FS 2016:40 applies, set log_retention_days to at "
+        "least 1827 with the decision.",
     ),
     Requirement(
         REQ_DELETION,
         "Nothing is deleted by accident",
-        "OSL and the Archives Act (arkivlagen 1990:782) duties to keep public documents; Säkerhetsskyddslagen "
-        "(2018:585) (availability)",
+        "Säkerhetsskyddslagen (2018:585) and cybersäkerhetslagen (2025:1506) (availability); GDPR Art. 32(1)(b)-(c)",
         "Buckets, keys, log groups, the HSM cluster, secrets and tables survive a `cdk destroy`; deleted or "
-        "overwritten objects stay recoverable; a key scheduled for deletion waits the full 30 days.",
+        "overwritten objects stay recoverable; a key scheduled for deletion waits the full 30 days. Destruction "
+        "by decision is the next section (arkivlagen), not this one.",
+    ),
+    Requirement(
+        REQ_ARCHIVES,
+        "Public records are preserved, and destroyed (gallrade) only by decision",
+        "Arkivlagen (1990:782) 3 § (preservation) and 10 § (gallring), paragraph numbers as in the consolidated "
+        "text, verify against SFS; Tryckfrihetsförordningen (1949:105) chapter 2 (allmänna handlingar, prompt "
+        "access on request)",
+        "Stored objects, their old versions, server access logs and log events are public records "
+        "(allmänna handlingar) whether or not they are secret. Expiring them is gallring, which needs a decision "
+        "of the municipality's archives authority (or a regulation): no default expires them. With "
+        "gallring_decision set, the configured periods apply and every bucket and log group carries the "
+        "decision's reference in the tag kommunmoln:gallring-decision. Not evidenced here: a dated "
+        "decrypt-and-deliver drill (TF 2 kap.: prompt delivery) and escrow recovery drills (losing a tier A key "
+        "destroys the records it encrypts).",
+    ),
+    Requirement(
+        REQ_CYBERSECURITY,
+        "Cybersecurity risk-management measures and incident reporting",
+        "Cybersäkerhetslagen (2025:1506) and cybersäkerhetsförordningen (2025:1507, issued 11 Dec 2025), in force "
+        "15 Jan 2026 (prop. 2025/26:28; bet. 2025/26:FöU2); Directive (EU) 2022/2555 (NIS2) Art. 21(2) and 23; "
+        "Myndigheten för civilt försvar (from 1 Jan 2026, replacing MSB; hosts CERT-SE)",
+        "Municipalities are covered. Evidenced here: logging and alarms that incident reports rest on, retained "
+        "state and versioning (continuity), key policies and rotation where the key type allows (cryptography, "
+        "access control), and these checks on every synthesis. Not evidenced here: the 24 h / 72 h / one-month "
+        "reporting itself (alarm timestamps are in CloudWatch, not in this report), dated restore tests, an SBOM "
+        "and hash-pinned dependencies (requirements pin versions, not hashes), a dated post-quantum plan (the "
+        "position is in docs/compliance.md), and MFA.",
+    ),
+    Requirement(
+        REQ_GDPR_SECURITY,
+        "Security of processing (GDPR Art. 32(1)(a)-(d)); Art. 28, 30 and 35 documentation",
+        "Regulation (EU) 2016/679 (GDPR) Art. 28, 30, 32 and 35",
+        "Art. 32(1)(a) encryption: rule 2 and default encryption; (b) confidentiality, integrity, availability: "
+        "rules 3-6; (c) restore: versioning and retained state (a dated restore test is not evidenced); (d) "
+        "regular testing: this pack runs on every synthesis. Art. 28 (processor terms with AWS), Art. 30 "
+        "(records of processing) and Art. 35 (DPIA, with what AWS sees per tier, a data-flow diagram and the "
+        "exported key policies) are the municipality's documents and not evidenced here.",
     ),
 )
 
 _TEST_RULES = "tests/infrastructure/compliance/test_rules.py"
 _TEST_GUARDRAILS = "tests/infrastructure/compliance/test_guardrails.py"
+_TEST_GALLRING = "tests/infrastructure/compliance/test_gallring.py"
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -173,7 +218,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         2,
         "A protected bucket is tier A (client-side encryption + validator) or tier B (HSM-backed key)",
-        (REQ_DISCLOSURE, REQ_OSL_10_2A, REQ_EDPB_UC1),
+        (REQ_DISCLOSURE, REQ_OSL_10_2A, REQ_EDPB_UC1, REQ_GDPR_SECURITY),
         "eSam (Nov 2018/2019) and OSL 10 kap. 2 a § (prop. 2022/23:97); EDPB Recommendations 01/2020 v2.0 Use "
         "Case 1: a bucket tagged as holding OSL-protected information must either receive only client-side "
         "encrypted objects (tier A: the bucket policy denies PutObject without the encryption object tag, and a "
@@ -201,12 +246,13 @@ RULES: tuple[Rule, ...] = (
     Rule(
         3,
         "Protected buckets: TLS only, Block Public Access, versioning, retention, access logging",
-        (REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY, REQ_LOGGING, REQ_DELETION),
-        "OSL 10 kap. 2 a § (prop. 2022/23:97) and Säkerhetsskyddslagen (2018:585): the storage a municipality "
-        "relies on must not leak in transit or to the public, must keep overwritten and deleted objects for a "
-        "retention period, and must log every request (server access logs).",
-        "enforce_ssl=True, block_public_access=BlockPublicAccess.BLOCK_ALL, versioned=True, a lifecycle rule "
-        "with noncurrent_version_expiration (or Object Lock with a default retention), server_access_logs_bucket=...",
+        (REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY, REQ_LOGGING, REQ_DELETION, REQ_ARCHIVES, REQ_GDPR_SECURITY),
+        "OSL 10 kap. 2 a § (prop. 2022/23:97), Säkerhetsskyddslagen (2018:585) and arkivlagen (1990:782): the "
+        "storage a municipality relies on must not leak in transit or to the public, must keep overwritten and "
+        "deleted objects (versions expire only under a gallring decision), and must log every request.",
+        "enforce_ssl=True, block_public_access=BlockPublicAccess.BLOCK_ALL, versioned=True, no "
+        "noncurrent_version_expiration unless the bucket carries the gallring decision tag (or Object Lock with a "
+        "default retention), server_access_logs_bucket=...",
         ("AWS::S3::Bucket",),
         findings=("TLS", "PublicAccessBlock", "Versioning", "Retention", "AccessLogging"),
         tests=(
@@ -218,7 +264,7 @@ RULES: tuple[Rule, ...] = (
         4,
         "No principal outside the account in the policies of protected buckets and their keys",
         # Access control against other accounts: not evidence that the provider cannot read the data.
-        (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A),
+        (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A, REQ_GDPR_SECURITY, REQ_CYBERSECURITY),
         "eSam (Nov 2018/2019) and Säkerhetsskyddslagen (2018:585): granting another account, the public (`*` "
         "without an account condition), a federated or a canonical user access to a protected bucket or its key "
         "discloses the information beyond the municipality. Deny statements may use `*`.",
@@ -235,7 +281,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         5,
         "Key policies grant no wildcard actions (kms:*, *) except the account root on ordinary keys",
-        (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A),
+        (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A, REQ_GDPR_SECURITY, REQ_CYBERSECURITY),
         "EDPB Recommendations 01/2020 v2.0 Use Case 1 and eSam (Nov 2018/2019): who can use a key must be "
         "decided by the key policy, not by any IAM policy in the account. Keys of protected buckets and HSM-backed "
         "keys: no `kms:*` or `*` for any principal (administration and use are granted as named actions). Other "
@@ -255,7 +301,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         6,
         "Deletion protection: stateful resources retained, KMS pending window 30 days",
-        (REQ_DELETION,),
+        (REQ_DELETION, REQ_GDPR_SECURITY, REQ_CYBERSECURITY),
         "Public documents and the keys that decrypt them must not disappear with a stack deletion or replacement "
         "(OSL, arkivlagen 1990:782; Säkerhetsskyddslagen (2018:585) availability). Not checked in workshop mode.",
         "removal_policy=RemovalPolicy.RETAIN (stacks.components.lifecycle.removal_policy) so that DeletionPolicy "
@@ -280,7 +326,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         7,
         "Object access and key use are logged (CloudTrail data events or an organization trail)",
-        (REQ_LOGGING, REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY),
+        (REQ_LOGGING, REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY, REQ_CYBERSECURITY),
         "Säkerhetsskyddslagen (2018:585) and the OSL 10 kap. 2 a § assessment (prop. 2022/23:97): every read and "
         "write of a protected object and every use of its key must be logged. A CloudTrail trail in the app must "
         "log S3 data events (read and write) for the bucket and KMS management events, or the bucket is tagged as "
@@ -315,6 +361,23 @@ RULES: tuple[Rule, ...] = (
             f"{_TEST_GUARDRAILS}::test_rule8_passes_an_app_with_the_generated_scp",
             f"{_TEST_GUARDRAILS}::test_rule8_flags_an_incomplete_scp",
             f"{_TEST_GUARDRAILS}::test_rule8_declared_policy_ids_pass_as_declared",
+        ),
+    ),
+    Rule(
+        9,
+        "Records expire only under a gallring decision named on the resource",
+        (REQ_ARCHIVES,),
+        "Arkivlagen (1990:782) 10 §: destroying public records (gallring) needs a decision. A bucket lifecycle rule "
+        "that expires objects or noncurrent versions, or a log group with a retention period, destroys records, "
+        f"so the resource must carry the tag {names.TAG_GALLRING_DECISION} with the decision's reference.",
+        "keep records (the default: leave gallring_decision empty, so nothing expires), or set gallring_decision in "
+        "cdk.json to the reference of the municipality's gallring decision, which tags every bucket and log group",
+        ("AWS::S3::Bucket", "AWS::Logs::LogGroup"),
+        tests=(
+            f"{_TEST_GALLRING}::test_default_app_expires_nothing",
+            f"{_TEST_GALLRING}::test_gallring_decision_expires_and_tags_every_bucket_and_log_group",
+            f"{_TEST_RULES}::test_rule9_expiry_under_a_named_decision_passes",
+            f"{_TEST_RULES}::test_rule9_flags_expiry_without_a_decision_tag",
         ),
     ),
 )

@@ -480,10 +480,10 @@ class Evaluator:
             failed["PublicAccessBlock"] = f"Block Public Access is not on for {', '.join(missing)}"
         if (props.get("VersioningConfiguration") or {}).get("Status") != "Enabled":
             failed["Versioning"] = "versioning is not enabled"
-        if not _has_retention(props):
+        if not _keeps_versions(bucket):
             failed["Retention"] = (
-                "no retention: neither a lifecycle rule with NoncurrentVersionExpiration nor Object Lock with a "
-                "default retention"
+                "overwritten and deleted versions are not kept: a lifecycle rule expires them without a gallring "
+                f"decision ({names.TAG_GALLRING_DECISION} tag) and there is no Object Lock default retention"
             )
         if (
             not (props.get("LoggingConfiguration") or {}).get("DestinationBucketName")
@@ -553,6 +553,16 @@ class Evaluator:
                     f"statement {sid} grants {', '.join(wildcards)} to a principal other than the account root"
                 )
         return Outcome.fail(*problems) if problems else PASS
+
+    # --- rule 9: expiry only by gallring decision ----------------------------------------------
+    def _rule9(self, ref: ResourceRef, resource: dict[str, Any]) -> Outcome:
+        expiry = _expiry(resource)
+        if not expiry:
+            return Outcome(COMPLIANT, reasons=("keeps its records (no expiry)",))
+        decision = tags(resource).get(names.TAG_GALLRING_DECISION, "").strip()
+        if not decision:
+            return Outcome.fail(f"{expiry} without a gallring decision (tag {names.TAG_GALLRING_DECISION})")
+        return Outcome(COMPLIANT, reasons=(f"{expiry} under gallring decision {decision!r}",))
 
     # --- rule 6: deletion protection -----------------------------------------------------------
     def _rule6(self, ref: ResourceRef, resource: dict[str, Any]) -> Outcome:
@@ -689,18 +699,43 @@ def _denies_insecure_transport(stmt: dict[str, Any]) -> bool:
     return False
 
 
-def _has_retention(props: dict[str, Any]) -> bool:
+def _keeps_versions(bucket: dict[str, Any]) -> bool:
+    """Noncurrent versions are kept: Object Lock retention, no expiry of them, or expiry by a gallring decision."""
+    props = properties(bucket)
+    if (props.get("VersioningConfiguration") or {}).get("Status") != "Enabled":
+        return False  # an overwrite or delete destroys the only version
     lock = props.get("ObjectLockConfiguration") or {}
     if truthy(props.get("ObjectLockEnabled")) and ((lock.get("Rule") or {}).get("DefaultRetention")):
         return True
-    for rule in as_list((props.get("LifecycleConfiguration") or {}).get("Rules")):
-        if not isinstance(rule, dict) or rule.get("Status") != "Enabled":
-            continue
-        if (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays") or rule.get(
+    expires = any(
+        (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays")
+        or rule.get("NoncurrentVersionExpirationInDays")
+        for rule in _enabled_lifecycle_rules(props)
+    )
+    return not expires or bool(tags(bucket).get(names.TAG_GALLRING_DECISION, "").strip())
+
+
+def _enabled_lifecycle_rules(props: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = as_list((props.get("LifecycleConfiguration") or {}).get("Rules"))
+    return [r for r in rules if isinstance(r, dict) and r.get("Status") == "Enabled"]
+
+
+def _expiry(resource: dict[str, Any]) -> str:
+    """What the resource destroys on a schedule ("" for nothing): the words of a finding."""
+    props = properties(resource)
+    if resource.get("Type") == "AWS::Logs::LogGroup":
+        days = props.get("RetentionInDays")
+        return f"log events expire after {days} days" if days is not None else ""
+    found = []
+    for rule in _enabled_lifecycle_rules(props):
+        if (rule.get("ExpirationInDays") or rule.get("ExpirationDate")) and "objects" not in found:
+            found.append("objects")
+        noncurrent = (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays") or rule.get(
             "NoncurrentVersionExpirationInDays"
-        ):
-            return True
-    return False
+        )
+        if noncurrent and "noncurrent versions" not in found:
+            found.append("noncurrent versions")
+    return f"a lifecycle rule expires {' and '.join(found)}" if found else ""
 
 
 def _default_encryption_keys(bucket: dict[str, Any]) -> list[Any]:

@@ -14,12 +14,17 @@ prints. Engineering evidence, not legal advice.
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
 import html
 import json
+import platform
+import subprocess
 import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +73,7 @@ EXTERNAL_CONTROLS: tuple[ExternalControl, ...] = (
     # Generic hardening evidences protective security, never non-disclosure to the provider.
     ExternalControl(_AWS, "AwsSolutions-S2", "S3 public access blocked", ("protective-security",), (_B,)),
     ExternalControl(_AWS, "AwsSolutions-S10", "S3 requires TLS", ("protective-security",), (_B,)),
-    ExternalControl(_AWS, "AwsSolutions-KMS5", "KMS key rotation", ("protective-security",), (_K,)),
+    ExternalControl(_AWS, "AwsSolutions-KMS5", "KMS key rotation", ("protective-security", "cybersecurity"), (_K,)),
     ExternalControl(_NIST, "NIST.800.53.R5-S3BucketLoggingEnabled", "S3 logging (AU-2, AU-12)", ("logging",), (_B,)),
     ExternalControl(
         _NIST,
@@ -105,15 +110,19 @@ EXTERNAL_CONTROLS: tuple[ExternalControl, ...] = (
         _NIST, "NIST.800.53.R5-KMSBackingKeyRotationEnabled", "KMS rotation (SC-12)", ("protective-security",), (_K,)
     ),
     ExternalControl(
-        _NIST, "NIST.800.53.R5-CloudTrailLogFileValidationEnabled", "Trail log integrity (AU-9)", ("logging",), (_T,)
+        _NIST,
+        "NIST.800.53.R5-CloudTrailLogFileValidationEnabled",
+        "Trail log integrity (AU-9)",
+        ("logging", "cybersecurity"),
+        (_T,),
     ),
     ExternalControl(_NIST, "NIST.800.53.R5-CloudTrailEncryptionEnabled", "Trail encrypted (AU-9)", ("logging",), (_T,)),
     ExternalControl(_NIST, "NIST.800.53.R5-CloudWatchLogGroupEncrypted", "Log groups encrypted", ("logging",), (_L,)),
     ExternalControl(
         _NIST,
         "NIST.800.53.R5-CloudWatchLogGroupRetentionPeriod",
-        "Log retention set (AU-11)",
-        ("logging", "deletion-protection"),
+        "Log retention set (AU-11); acknowledged while no gallring decision is configured",
+        ("logging", "archives"),
         (_L,),
     ),
 )
@@ -141,6 +150,8 @@ class Evidence:
     config: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     synthesis_error: str = ""
+    # What makes the report traceable: date, git commit, template hashes, tool versions (see `provenance`).
+    provenance: dict[str, str] = field(default_factory=dict)
 
     def controls(self) -> list[str]:
         return sorted({row.control for row in self.rows})
@@ -204,6 +215,7 @@ def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None 
                 raise
             error = str(exc).splitlines()[0]
         paths = _construct_paths(app)
+        template_hashes = _template_hashes(out)
         report_file = out / "validation-report.json"
         report = json.loads(report_file.read_text()) if report_file.exists() else {"pluginReports": []}
         model = AppModel.from_outdir(out)
@@ -216,8 +228,10 @@ def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None 
             "workshop_mode": config.workshop_mode,
             "tier_b_keystore_enabled": config.tier_b.keystore_enabled,
             "residency_guardrail_policy_ids": list(config.residency_guardrail_policy_ids),
+            "gallring_decision": config.gallring_decision or "(none: nothing expires)",
         },
         synthesis_error=error,
+        provenance=provenance(template_hashes),
     )
     failed, acknowledged = _findings(report)
     evaluator = Evaluator(
@@ -226,6 +240,43 @@ def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None 
     evidence.rows.extend(_pack_rows(evaluator, paths, failed, acknowledged))
     evidence.rows.extend(_external_rows(model, paths, failed, acknowledged))
     return evidence
+
+
+def _template_hashes(outdir: Path) -> dict[str, str]:
+    """SHA-256 of every template the report evaluated, by file name."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(outdir.glob("*.template.json"))}
+
+
+def _command_output(*command: str) -> str:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=20, cwd=REPO_ROOT, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(template_hashes: dict[str, str]) -> dict[str, str]:
+    """Date (UTC), git commit (with `+dirty` for uncommitted changes), tool versions and template hashes."""
+    commit = _command_output("git", "rev-parse", "HEAD") or "unknown (not a git checkout)"
+    if commit[:1] != "u" and _command_output("git", "status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    facts = {
+        "generated (UTC)": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git commit": commit,
+        "python": platform.python_version(),
+        "node": _command_output("node", "--version") or "unknown",
+    }
+    for distribution in ("aws-cdk-lib", "constructs", "cdk-nag", "jsii"):
+        facts[distribution] = _version(distribution)
+    facts.update({f"sha256 {name}": digest for name, digest in template_hashes.items()})
+    return facts
 
 
 def _construct_paths(app: Any) -> dict[ResourceRef, str]:
@@ -271,7 +322,7 @@ def _pack_rows(
                 if outcome.status == NOT_APPLICABLE:
                     continue
                 path = paths.get(ref, f"{ref.stack}/{ref.logical_id}")
-                status, detail = PASS, ""
+                status, detail = PASS, "; ".join(outcome.reasons)
                 if outcome.status != "COMPLIANT":
                     ids = [f"{rule.rule_id}[{f}]" for f in outcome.findings] or [rule.rule_id]
                     reasons = [acknowledged.get((PACK_NAME, rule_id, path)) for rule_id in ids]
@@ -364,7 +415,8 @@ def summary_line(evidence: Evidence | None = None) -> str:
 _DISCLAIMER = (
     "Engineering evidence generated from the synthesized CloudFormation templates. It is not legal advice and does "
     "not replace the municipality's own assessments (OSL 10 kap. 2 a §, Säkerhetsskyddslagen, DPIA); see "
-    "docs/compliance.md."
+    "docs/compliance.md. Handling: a report generated for a live account's configuration may itself contain "
+    "secret information (OSL 18 kap. 8 §, security measures); assess that before filing or sharing it."
 )
 
 
@@ -388,6 +440,10 @@ def render_markdown(evidence: Evidence) -> str:
         "Configuration: " + ", ".join(f"{k}={v}" for k, v in evidence.config.items()),
         "",
     ]
+    if evidence.provenance:
+        lines += ["**Provenance**", "", "| Fact | Value |", "|---|---|"]
+        lines += [f"| {_cell(k)} | `{_cell(v)}` |" for k, v in evidence.provenance.items()]
+        lines.append("")
     if evidence.synthesis_error:
         lines += [f"> Synthesis reported unacknowledged findings: `{_cell(evidence.synthesis_error)}`", ""]
     for requirement in REQUIREMENTS:
@@ -433,6 +489,10 @@ def render_html(evidence: Evidence) -> str:
         f"<p><strong>{esc(summary_line(evidence))}</strong></p>",
         "<p>Configuration: " + esc(", ".join(f"{k}={v}" for k, v in evidence.config.items())) + "</p>",
     ]
+    if evidence.provenance:
+        parts.append("<p><strong>Provenance</strong></p><table>")
+        parts += [f"<tr><td>{esc(k)}</td><td><code>{esc(v)}</code></td></tr>" for k, v in evidence.provenance.items()]
+        parts.append("</table>")
     if evidence.synthesis_error:
         parts.append(f"<p class='fail'>Synthesis reported unacknowledged findings: {esc(evidence.synthesis_error)}</p>")
     for requirement in REQUIREMENTS:

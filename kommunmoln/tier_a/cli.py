@@ -36,6 +36,7 @@ from typing import NoReturn
 import kommunmoln
 from kommunmoln import names, object_check
 from kommunmoln.config import DEFAULTS
+from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT, Job, Outcome, upload_many
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
     decrypt_file,
@@ -180,6 +181,12 @@ def _add_force(parser: argparse.ArgumentParser) -> None:
                         help="replace existing regular files (never symlinks, devices or FIFOs; default: refuse)")  # fmt: skip
 
 
+def _add_files_in_flight(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--files-in-flight", type=int, default=DEFAULT_FILES_IN_FLIGHT,
+                        help=f"small files (under one part) uploaded at once (1-256, default {DEFAULT_FILES_IN_FLIGHT}); "
+                             "larger files go one at a time with --concurrency parts")  # fmt: skip
+
+
 def _add_transfer(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--part-size-mib", type=int, default=DEFAULT_PART_SIZE // MIB,
                         help=f"multipart part size in MiB (5-5120, default {DEFAULT_PART_SIZE // MIB})")  # fmt: skip
@@ -236,6 +243,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     )
     upload.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
     _add_transfer(upload)
+    _add_files_in_flight(upload)
 
     download = command("download", "download and decrypt one object or every object under a prefix")
     download.add_argument("source", metavar="S3URL", help="s3://bucket/key (one object) or s3://bucket/prefix/")
@@ -269,6 +277,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
         "--escrow-key", metavar="KEYFILE", help="also wrap every data key for this offline AES escrow key file"
     )
     _add_transfer(sync)
+    _add_files_in_flight(sync)
 
     rm = command("rm", "delete objects: a delete marker only (versioned buckets; every version stays)")
     rm.add_argument(
@@ -433,54 +442,79 @@ class _Aws:
         return resolve_location(parse_s3_url(url), stack_bucket=self.stack_bucket)
 
 
+@dataclass
+class _Totals:
+    uploaded: int = 0
+    failed: int = 0
+    plaintext_bytes: int = 0
+    stored_bytes: int = 0
+
+
+def _upload_files(args: argparse.Namespace, aws: _Aws, keyring, files: list[tuple[Path, str]], *, bucket: str,
+                  extra: dict[str, str], transfer: TransferSettings, label: str) -> _Totals:  # fmt: skip
+    """Upload files (small ones many at a time), reporting each; failures are counted, not raised."""
+    report = args.reporter
+    totals = _Totals()
+    jobs = [Job(path, key, path.stat().st_size) for path, key in files]
+
+    def reported(outcome: Outcome) -> None:
+        bar.file_done()
+        if outcome.error is not None:
+            totals.failed += 1
+            report.error(str(outcome.error), path=str(outcome.job.path), key=outcome.job.key)
+            return
+        result = outcome.result
+        assert result is not None
+        totals.uploaded += 1
+        totals.plaintext_bytes += result.plaintext_bytes
+        totals.stored_bytes += result.stored_bytes
+        how = f"{result.parts} parts" if result.parts else "single put"
+        _say(args, f"{label} {result.path} -> s3://{result.bucket}/{result.key} "
+                   f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
+             path=str(result.path), bucket=result.bucket, key=result.key, version_id=result.version_id,
+             plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes, parts=result.parts)  # fmt: skip
+
+    with report.progress(label, sum(stored_size_estimate(j.size) for j in jobs), files=len(jobs)) as bar:
+        try:
+            upload_many(aws.s3, jobs, bucket=bucket, key_provider=keyring, extra_context=extra, settings=transfer,
+                        files_in_flight=args.files_in_flight, on_bytes=bar.update, on_outcome=reported)  # fmt: skip
+        except Interrupted as interrupted:
+            raise Interrupted(f"{interrupted.reason}; {totals.uploaded} of {len(jobs)} files were uploaded",
+                              stored=interrupted.stored) from None  # fmt: skip
+        bar.finish()
+    return totals
+
+
 def cmd_upload(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise UsageError("upload needs at least one PATH and the destination s3://bucket/prefix")
     *sources, url = args.paths
     extra = parse_context_items(args.context)
     transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
-    aws = _Aws(args, concurrency=transfer.concurrency)
+    aws = _Aws(args, concurrency=max(transfer.concurrency, args.files_in_flight))
     location = aws.location(url)
     plan = scan_uploads(sources, location)
-    report = args.reporter
     for skipped in plan.skipped:
-        report.skipped(skipped.name, skipped.reason)
-    sizes = {path: path.stat().st_size for path, _ in plan.items}
-    failures = uploaded = 0
-    plaintext = stored = 0
+        args.reporter.skipped(skipped.name, skipped.reason)
     with open_custody(custody_options(args), need_primary=True) as custody:
-        keyring = custody.encrypting_keyring()
-        total = sum(stored_size_estimate(size) for size in sizes.values())
-        with report.progress("upload", total, files=len(plan.items)) as bar:
-            for path, key in plan.items:
-                try:
-                    result = upload_encrypted(
-                        aws.s3, source_path=path, bucket=location.bucket, key=key, key_provider=keyring,
-                        extra_context=extra, settings=transfer, on_bytes=bar.update,
-                    )  # fmt: skip
-                except Interrupted as interrupted:
-                    raise Interrupted(f"{interrupted.reason}; {uploaded} of {len(plan.items)} files were uploaded "
-                                      "before it", stored=interrupted.stored) from None  # fmt: skip
-                except TierAError as error:
-                    if len(plan.items) == 1 and not plan.skipped:
-                        raise
-                    failures += 1
-                    report.error(str(error), path=str(path), key=key)
-                    continue
-                finally:
-                    bar.file_done()
-                uploaded += 1
-                plaintext += result.plaintext_bytes
-                stored += result.stored_bytes
-                how = f"{result.parts} parts" if result.parts else "single put"
-                _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "
-                           f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
-                     path=str(path), bucket=result.bucket, key=result.key, version_id=result.version_id,
-                     plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes,
-                     parts=result.parts)  # fmt: skip
-            bar.finish()
-    return _finish(args, "uploaded", uploaded, failures, len(plan.skipped), skips_fail=False, plaintext_bytes=plaintext,
-                   stored_bytes=stored)  # fmt: skip
+        if len(plan.items) == 1 and not plan.skipped:  # one file: its error is the command's error
+            path, key = plan.items[0]
+            with args.reporter.progress("upload", stored_size_estimate(path.stat().st_size)) as bar:
+                result = upload_encrypted(aws.s3, source_path=path, bucket=location.bucket, key=key,
+                                          key_provider=custody.encrypting_keyring(), extra_context=extra,
+                                          settings=transfer, on_bytes=bar.update)  # fmt: skip
+                bar.finish()
+            how = f"{result.parts} parts" if result.parts else "single put"
+            _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "
+                       f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
+                 path=str(path), bucket=result.bucket, key=result.key, version_id=result.version_id,
+                 plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes, parts=result.parts)  # fmt: skip
+            return _finish(args, "uploaded", 1, 0, 0, skips_fail=False, plaintext_bytes=result.plaintext_bytes,
+                           stored_bytes=result.stored_bytes)  # fmt: skip
+        totals = _upload_files(args, aws, custody.encrypting_keyring(), plan.items, bucket=location.bucket,
+                               extra=extra, transfer=transfer, label="uploaded")  # fmt: skip
+    return _finish(args, "uploaded", totals.uploaded, totals.failed, len(plan.skipped), skips_fail=False,
+                   plaintext_bytes=totals.plaintext_bytes, stored_bytes=totals.stored_bytes)  # fmt: skip
 
 
 def _finish(
@@ -624,7 +658,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     extra = parse_context_items(args.context)
     transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
-    aws = _Aws(args, concurrency=transfer.concurrency)
+    aws = _Aws(args, concurrency=max(transfer.concurrency, args.files_in_flight))
     location = aws.location(args.dest)
     report = args.reporter
     dry = "(dryrun) " if args.dryrun else ""
@@ -636,31 +670,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
             require_versioning(aws.s3, location.bucket, "sync --delete")
         for skipped in plan.skipped:
             report.skipped(skipped.name, skipped.reason)
-        failures = uploaded = 0
-        with report.progress("sync", sum(stored_size_estimate(f.size) for f in plan.uploads),
-                             files=len(plan.uploads)) as bar:  # fmt: skip
+        uploaded = failures = 0
+        if args.dryrun:
             for local in plan.uploads:
-                where = f"s3://{location.bucket}/{local.key}"
-                if args.dryrun:
-                    _say(args, f"{dry}upload: {local.path} -> {where}", action="upload", path=str(local.path),
-                         key=local.key, dryrun=True)  # fmt: skip
-                    continue
-                try:
-                    upload_encrypted(aws.s3, source_path=local.path, bucket=location.bucket, key=local.key,
-                                     key_provider=keyring, extra_context=extra, settings=transfer,
-                                     on_bytes=bar.update)  # fmt: skip
-                except Interrupted as interrupted:
-                    raise Interrupted(f"{interrupted.reason}; {uploaded} of {len(plan.uploads)} changed files were "
-                                      "uploaded before it (run sync again to continue)", stored=interrupted.stored) from None  # fmt: skip
-                except TierAError as error:
-                    failures += 1
-                    report.error(str(error), path=str(local.path), key=local.key)
-                    continue
-                finally:
-                    bar.file_done()
-                uploaded += 1
-                _say(args, f"upload: {local.path} -> {where}", action="upload", path=str(local.path), key=local.key)
-            bar.finish()
+                _say(args, f"{dry}upload: {local.path} -> s3://{location.bucket}/{local.key}", action="upload",
+                     path=str(local.path), key=local.key, dryrun=True)  # fmt: skip
+        elif plan.uploads:
+            totals = _upload_files(args, aws, keyring, [(f.path, f.key) for f in plan.uploads], bucket=location.bucket,
+                                   extra=extra, transfer=transfer, label="upload:")  # fmt: skip
+            uploaded, failures = totals.uploaded, totals.failed
     deleted = 0
     for obj in plan.deletes:
         where = f"s3://{location.bucket}/{obj.key}"

@@ -39,11 +39,13 @@ from aws_encryption_sdk.exceptions import (
     NotSupportedError,
     UnknownIdentityError,
 )
-from aws_encryption_sdk.identifiers import Algorithm
+from aws_encryption_sdk.identifiers import Algorithm, ContentType
 from aws_encryption_sdk.internal.formatting.deserialize import deserialize_header
 from cryptography.exceptions import InvalidSignature, InvalidTag
 
+from kommunmoln import names
 from kommunmoln.tier_a.errors import ContextMismatchError, DecryptionError, EncryptionError, UsageError
+from kommunmoln.tier_a.frames import FrameEncryptor, decrypt_frames
 from kommunmoln.tier_a.outputs import AtomicFile, check_destination, is_stdio, open_input, stdout_spool
 
 ALGORITHM = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY
@@ -151,16 +153,75 @@ class _HeadRecorder(io.RawIOBase):
         return data
 
 
+# --- Engine ------------------------------------------------------------------------------
+ENGINE_FRAMES = "frames"  # ESDK header + key derivation, frames by kommunmoln.tier_a.frames
+ENGINE_ESDK = "esdk"  # the ESDK's own stream for everything (the reference)
+ENGINES = (ENGINE_FRAMES, ENGINE_ESDK)
+
+
+def codec_engine(engine: str | None = None) -> str:
+    """`engine`, else $KOMMUNMOLN_TIER_A_CODEC, else the frame engine; refuses unknown names."""
+    chosen = engine or os.environ.get(names.ENV_TIER_A_CODEC) or ENGINE_FRAMES
+    if chosen not in ENGINES:
+        raise UsageError(f"{names.ENV_TIER_A_CODEC}={chosen!r} is not one of {', '.join(ENGINES)}")
+    return chosen
+
+
+def frames_can_decrypt(header) -> bool:
+    """Whether kommunmoln.tier_a.frames reads this body: framed and unsigned (no footer to verify)."""
+    return header.content_type == ContentType.FRAMED_DATA and header.algorithm.signing_algorithm_info is None
+
+
+def decrypt_body(decryptor, source: BinaryIO, sink: BinaryIO) -> int:
+    """The framed body after the header an ESDK `decryptor` has parsed, authenticated and keyed.
+
+    `source` is the stream the decryptor read the header from (it reads no further than the
+    header); the key is the one the ESDK derived after unwrapping the data key.
+    """
+    header = decryptor.header
+    if not frames_can_decrypt(header):
+        raise DecryptionError("message body is not framed without a signature; use the ESDK engine")
+    return decrypt_frames(
+        source, sink, key=decryptor._derived_data_key, message_id=header.message_id, frame_length=header.frame_length
+    )
+
+
+def _pump(stream, sink: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> int:
+    """Copy an ESDK stream into `sink` a frame at a time; returns the bytes copied."""
+    copied = 0
+    while chunk := stream.read(FRAME_LENGTH):
+        sink.write(chunk)
+        copied += len(chunk)
+        if on_bytes:
+            on_bytes(len(chunk))
+    return copied
+
+
 # --- Encryption --------------------------------------------------------------------------
-def open_encryptor(source: BinaryIO, key_provider, encryption_context: Mapping[str, str]):
-    """An ESDK stream encryptor over `source` (read it in FRAME_LENGTH-sized chunks)."""
-    return esdk_client().stream(
+def open_encryptor(source: BinaryIO, key_provider, encryption_context: Mapping[str, str], *, engine: str | None = None):
+    """A stream encryptor over `source` with `read(n)` (both engines) and `readinto` (frames).
+
+    With the frame engine the ESDK still generates and wraps the data key, builds and
+    authenticates the header and derives the frame key (its `_prep_message`, run on an
+    empty source); only the frames are written by kommunmoln.tier_a.frames.
+    """
+    encryptor = esdk_client().stream(
         mode="e",
-        source=source,
+        source=source if codec_engine(engine) == ENGINE_ESDK else io.BytesIO(b""),
         key_provider=key_provider,
         encryption_context=dict(encryption_context),
         algorithm=ALGORITHM,
         frame_length=FRAME_LENGTH,
+    )
+    if codec_engine(engine) == ENGINE_ESDK:
+        return encryptor
+    encryptor._prep_message()  # ESDK: data key, header, header authentication, derived key
+    return FrameEncryptor(
+        source,
+        header=encryptor._header,
+        header_bytes=bytes(encryptor.output_buffer),
+        key=encryptor._derived_data_key,
+        frame_length=encryptor._header.frame_length,
     )
 
 
@@ -171,6 +232,7 @@ def encrypt_stream(
     encryption_context: Mapping[str, str],
     *,
     on_bytes: Callable[[int], None] | None = None,
+    engine: str | None = None,
 ) -> int:
     """Encrypt `source` into `sink` in frames; returns the ciphertext length.
 
@@ -178,15 +240,16 @@ def encrypt_stream(
     """
     written = 0
     try:
-        encryptor = open_encryptor(source, key_provider, encryption_context)
-        while True:
-            chunk = encryptor.read(FRAME_LENGTH)
-            if not chunk:
-                break
-            sink.write(chunk)
-            written += len(chunk)
-            if on_bytes:
-                on_bytes(len(chunk))
+        encryptor = open_encryptor(source, key_provider, encryption_context, engine=engine)
+        if isinstance(encryptor, FrameEncryptor):
+            buffer = memoryview(bytearray(4 * FRAME_LENGTH))
+            while n := encryptor.readinto(buffer):
+                sink.write(buffer[:n])
+                written += n
+                if on_bytes:
+                    on_bytes(n)
+            return written
+        written = _pump(encryptor, sink, on_bytes)
         encryptor.close()
     except MasterKeyProviderError as error:
         raise EncryptionError(f"cannot encrypt: {error}") from None
@@ -284,8 +347,13 @@ def decrypt_to_file(
     expected_context: Mapping[str, str] | None = None,
     on_bytes: Callable[[int], None] | None = None,
     overwrite: bool = True,
+    engine: str | None = None,
 ) -> DecryptResult:
     """Decrypt an ESDK message from `source` into `dest`, all or nothing.
+
+    The ESDK always parses and authenticates the header and derives the key. The body is
+    decrypted by kommunmoln.tier_a.frames when the engine is the frame engine and the
+    message is framed with this project's suite (no signature); otherwise by the ESDK.
 
     `expected_context` entries must be present with equal values in the message's
     encryption context (checked before any plaintext is written). `on_bytes` is called
@@ -302,15 +370,13 @@ def decrypt_to_file(
             _check_context(context, expected_context or {})
             stage = "body"
             written = 0
-            while True:
-                chunk = decryptor.read(FRAME_LENGTH)
-                if not chunk:
-                    break
-                handle.write(chunk)
-                written += len(chunk)
-            if not hasattr(decryptor, "footer"):
-                raise DecryptionError("message ended before its final frame; no output written")
-            decryptor.close()
+            if codec_engine(engine) == ENGINE_FRAMES and header.algorithm == ALGORITHM and frames_can_decrypt(header):
+                written = decrypt_body(decryptor, recorder, handle)
+            else:
+                written = _pump(decryptor, handle)
+                if not hasattr(decryptor, "footer"):
+                    raise DecryptionError("message ended before its final frame; no output written")
+                decryptor.close()
             stage = "end"
             if recorder.read(1):
                 raise DecryptionError("unexpected data after the end of the message; no output written")

@@ -189,6 +189,18 @@ class _Counting(io.RawIOBase):
             self._on_bytes(len(data))
         return data
 
+    def readinto(self, buffer) -> int:
+        if not hasattr(self._raw, "readinto"):  # a source with read() only
+            data = self.read(len(buffer))
+            memoryview(buffer)[: len(data)] = data
+            return len(data)
+        n = self._raw.readinto(buffer)
+        self.count += n
+        self.sha256.update(memoryview(buffer)[:n])
+        if self._on_bytes and n:
+            self._on_bytes(n)
+        return n
+
 
 class _PartReader:
     """Cuts the encryptor's output into parts of exactly `size` bytes (the last one shorter)."""
@@ -211,6 +223,16 @@ class _PartReader:
         Profiling showed byte copies, not AES-GCM, dominating the upload's CPU time; a part
         is handed to botocore as this bytearray (no `bytes()` conversion).
         """
+        if hasattr(self._encryptor, "readinto"):  # the frame engine encrypts into the part itself
+            part = bytearray(size)
+            filled = 0
+            while filled < size and not self._exhausted:
+                n = self._encryptor.readinto(memoryview(part)[filled:])
+                self._exhausted = n == 0
+                filled += n
+            del part[filled:]
+            self.total += filled
+            return part
         part = self._carry
         while len(part) < size and not self._exhausted:
             chunk = self._encryptor.read(FRAME_LENGTH)

@@ -9,9 +9,12 @@ the VPC endpoints, and every session is logged by CloudTrail.
 The VPC has no internet path (by design), so the CloudHSM CLI cannot be downloaded on the
 host. The operator stages the CLI package (from AWS's download page, checksum verified on
 the operator's machine) and the cluster's trust anchor in the staging bucket made here,
-then installs it on the host (`aws s3 cp s3://<staging>/cloudhsm-cli.rpm . && sudo dnf
-install -y ./cloudhsm-cli.rpm`), or pushes it with an SSM Run Command document. Nothing
-here opens a route to the internet.
+then installs it on the host without any repository (`aws s3 cp s3://<staging>/cloudhsm-cli.rpm .
+&& sudo dnf install -y --disablerepo='*' ./cloudhsm-cli.rpm`), or pushes it with an SSM Run Command
+document. `--disablerepo='*'` matters: the Amazon Linux repositories are S3 buckets AWS owns, which
+the account-only S3 endpoint policy does not reach, so a plain `dnf install` fails fetching their
+metadata; the CLI's dependencies (glibc, OpenSSL) are already in the AMI. Nothing here opens a
+route to the internet.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def _machine_image(ami_id: str) -> ec2.IMachineImage:
     """The pinned AMI, or (empty: workshops) the latest Amazon Linux 2023 from AWS's public SSM parameter.
 
     The SSM parameter is resolved on every deployment, so a new Amazon Linux release would replace the
-    host; `make preflight` prints the current id to pin outside workshop mode.
+    host. Pin it outside workshops (`aws ssm get-parameter --name
+    /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64` gives the current id).
     """
     if ami_id:
         return _FixedImage(ami_id)
@@ -81,7 +85,7 @@ class HsmAdminHost(Construct):
         cluster: CloudHsmCluster,
         secret: KmsUserSecret,
         access_logs: s3.IBucket,
-        noncurrent_version_days: int,
+        noncurrent_version_days: int | None,
         workshop_mode: bool,
         ami_id: str = "",
     ) -> None:

@@ -8,6 +8,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from kommunmoln.config import LOG_RETENTION_DAYS
+from stacks.compliance import acknowledge
 from stacks.components.lifecycle import removal_policy, supporting_key
 
 
@@ -18,7 +19,7 @@ class LogEncryption(Construct):
         key: the KMS key.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int | None) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self._retention_days = retention_days
@@ -45,15 +46,23 @@ class LogEncryption(Construct):
         )
 
     def log_group(self, scope: Construct, construct_id: str, *, name: str | None = None) -> logs.LogGroup:
-        """A log group encrypted with this key, with the configured retention."""
-        return logs.LogGroup(
+        """A log group encrypted with this key, with the configured retention (None: kept until a gallring decision)."""
+        group = logs.LogGroup(
             scope,
             construct_id,
             log_group_name=name,
             encryption_key=self.key,
-            retention=retention(self._retention_days),
+            retention=retention(self._retention_days) if self._retention_days else logs.RetentionDays.INFINITE,
             removal_policy=removal_policy(workshop_mode=self._workshop_mode),
         )
+        if not self._retention_days:
+            acknowledge(
+                group.node.default_child,
+                "NIST.800.53.R5::NIST.800.53.R5-CloudWatchLogGroupRetentionPeriod",
+                "Log events are public records under the Archives Act (arkivlagen 1990:782): they are kept until the "
+                "municipality's gallring decision is configured (gallring_decision), then log_retention_days applies.",
+            )
+        return group
 
 
 # CloudWatch Logs retention periods (kommunmoln.config.LOG_RETENTION_DAYS) by enum name.

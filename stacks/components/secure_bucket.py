@@ -42,7 +42,8 @@ class SecureBucket(Construct):
     Both buckets: Block Public Access, bucket-owner-enforced ownership (no ACLs), TLS-only
     policy, versioning, removal policy by `workshop_mode` (objects auto-deleted only then).
     The data bucket also gets lifecycle rules (abort incomplete multipart uploads after one
-    day, expire noncurrent versions after `noncurrent_version_days`) and, when
+    day; expire noncurrent versions after `noncurrent_version_days` only when it is not None, i.e.
+    under the municipality's gallring decision, see `AppConfig.expiry_days`) and, when
     `object_lock_days` > 0, Object Lock in governance mode with that default retention.
 
     Attributes:
@@ -59,13 +60,13 @@ class SecureBucket(Construct):
         construct_id: str,
         *,
         workshop_mode: bool,
-        noncurrent_version_days: int,
+        noncurrent_version_days: int | None,
         encryption: s3.BucketEncryption = s3.BucketEncryption.S3_MANAGED,
         encryption_key: kms.IKey | None = None,
         object_lock_days: int = 0,
         bucket_name: str | None = None,
         access_log_bucket_name: str | None = None,
-        access_log_days: int = 365,
+        access_log_days: int | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         # Log delivery through the bucket policy, never through ACLs (ownership is enforced),
@@ -85,11 +86,12 @@ class SecureBucket(Construct):
             enforce_ssl=True,
             minimum_tls_version=1.2,
             versioned=True,
+            # Access logs are records too: they expire only under a gallring decision (None: keep).
             lifecycle_rules=[
                 s3.LifecycleRule(
-                    id="ExpireAccessLogs",
-                    expiration=cdk.Duration.days(access_log_days),
-                    noncurrent_version_expiration=cdk.Duration.days(30),
+                    id="ExpireAccessLogs" if access_log_days else "AbortIncompleteMultipartUploads",
+                    expiration=cdk.Duration.days(access_log_days) if access_log_days else None,
+                    noncurrent_version_expiration=cdk.Duration.days(30) if access_log_days else None,
                     abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
                 )
             ],
@@ -129,9 +131,15 @@ class SecureBucket(Construct):
                     id="AbortIncompleteMultipartUploads",
                     abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
                 ),
-                s3.LifecycleRule(
-                    id="ExpireNoncurrentVersions",
-                    noncurrent_version_expiration=cdk.Duration.days(noncurrent_version_days),
+                *(
+                    [
+                        s3.LifecycleRule(
+                            id="ExpireNoncurrentVersions",
+                            noncurrent_version_expiration=cdk.Duration.days(noncurrent_version_days),
+                        )
+                    ]
+                    if noncurrent_version_days
+                    else []
                 ),
             ],
             object_lock_enabled=object_lock_days > 0 or None,

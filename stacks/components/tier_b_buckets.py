@@ -28,7 +28,7 @@ def hardened_bucket(
     construct_id: str,
     *,
     workshop_mode: bool,
-    noncurrent_version_days: int,
+    noncurrent_version_days: int | None,
     access_log_bucket: s3.IBucket | None,
     log_prefix: str = "",
     encryption_key: kms.IKey | None = None,
@@ -36,7 +36,8 @@ def hardened_bucket(
 ) -> s3.Bucket:
     """A private, TLS-only, versioned bucket with owner-enforced objects and lifecycle rules.
 
-    SSE-KMS with `encryption_key` (and S3 Bucket Keys) when given, else SSE-S3.
+    SSE-KMS with `encryption_key` (and S3 Bucket Keys) when given, else SSE-S3. Noncurrent versions
+    expire only when `noncurrent_version_days` is not None (under a gallring decision).
     """
     bucket = s3.Bucket(
         scope,
@@ -54,8 +55,10 @@ def hardened_bucket(
         server_access_logs_prefix=log_prefix or None,
         lifecycle_rules=[
             s3.LifecycleRule(
-                id="ExpireNoncurrentVersions",
-                noncurrent_version_expiration=cdk.Duration.days(noncurrent_version_days),
+                id="ExpireNoncurrentVersions" if noncurrent_version_days else "AbortIncompleteMultipartUploads",
+                noncurrent_version_expiration=(
+                    cdk.Duration.days(noncurrent_version_days) if noncurrent_version_days else None
+                ),
                 abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
             )
         ],
@@ -76,7 +79,9 @@ def hardened_bucket(
     return bucket
 
 
-def access_log_bucket(scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int) -> s3.Bucket:
+def access_log_bucket(
+    scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int | None
+) -> s3.Bucket:
     """The target of S3 server access logs (which S3 can deliver only to SSE-S3 buckets)."""
     bucket = hardened_bucket(
         scope, construct_id, workshop_mode=workshop_mode, noncurrent_version_days=retention_days, access_log_bucket=None
@@ -131,7 +136,7 @@ class SseKmsBucket(Construct):
         access_logs: s3.IBucket,
         usage_role: iam.IRole,
         validator: lambda_.IFunction,
-        noncurrent_version_days: int,
+        noncurrent_version_days: int | None,
         workshop_mode: bool,
     ) -> None:
         super().__init__(scope, construct_id)

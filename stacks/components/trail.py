@@ -36,7 +36,7 @@ class AuditTrail(Construct):
         *,
         access_logs: s3.IBucket,
         log_encryption: LogEncryption,
-        retention_days: int,
+        retention_days: int | None,
         workshop_mode: bool,
     ) -> None:
         super().__init__(scope, construct_id)

@@ -130,6 +130,7 @@ class ControlPlane:
         self.aliases: dict[str, str] = {}
         self.secrets: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        self.published: list[dict[str, Any]] = []
         self.billed_hsm_seconds = 0.0
 
     # --- time ---------------------------------------------------------------------------
@@ -205,7 +206,10 @@ class ControlPlane:
 
     def _before_call(self, model: OperationModel, params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
         body = params.get("body") or b"{}"
-        request = json.loads(body if isinstance(body, str) else body.decode() or "{}")
+        if isinstance(body, dict):  # the query protocol (SNS): the form fields, not yet encoded
+            request: dict[str, Any] = dict(body)
+        else:
+            request = json.loads(body if isinstance(body, str) else body.decode() or "{}")
         service = model.service_model.service_name
         self.calls.append((service, model.name))
         self._settle()
@@ -493,6 +497,15 @@ class ControlPlane:
         if secret_id not in self.secrets:
             raise Refused("ResourceNotFoundException", f"secret {secret_id} not found")
         return {"ARN": secret_id, "Name": secret_id.rsplit(":", 1)[-1], "SecretString": self.secrets[secret_id]}
+
+
+# --- SNS (the monitor's alarm) -------------------------------------------------------------------
+def _sns_publish(self: ControlPlane, request: dict[str, Any]) -> dict[str, Any]:
+    self.published.append(request)
+    return {"MessageId": f"msg-{next(_ID)}"}
+
+
+ControlPlane._sns_Publish = _sns_publish  # type: ignore[attr-defined]
 
 
 class _Http:

@@ -96,6 +96,7 @@ RESOURCES: dict[str, ResourceRule] = {
     "kms:UpdateAlias": lambda p, a: [a.alias(p["AliasName"]), a.key(p["TargetKeyId"])],
     "kms:DeleteAlias": lambda p, a: [a.alias(p["AliasName"]), a.key(p["AliasName"])],
     "secretsmanager:GetSecretValue": lambda p, a: [p["SecretId"]],
+    "sns:Publish": lambda p, a: [p["TopicArn"]],
 }
 
 

@@ -211,3 +211,43 @@ def test_model_rejects_a_request_botocore_would_not_send(world: World) -> None:
 
     with pytest.raises(ParamValidationError):
         world.clients.cloudhsm.create_hsm(ClusterId="cluster-x")
+
+
+def _monitor(world: World, cluster_id: str, *, key_store_id: str = "", key_arn: str = "", min_hsms: int = 1):
+    from lambdas.keystore_monitor import handler as monitor_handler
+    from lambdas.keystore_monitor import logic as monitor_logic
+
+    session = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
+    sns = world.aws.attach(session.client("sns", endpoint_url=f"https://sns.{REGION}.amazonaws.com"))
+    settings = monitor_handler.Settings(
+        checks=monitor_logic.MonitorSettings(key_store_id, cluster_id, key_arn, min_hsms),
+        topic_arn=f"arn:aws:sns:{REGION}:111122223333:alarms",
+    )
+    return monitor_handler.run(settings, kms=world.clients.kms, cloudhsm=world.clients.cloudhsm, sns=sns)
+
+
+def test_monitor_in_phase_1_expects_the_uninitialized_cluster_and_does_not_alarm(world: World) -> None:
+    # GIVEN phase 1 as deployed: an UNINITIALIZED cluster with its one ACTIVE HSM, no key store yet
+    cluster_id = world.aws.add_cluster(ZONES)
+    world.run(hsms_event(cluster_id, 1))
+    # WHEN the monitor runs (phase 1 settings: no key store id, one HSM)
+    report, result = _monitor(world, cluster_id)
+    # THEN the expected state is reported, not alarmed
+    assert result["healthy"] and world.aws.published == []
+    assert any("awaiting initialization" in c.detail for c in report.checks)
+
+
+def test_monitor_in_phase_2_alarms_on_a_disconnected_key_store(world: World) -> None:
+    # GIVEN the whole flow done, then the key store disconnected
+    cluster_id = world.aws.add_cluster(ZONES)
+    world.run(hsms_event(cluster_id, 1))
+    initialize_and_activate(world, cluster_id)
+    world.run(hsms_event(cluster_id, 2, request="Update"))
+    store_id = world.run(store_event(cluster_id))["PhysicalResourceId"]
+    key_id = world.run(key_event(store_id))["PhysicalResourceId"]
+    world.clients.kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    world.aws.advance(120)
+    # WHEN the monitor runs THEN it alarms once, naming the state
+    _, result = _monitor(world, cluster_id, key_store_id=store_id, key_arn=world.aws._arn(key_id), min_hsms=2)
+    assert not result["healthy"] and len(world.aws.published) == 1
+    assert "DISCONNECTED" in world.aws.published[0]["Message"]

@@ -103,3 +103,38 @@ def test_checker_finds_a_missing_permission() -> None:
                "Resource": [f"arn:aws:kms:{REGION}:{ACCOUNT}:alias/a", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/*"]}]  # fmt: skip
     bad = iam_check.Call("kms:CreateAlias", {"AliasName": "alias/b", "TargetKeyId": "k"})
     assert iam_check.denied([bad], scoped, arns) == [f"kms:CreateAlias on arn:aws:kms:{REGION}:{ACCOUNT}:alias/b"]
+
+
+def test_every_call_of_the_key_store_monitor_is_allowed_by_its_role(workshop_phase2: Synthesized) -> None:
+    # GIVEN the monitor run in phase 2 against the model, healthy and then alarming, every call recorded
+    from tests.controlplane.test_behaviour_model import _monitor
+
+    world, recorder = World(), iam_check.Recorder()
+    for client in (world.clients.cloudhsm, world.clients.kms):
+        recorder.attach(client)
+    cluster_id = world.aws.add_cluster(
+        {"eu-north-1a": "subnet-0aaaaaaaaaaaaaaaa", "eu-north-1b": "subnet-0bbbbbbbbbbbbbbbb"}
+    )
+    world.run(hsms_event(cluster_id, 1))
+    initialize_and_activate(world, cluster_id)
+    world.run(hsms_event(cluster_id, 2, request="Update"))
+    store_id = world.run(store_event(cluster_id))["PhysicalResourceId"]
+    key_arn = world.aws._arn(world.run(key_event(store_id))["PhysicalResourceId"])
+    recorder.calls.clear()  # only the monitor's own calls from here on
+    _monitor(world, cluster_id, key_store_id=store_id, key_arn=key_arn, min_hsms=2)
+    world.clients.kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    recorder.calls = [c for c in recorder.calls if c.action != "kms:DisconnectCustomKeyStore"]
+    world.aws.advance(120)
+    _monitor(world, cluster_id, key_store_id=store_id, key_arn=key_arn, min_hsms=2)
+    calls = [*recorder.calls, *(iam_check.Call("sns:Publish", p) for p in world.aws.published)]
+    assert {"cloudhsm:DescribeClusters", "kms:DescribeCustomKeyStores", "kms:DescribeKey", "sns:Publish"} <= {
+        c.action for c in calls
+    }
+    # AND the monitor function's role in the template
+    template = workshop_phase2.template("-tier-b")
+    (function,) = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
+                   and "lambdas.keystore_monitor.handler" in str(r["Properties"].get("Handler", ""))]  # fmt: skip
+    arns = iam_check.Arns("aws", REGION, ACCOUNT, resolve_key=lambda k: k.rsplit("/", 1)[-1])
+    # THEN no recorded call would be denied
+    missing = iam_check.denied(calls, iam_check.role_statements(template, function), arns)
+    assert missing == [], missing

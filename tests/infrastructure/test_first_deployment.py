@@ -102,3 +102,27 @@ def test_admin_host_ami_is_pinned_and_deletion_is_not_blocked(tmp_path: Path) ->
     # THEN the template names that AMI, and termination protection does not block replacement or destroy
     assert instance["Properties"]["ImageId"] == "ami-0123456789abcdef0"
     assert instance["Properties"].get("DisableApiTermination") in (None, False)
+
+
+def test_phase_2_asks_for_the_configured_hsm_count_and_the_monitor_knows_the_phase(
+    phase2: Synthesized, synthesized: Synthesized
+) -> None:
+    # GIVEN phase 1 (default) and phase 2 templates
+    def hsm_count(synth: Synthesized) -> str:
+        (hsms,) = synth.resources("-tier-b", "Custom::CloudHsmHsms").values()
+        return hsms["Properties"]["HsmCount"]
+
+    def monitor_env(synth: Synthesized) -> dict[str, object]:
+        (function,) = [r for r in synth.resources("-tier-b", "AWS::Lambda::Function").values()
+                       if "keystore_monitor" in str(r["Properties"].get("Handler"))]  # fmt: skip
+        return function["Properties"]["Environment"]["Variables"]
+
+    # THEN phase 1 asks for one HSM (CloudHSM takes no second before activation), phase 2 for tier_b_hsm_count
+    assert (hsm_count(synthesized), hsm_count(phase2)) == ("1", "2")
+    # AND the monitor expects one HSM in phase 1 (no per-zone alarm then), and has the key store in phase 2
+    assert monitor_env(synthesized)[names.ENV_MIN_HSMS] == "1"
+    assert monitor_env(phase2)[names.ENV_MIN_HSMS] == "2"
+    alarms = {
+        r["Properties"].get("MetricName") for r in synthesized.resources("-tier-b", "AWS::CloudWatch::Alarm").values()
+    }
+    assert names.METRIC_MIN_HSMS_PER_AZ not in alarms

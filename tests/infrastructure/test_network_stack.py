@@ -40,10 +40,10 @@ def test_flow_logs_go_to_an_encrypted_log_group_with_retention(synthesized: Synt
     groups = synthesized.resources(NETWORK, "AWS::Logs::LogGroup")
     destination = flow_log["Properties"]["LogGroupName"]["Ref"]
     group = groups[destination]
-    # THEN all traffic is logged, to a group encrypted with a customer-managed key, kept 365 days and retained
+    # THEN all traffic is logged, to a group encrypted with a customer-managed key, kept (no gallring decision)
     assert flow_log["Properties"]["TrafficType"] == "ALL"
     assert "KmsKeyId" in group["Properties"]
-    assert group["Properties"]["RetentionInDays"] == 365
+    assert "RetentionInDays" not in group["Properties"]
     assert group["DeletionPolicy"] == "RetainExceptOnCreate"
     keys = synthesized.resources(NETWORK, "AWS::KMS::Key")
     assert all(k["Properties"]["EnableKeyRotation"] is True for k in keys.values())

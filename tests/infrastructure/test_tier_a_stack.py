@@ -99,12 +99,15 @@ def test_data_bucket_is_private_versioned_logged_and_owner_enforced(synthesized:
     assert "ObjectLockEnabled" not in props  # tier_a_object_lock_days = 0 by default
 
 
-def test_lifecycle_aborts_uploads_and_expires_noncurrent_versions(synthesized: Synthesized) -> None:
+def test_lifecycle_aborts_uploads_and_keeps_noncurrent_versions(synthesized: Synthesized) -> None:
+    # GIVEN no gallring decision in cdk.json THEN noncurrent versions never expire (tests/infrastructure/
+    # compliance/test_gallring.py covers the configured decision)
     rules = {
         r["Id"]: r for r in _data_bucket(_template(synthesized))[1]["Properties"]["LifecycleConfiguration"]["Rules"]
     }
     assert rules["AbortIncompleteMultipartUploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
-    assert rules["ExpireNoncurrentVersions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 365}
+    assert "ExpireNoncurrentVersions" not in rules
+    assert all("NoncurrentVersionExpiration" not in r for r in rules.values())
     assert all(r["Status"] == "Enabled" for r in rules.values())
 
 

@@ -365,7 +365,7 @@ def test_data_bucket_uses_the_hsm_key_with_bucket_keys_and_is_hardened(phase2: S
     assert props["VersioningConfiguration"]["Status"] == "Enabled"
     assert "DestinationBucketName" in props["LoggingConfiguration"]
     (lifecycle,) = props["LifecycleConfiguration"]["Rules"]
-    assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 365
+    assert "NoncurrentVersionExpiration" not in lifecycle  # kept: no gallring decision in cdk.json
     assert lifecycle["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1
     assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     assert {"Key": names.TAG_CLASSIFICATION, "Value": names.CLASSIFICATION_PROTECTED} in props["Tags"]

@@ -191,6 +191,11 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tier_b_admin_host_ami": _NON_STRING | _not_matching(r"|ami-[0-9a-f]{8,17}"),
     "tier_b_noncurrent_version_days": _bad_int(1, 3650),
     "tier_b_monitor_interval_minutes": _bad_int(1, 60),
+    "residency_guardrail_policy_ids": _bad_list(
+        _NON_STRING | _not_matching(r"p-[0-9a-zA-Z_]{8,128}"), empty_is_bad=False
+    ),
+    "gallring_decision": _NON_STRING
+    | _not_matching(r"|[A-Za-z0-9ÅÄÖåäö+=._:/@-][A-Za-z0-9ÅÄÖåäö +=._:/@-]{1,126}[A-Za-z0-9ÅÄÖåäö+=._:/@-]"),
 }
 
 

@@ -33,6 +33,8 @@ from tests.conftest import REPO_ROOT
 from tests.reliability import esdk_samples as samples
 from usecases.client_side_encryption import main as cli
 
+pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
+
 CATEGORY = "tamper_matrix"
 MATERIAL = bytes(range(32))
 KEY_NAME = "tamper-key"

@@ -11,6 +11,7 @@ temporary file is left on disk after a failed download.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import signal
 import subprocess
@@ -35,6 +36,8 @@ from kommunmoln.tier_a.transfer import (
 )
 from tests.conftest import REPO_ROOT
 from tests.reliability.faultproxy import Fault, FaultProxy, operation
+
+pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
 
 CATEGORY = "transfer_faults"
 KEY = RawAesKey("kommunmoln", "transfer-key", bytes(range(1, 33)))
@@ -130,7 +133,9 @@ def _record(
 def test_transient_fault_during_multipart_upload_is_retried(
     ledger, proxy, direct, bucket, big_file, tmp_path, fault
 ) -> None:
-    # GIVEN a transient fault on one request of a three-part upload
+    # GIVEN a transient fault on one request of a three-part upload (a fresh copy: the
+    # parameter object counts what it saw, and each codec engine runs the test once)
+    fault = dataclasses.replace(fault)
     proxy.add(fault)
     # WHEN the client uploads through the faulty path
     result = upload_encrypted(_client(proxy), source_path=big_file, bucket=bucket, key="big.bin",
@@ -170,7 +175,7 @@ def _op_name(fault: Fault) -> str:
 def test_failed_multipart_upload_is_aborted_without_orphans(ledger, proxy, direct, bucket, big_file, faults) -> None:
     # GIVEN a fault that does not go away (and, in one case, a throttled first abort)
     for fault in faults:
-        proxy.add(fault)
+        proxy.add(dataclasses.replace(fault))  # fresh counters: each codec engine runs the test once
     # WHEN the client uploads (few retries, to keep the test short)
     with pytest.raises(TransferError) as raised:
         upload_encrypted(_client(proxy, attempts=2), source_path=big_file, bucket=bucket, key="big.bin",
@@ -227,7 +232,8 @@ def stored(direct, bucket, big_file) -> str:
 def test_download_survives_dropped_connections_and_throttling(
     ledger, proxy, direct, bucket, stored, big_file, tmp_path, fault
 ) -> None:
-    # GIVEN a stored 12 MiB object and a fault on its GET
+    # GIVEN a stored 12 MiB object and a fault on its GET (a fresh copy per codec engine)
+    fault = dataclasses.replace(fault)
     proxy.add(fault)
     dest = tmp_path / "out" / "big.bin"
     dest.parent.mkdir()
@@ -291,9 +297,11 @@ def test_resumed_download_stays_on_its_version(ledger, proxy, direct, bucket, st
     ledger.add(CATEGORY, inputs=1)
 
 
-def test_resume_after_overwrite_in_unversioned_bucket_is_refused(ledger, proxy, direct, big_file, tmp_path) -> None:
+def test_resume_after_overwrite_in_unversioned_bucket_is_refused(
+    ledger, proxy, direct, big_file, tmp_path, codec_engine
+) -> None:
     # GIVEN an unversioned bucket, a GET cut after 1.5 MiB, and the object overwritten before the resume
-    bucket = "rel-xfer-unversioned"
+    bucket = f"rel-xfer-unversioned-{codec_engine}"
     direct.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
     upload_encrypted(
         direct, source_path=big_file, bucket=bucket, key="big.bin", key_provider=KEY.master_key(), settings=PARTS

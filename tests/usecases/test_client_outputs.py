@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kommunmoln.tier_a import cli
+from kommunmoln.tier_a import bulk, cli
 from kommunmoln.tier_a.errors import Interrupted, TransferError
 from kommunmoln.tier_a.keys import Keyring, RawAesKey
 from kommunmoln.tier_a.progress import Progress
@@ -153,14 +153,14 @@ def test_directory_upload_carries_on_past_a_failing_file(
         (tmp_path / "in" / name).write_text(name)
     (tmp_path / "in" / "link.txt").symlink_to(tmp_path / "in" / "a.txt")
     os.mkfifo(tmp_path / "in" / "fifo")
-    real = cli.upload_encrypted
+    real = bulk.upload_encrypted
 
     def refuse_b(s3_client, **kwargs):
         if kwargs["source_path"].name == "b.txt":
             raise TransferError("upload of b.txt: AccessDenied: injected")
         return real(s3_client, **kwargs)
 
-    monkeypatch.setattr(cli, "upload_encrypted", refuse_b)
+    monkeypatch.setattr(bulk, "upload_encrypted", refuse_b)
     code, _, err = run(capsys, "--endpoint-url", moto_endpoint, "--key", str(key_file), "upload",
                        str(tmp_path / "in"), f"s3://{bucket}/d/")  # fmt: skip
     # THEN the others are uploaded, the symlink and FIFO are reported, the summary says so, exit 1
@@ -253,7 +253,7 @@ def test_cli_reports_the_interruption_truthfully(
     code, _, err = run(capsys, "--endpoint-url", moto_endpoint, "--key", str(key_file), "--json", "upload",
                        str(tmp_path / "f.txt"), f"s3://{bucket}/f.txt")  # fmt: skip
     assert code == 130
-    assert f"error: interrupted after s3://{bucket}/f.txt was stored; 0 of 1 files were uploaded before it" in err
+    assert f"error: interrupted after s3://{bucket}/f.txt was stored" in err
     assert "aborted" not in err
 
 
@@ -313,3 +313,37 @@ def test_progress_line_shows_files_totals_and_percentages() -> None:
     bar.file_done()
     bar.close()
     assert "upload 1/3 files [#####" in stream.getvalue() and " 25.0% 1.0/4.0 MiB" in stream.getvalue()
+
+
+# --- Item 10: many small files in flight -----------------------------------------------------
+def test_small_files_go_up_many_at_a_time_and_bounded(tmp_path: Path, s3, bucket: str, key: RawAesKey) -> None:
+    # GIVEN 40 small files and an S3 whose PutObject records how many calls overlap
+    import threading
+    import time
+
+    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+
+    def enter(**_kwargs) -> None:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.02)  # a round trip long enough for overlap to show
+
+    def leave(**_kwargs) -> None:
+        with lock:
+            state["now"] -= 1
+
+    s3.meta.events.register("before-call.s3.PutObject", enter)
+    s3.meta.events.register("after-call.s3.PutObject", leave)
+    jobs = []
+    for index in range(40):
+        path = tmp_path / f"f{index}.txt"
+        path.write_text(f"file {index}")
+        jobs.append(bulk.Job(path, f"many/f{index}.txt", path.stat().st_size))
+    outcomes: list[bulk.Outcome] = []
+    bulk.upload_many(s3, jobs, bucket=bucket, key_provider=Keyring(key.master_key()), extra_context=None,
+                     settings=TransferSettings(), files_in_flight=6, on_outcome=outcomes.append)  # fmt: skip
+    # THEN all are stored, several were in flight at once, never more than asked
+    assert len(outcomes) == 40 and all(o.error is None for o in outcomes)
+    assert 2 <= state["peak"] <= 6
+    assert len(s3.list_objects_v2(Bucket=bucket, Prefix="many/")["Contents"]) == 40

@@ -26,6 +26,8 @@ from kommunmoln.tier_a.transfer import (
 )
 from usecases.client_side_encryption import main
 
+pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
+
 
 @pytest.fixture
 def key() -> RawAesKey:

@@ -33,6 +33,9 @@ IMPORTED_KEY_ARN = "arn:aws:kms:eu-north-1:123456789012:key/11111111-2222-3333-4
 RETAIN = cdk.RemovalPolicy.RETAIN
 
 
+GALLRING_DECISION = "KS 2026/123 p 45"
+
+
 def protect(bucket: s3.IBucket | Construct, tier: str | None) -> None:
     cdk.Tags.of(bucket).add(names.TAG_CLASSIFICATION, names.CLASSIFICATION_PROTECTED)
     if tier:
@@ -40,8 +43,11 @@ def protect(bucket: s3.IBucket | Construct, tier: str | None) -> None:
 
 
 def hardened_bucket(scope: Construct, construct_id: str, *, logs_bucket: s3.IBucket, **kwargs: Any) -> s3.Bucket:
-    """A bucket that meets rule 3 (TLS, BPA, versioning, retention, access logs) and rule 6."""
-    return s3.Bucket(
+    """A bucket that meets rule 3 (TLS, BPA, versioning, retention, access logs), rule 6 and rule 9.
+
+    Its noncurrent versions expire under the (fixture) gallring decision it names.
+    """
+    bucket = s3.Bucket(
         scope,
         construct_id,
         enforce_ssl=True,
@@ -53,6 +59,8 @@ def hardened_bucket(scope: Construct, construct_id: str, *, logs_bucket: s3.IBuc
         removal_policy=RETAIN,
         **kwargs,
     )
+    cdk.Tags.of(bucket).add(names.TAG_GALLRING_DECISION, GALLRING_DECISION)
+    return bucket
 
 
 def deny_untagged_uploads(bucket: s3.Bucket) -> None:
@@ -170,7 +178,9 @@ class GoodStack(cdk.Stack):
 
         # An ordinary key with the CDK default policy (kms:* for the account root only).
         kms.Key(self, "OrdinaryKey", enable_key_rotation=True, removal_policy=RETAIN)
-        logs.LogGroup(self, "Logs", removal_policy=RETAIN)
+        logs.LogGroup(self, "Logs", retention=logs.RetentionDays.INFINITE, removal_policy=RETAIN)  # kept
+        expiring = logs.LogGroup(self, "ExpiringLogs", retention=logs.RetentionDays.ONE_YEAR, removal_policy=RETAIN)
+        cdk.Tags.of(expiring).add(names.TAG_GALLRING_DECISION, GALLRING_DECISION)
 
 
 class BadStack(cdk.Stack):
@@ -264,6 +274,16 @@ class BadStack(cdk.Stack):
             removal_policy=RETAIN,
         )
         logs.LogGroup(self, "DestroyableLogs", removal_policy=cdk.RemovalPolicy.DESTROY)
+
+        # Rule 9: records expire without a gallring decision.
+        s3.Bucket(
+            self,
+            "ExpiringBucket",
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(90))],
+            removal_policy=RETAIN,
+        )
+        logs.LogGroup(self, "ExpiringLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RETAIN)
 
         # Rule 1: a multi-Region key.
         multi = kms.Key(self, "MultiRegionKey", enable_key_rotation=True, removal_policy=RETAIN)

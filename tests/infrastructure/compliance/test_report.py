@@ -58,7 +58,7 @@ def test_every_requirement_has_controls_and_acknowledgments_carry_reasons(eviden
 def test_summary_line_counts_rows(evidence: Evidence) -> None:
     line = summary_line(evidence)
     match = re.fullmatch(
-        r"Compliance: 7 requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met",
+        rf"Compliance: {len(REQUIREMENTS)} requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met",
         line,
     )
     assert match, line
@@ -176,3 +176,16 @@ def test_bucket_on_an_external_key_store_key_is_not_met_under_no_disclosure() ->
     # ... but under no disclosure and EDPB Use Case 1 it is not met
     for requirement in _NON_DISCLOSURE:
         assert [r.status for r in rows.rows_for(requirement)] == [NOT_MET]
+
+
+def test_report_is_traceable(evidence: Evidence) -> None:
+    # GIVEN the report of the project's app THEN it names the date, the commit, tool versions and
+    # a SHA-256 of every template it evaluated
+    facts = evidence.provenance
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", facts["generated (UTC)"])
+    assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?|unknown \(not a git checkout\)", facts["git commit"])
+    assert facts["aws-cdk-lib"][0].isdigit() and facts["cdk-nag"][0].isdigit()
+    hashes = {k: v for k, v in facts.items() if k.startswith("sha256 ")}
+    assert len(hashes) >= 3 and all(re.fullmatch(r"[0-9a-f]{64}", v) for v in hashes.values())
+    page = render_markdown(evidence)
+    assert "**Provenance**" in page and facts["git commit"] in page and "OSL 18 kap. 8 §" in page

@@ -213,3 +213,22 @@ def test_osl7_no_trail_fails(findings: Findings) -> None:
 def test_pack_refuses_regions_outside_the_eu() -> None:
     with pytest.raises(ValueError, match="EU regions"):
         SwedishPublicSectorChecks(allowed_regions=("us-east-1",))
+
+
+# --- rule 9: expiry only under a gallring decision -------------------------------------------
+OSL9 = f"{PACK}-9"
+
+
+def test_rule9_expiry_under_a_named_decision_passes(findings: Findings) -> None:
+    # GIVEN buckets whose versions expire and a log group with a retention, each tagged with the decision
+    assert OSL9 not in _rules(findings, "Good/TierA/Resource")
+    assert OSL9 not in _rules(findings, "Good/ExpiringLogs/Resource")
+    assert OSL9 not in _rules(findings, "Good/Logs/Resource")  # kept forever
+
+
+def test_rule9_flags_expiry_without_a_decision_tag(findings: Findings) -> None:
+    # GIVEN a bucket that expires objects and a log group with a retention, neither naming a decision
+    # THEN rule 9 flags both and the fix names the config key
+    assert OSL9 in _rules(findings, "Bad/ExpiringBucket/Resource")
+    assert OSL9 in _rules(findings, "Bad/ExpiringLogs/Resource")
+    assert "gallring_decision" in findings.descriptions[OSL9]

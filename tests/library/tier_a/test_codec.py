@@ -26,6 +26,8 @@ from kommunmoln.tier_a.codec import (
 from kommunmoln.tier_a.errors import ContextMismatchError, DecryptionError, UsageError
 from kommunmoln.tier_a.keys import EscrowPrivateKey, EscrowPublicKey, Keyring, RawAesKey, load_key_file
 
+pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
+
 
 def _independent_raw_key(key_file: Path) -> RawMasterKey:
     """What another program builds from the key file with the ESDK alone (no kommunmoln code)."""

@@ -30,6 +30,8 @@ from kommunmoln.tier_a.keys import RawAesKey, load_key_file, write_key_file
 from tests.conftest import REPO_ROOT
 from usecases.client_side_encryption import main
 
+pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
+
 JS_DIR = REPO_ROOT / "interop" / "js"
 SCRIPT = JS_DIR / "esdk_raw_aes.mjs"
 PACKAGE = "@aws-crypto/client-node"
