@@ -177,9 +177,6 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
         _NON_STRING | st.sampled_from(["GLACIER", "DEEP_ARCHIVE", "ONEZONE_IA", "REDUCED_REDUNDANCY", "standard", ""]),
         empty_is_bad=True,
     ),
-    "residency_guardrail_policy_ids": _bad_list(
-        _NON_STRING | _not_matching(r"p-[0-9a-zA-Z_]{8,128}"), empty_is_bad=False
-    ),
     "tier_b_hsm_count": _bad_int(1, 28),
     "tier_b_backup_retention_days": _bad_int(7, 379),
     "tier_b_restore_backup_id": _NON_STRING | _not_matching(r"|backup-[2-7a-zA-Z]{11,16}"),
