@@ -97,15 +97,32 @@ def test_out_of_order_versions_are_judged_each_by_its_own_bytes(ledger) -> None:
 
 
 def test_security_role_status_is_respected(ledger) -> None:
-    # GIVEN a version the security role already released (status tag set by hand)
+    # GIVEN a version the security role already released: status tag set by hand, bound to
+    # that version as every status tag must be (a status tag counts only for its own version)
     s3, sns = FakeS3(), FakeSns()
     s3.put(BUCKET, "c.pdf", "v1", BAD_BODIES["plaintext"])
-    s3.tags[(BUCKET, "c.pdf", "v1")] = [{"Key": names.OBJECT_TAG_STATUS, "Value": STATUS_VALIDATED}]
+    s3.tags[(BUCKET, "c.pdf", "v1")] = [
+        {"Key": names.OBJECT_TAG_STATUS, "Value": STATUS_VALIDATED},
+        {"Key": names.OBJECT_TAG_CHECKED_VERSION, "Value": "v1"},
+    ]
     # WHEN its event is redelivered
     outcome = _validate(s3, sns, "c.pdf", "v1")
     ledger.add(CATEGORY, inputs=1)
     # THEN the validator neither re-reads nor overrides it
     assert outcome.repeated and outcome.status == STATUS_VALIDATED and s3.counter["gets"] == 0
+
+
+def test_status_tag_without_version_binding_is_checked_again(ledger) -> None:
+    # GIVEN a plaintext version that carries `validated` but not its own version binding (a copy,
+    # or a tag written by hand without the binding)
+    s3, sns = FakeS3(), FakeSns()
+    s3.put(BUCKET, "c2.pdf", "v1", BAD_BODIES["plaintext"])
+    s3.tags[(BUCKET, "c2.pdf", "v1")] = [{"Key": names.OBJECT_TAG_STATUS, "Value": STATUS_VALIDATED}]
+    # WHEN its event is delivered
+    outcome = _validate(s3, sns, "c2.pdf", "v1")
+    ledger.add(CATEGORY, inputs=1)
+    # THEN the validator reads it and quarantines it: an unbound status tag is not trusted
+    assert not outcome.repeated and outcome.status == STATUS_QUARANTINED and s3.counter["gets"] == 1
 
 
 # --- Deleted objects --------------------------------------------------------------------------------
@@ -134,11 +151,12 @@ def test_version_deleted_during_validation_is_missing(ledger, stage: str) -> Non
 
 
 # --- Undecidable: raise (Lambda retries, then the dead-letter queue), never tag ---------------------
+# A GetObject AccessDenied is not here: it is a decision (quarantine), see
+# test_get_object_access_denied_is_quarantined below.
 @pytest.mark.parametrize(
     ("operation", "code", "status"),
     [
         ("GetObjectTagging", "AccessDenied", 403),
-        ("GetObject", "AccessDenied", 403),
         ("GetObject", "SlowDown", 503),
         ("GetObject", "InternalError", 500),
         ("PutObjectTagging", "AccessDenied", 403),
@@ -166,17 +184,34 @@ def test_no_decision_raises_and_never_tags(ledger, operation: str, code: str, st
         assert len(sns.messages) >= 1
 
 
-def test_alarm_failure_raises_before_tagging(ledger) -> None:
+@pytest.mark.parametrize("content", ["plaintext", "good"])
+def test_get_object_access_denied_is_quarantined(ledger, content: str) -> None:
+    # GIVEN a version S3 refuses to return to the validator for good. GetObject on an SSE-KMS
+    # object needs kms:Decrypt on its key ("Using server-side encryption with AWS KMS keys",
+    # S3 User Guide), so AccessDenied is what an object under someone else's key gives.
+    s3, sns = FakeS3(), FakeSns()
+    body = good_body("e2.pdf") if content == "good" else BAD_BODIES["plaintext"]
+    s3.put(BUCKET, "e2.pdf", "v1", body)
+    s3.errors["GetObject"] = [client_error("AccessDenied", "GetObject", 403)]
+    # WHEN validated
+    outcome = _validate(s3, sns, "e2.pdf", "v1")
+    ledger.add(CATEGORY, inputs=1)
+    # THEN it ends in a decision: quarantined (what was not checked is not released), and alarmed
+    assert outcome.status == STATUS_QUARANTINED and _status(s3, "e2.pdf", "v1") == STATUS_QUARANTINED
+    assert len(sns.messages) == 1
+
+
+def test_alarm_failure_still_leaves_the_decision(ledger) -> None:
     # GIVEN SNS failing for a quarantine-worthy object
     s3, sns = FakeS3(), FakeSns()
     s3.put(BUCKET, "f.pdf", "v1", BAD_BODIES["plaintext"])
     sns.errors.append(client_error("Throttling", "Publish", 400))
-    # WHEN validated  THEN it raises and leaves the version untagged, so the retry alarms
-    with pytest.raises(ClientError):
-        _validate(s3, sns, "f.pdf", "v1")
-    assert _status(s3, "f.pdf", "v1") is None
-    assert _validate(s3, sns, "f.pdf", "v1").status == STATUS_QUARANTINED and len(sns.messages) == 1
-    ledger.add(CATEGORY, inputs=2)
+    # WHEN validated  THEN the tag (the decision the bucket policy reads) is written first and the
+    # failed publish does not undo it; the quarantine metric alarm still tells people
+    outcome = _validate(s3, sns, "f.pdf", "v1")
+    assert outcome.status == STATUS_QUARANTINED and _status(s3, "f.pdf", "v1") == STATUS_QUARANTINED
+    assert sns.messages == []
+    ledger.add(CATEGORY, inputs=1)
 
 
 # --- Random sequences (seeded) ----------------------------------------------------------------------
@@ -322,12 +357,13 @@ def test_handler_processes_a_batch_with_duplicates_and_foreign_records(ledger, l
     assert len(sns.messages) == 1
 
 
-def test_handler_raises_when_access_is_denied(ledger, lambda_env) -> None:
+def test_handler_raises_when_tagging_is_denied(ledger, lambda_env) -> None:
     s3, sns = lambda_env
-    # GIVEN a validator role without s3:GetObject
+    # GIVEN a validator role without s3:PutObjectTagging (no decision can be recorded)
     s3.put(BUCKET, "x.pdf", "v1", BAD_BODIES["plaintext"])
-    s3.errors["GetObject"] = [client_error("AccessDenied", "GetObject", 403)]
-    # WHEN the event is handled  THEN it raises (retry, then DLQ) and nothing is tagged or alarmed
+    s3.errors["PutObjectTagging"] = [client_error("AccessDenied", "PutObjectTagging", 403)]
+    # WHEN the event is handled  THEN it raises (retry, then DLQ) and nothing is tagged or alarmed;
+    # the version stays unreadable meanwhile, since reads require `validated`
     with pytest.raises(ClientError):
         handler.lambda_handler(_event(_record("x.pdf", "v1")), _Context())
     ledger.add(CATEGORY, inputs=1)
