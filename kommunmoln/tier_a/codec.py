@@ -258,6 +258,25 @@ def encrypt_stream(
     return written
 
 
+def _checked_source(
+    stack: contextlib.ExitStack,
+    source_path: str | os.PathLike[str],
+    dest_path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+) -> BinaryIO:
+    """Check the destination (before anything is read), then open the source on `stack`.
+
+    Standard input is read, never closed.
+    """
+    if not is_stdio(dest_path):
+        check_destination(dest_path, overwrite=overwrite, source=source_path)
+    source = open_input(source_path)
+    if not is_stdio(source_path):
+        stack.enter_context(source)
+    return source
+
+
 def encrypt_file(
     source_path: str | os.PathLike[str],
     dest_path: str | os.PathLike[str],
@@ -272,12 +291,8 @@ def encrypt_file(
     Either may be `-` (standard input / output). The destination rules are those of
     `kommunmoln.tier_a.outputs` (no symlinks or special files; replaced only with `overwrite`).
     """
-    if not is_stdio(dest_path):
-        check_destination(dest_path, overwrite=overwrite, source=source_path)
-    source = open_input(source_path)
     with contextlib.ExitStack() as stack:
-        if not is_stdio(source_path):
-            stack.enter_context(source)
+        source = _checked_source(stack, source_path, dest_path, overwrite=overwrite)
         if is_stdio(dest_path):
             sink = sys.stdout.buffer
             size = encrypt_stream(source, sink, key_provider, encryption_context, on_bytes=on_bytes)
@@ -423,12 +438,8 @@ def decrypt_file(
     Standard output receives the plaintext only after the whole message authenticated
     (through a private 0600 spool file, see `outputs.stdout_spool`).
     """
-    if not is_stdio(dest_path):
-        check_destination(dest_path, overwrite=overwrite, source=source_path)
-    source = open_input(source_path)
     with contextlib.ExitStack() as stack:
-        if not is_stdio(source_path):
-            stack.enter_context(source)
+        source = _checked_source(stack, source_path, dest_path, overwrite=overwrite)
         if is_stdio(dest_path):
             spool = stack.enter_context(stdout_spool())
             return decrypt_to_file(source, spool, key_provider, expected_context=expected_context, on_bytes=on_bytes)
