@@ -103,6 +103,7 @@ CONTEXT_BUCKET = "kommunmoln:bucket"
 CONTEXT_KEY = "kommunmoln:key"
 CONTEXT_MUNICIPALITY = "kommunmoln:municipality"
 REQUIRED_CONTEXT_KEYS = (CONTEXT_BUCKET, CONTEXT_KEY)
+CONTEXT_PADDING = "kommunmoln:padding"  # set on `upload --pad` objects: the padding scheme, never a size
 
 # --- Metrics ---------------------------------------------------------------------------
 METRIC_NAMESPACE = "Kommunmoln"

@@ -285,8 +285,12 @@ def upload_encrypted(
     extra_context: Mapping[str, str] | None = None,
     settings: TransferSettings | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
 ) -> UploadResult:
     """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored.
+
+    `pad_source` wraps the file's stream before encryption (size padding, size_padding.py);
+    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes.
 
     `on_bytes` is called with the number of stored (ciphertext) bytes S3 has acknowledged:
     progress counts what was sent, not what the encryptor read ahead. Ctrl-C raises
@@ -311,7 +315,7 @@ def upload_encrypted(
         part_size = _part_size_for(size, settings.part_size)
         source = _Counting(raw, None)
         try:
-            reader = _PartReader(open_encryptor(source, key_provider, context))
+            reader = _PartReader(open_encryptor(pad_source(source) if pad_source else source, key_provider, context))
             first = reader.next_part(part_size)
             second = reader.next_part(part_size) if len(first) == part_size else bytearray()
         except TierAError:
@@ -585,6 +589,7 @@ def download_decrypted(
     version_id: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
     overwrite: bool = True,
+    output_filter: Callable[[Any, BinaryIO], Any] | None = None,
 ) -> DecryptResult:
     """Stream s3://bucket/key into the decryptor; `dest` appears only if all of it authenticated.
 
@@ -603,8 +608,9 @@ def download_decrypted(
     with stream:
         try:
             return decrypt_to_file(
-                stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes, overwrite=overwrite
-            )
+                stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes, overwrite=overwrite,
+                output_filter=output_filter,
+            )  # fmt: skip
         except TierAError as error:
             raise type(error)(f"s3://{bucket}/{key}: {error}") from None
         except Exception as error:
