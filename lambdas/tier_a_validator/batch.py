@@ -18,8 +18,8 @@ check, the same tags, the same alarm. The decision maps to a result code, failin
 - validated -> Succeeded, resultString "validated";
 - quarantined -> Succeeded, resultString "quarantined: <reason codes>". The task did what it
   was asked (a decision, recorded as the object's tag and alarmed); marking it failed would
-  let a bucket full of plaintext abort its own audit, since Batch Operations fails a job whose
-  task failure rate exceeds 50% once 1,000 tasks ran ("Tracking job failures",
+  let a bucket full of plaintext abort its own audit, since Batch Operations fails a whole job
+  whose task failure rate crosses its failure threshold ("Tracking job failures",
   https://docs.aws.amazon.com/AmazonS3/latest/userguide/batch-ops-job-status.html). The
   client counts every result other than "validated" as a failed check;
 - the version no longer exists -> PermanentFailure "missing: ..." (nothing was checked);
