@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Synthesized, synthesize
+from tests.conftest import Synthesized
 from tests.infrastructure.policy.evaluator import (
     ACCOUNT,
     ALLOW,
@@ -24,7 +24,6 @@ from tests.infrastructure.policy.evaluator import (
     evaluate,
 )
 from tests.infrastructure.policy.scenarios import ADMIN_POLICY, Scenario
-from tests.infrastructure.test_tier_b_stack import _write_trust_anchor
 
 TIER_B = "-tier-b"
 VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
@@ -55,13 +54,6 @@ SCENARIOS = [
     Scenario("provisioner applies the template policy", "legitimate", "provisioner", "kms:PutKeyPolicy", "key", A),
     Scenario("account reads the key policy (monitor)", "legitimate", "admin", "kms:GetKeyPolicy", "key", A),
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def phase2(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    trust_anchor = _write_trust_anchor(tmp_path_factory.mktemp("pki") / "trust-anchor.pem")
-    context = {"tier_b_keystore_enabled": True, "tier_b_trust_anchor_path": str(trust_anchor.resolve())}
-    return synthesize(tmp_path_factory.mktemp("cdk.out.keymatrix"), context)
 
 
 class KeyMatrix:
