@@ -13,6 +13,7 @@ Called with one line from usecases/tier_a_demo.py; `python -m usecases.guard_dem
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ def load_templates(outdir: Path | None = None) -> dict[str, dict[str, Any]]:
 
 
 def _synthesize(outdir: Path) -> None:
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")  # Node 20's end-of-life banner
     import aws_cdk as cdk
 
     from kommunmoln.config import load_config
