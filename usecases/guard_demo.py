@@ -29,7 +29,7 @@ Echo = Callable[[str], None]
 TIER_A_SUFFIX = "-tier-a"
 NETWORK_SUFFIX = "-network"
 STATUS_TAG = f"s3:ExistingObjectTag/{names.OBJECT_TAG_STATUS}"
-# What only AWS shows; `make verify-live` is where a deployed stack proves it.
+# What only AWS shows (`make verify-live` checks the quarantined read and the forged tag on a deployed stack).
 ONLY_AWS = (
     "S3 itself refusing the request (here: the policy's decision, evaluated offline; moto enforces none of it)",
     "aws:SourceVpce and aws:PrincipalArn as AWS sets them for a real session through the VPC's S3 endpoint",
@@ -146,7 +146,7 @@ def show(echo: Echo, *, tags: Mapping[str, str], key: str, templates: Mapping[st
         ok = decision == expected
         all_as_expected &= ok
         echo(f"  {'ok' if ok else 'UNEXPECTED'}: {what}: {decision}" + (f" by {sids}" if sids else ""))
-    echo("  Only AWS shows (make verify-live against a deployed stack):")
+    echo("  Only AWS shows (make verify-live checks a quarantined read and a forged tag on a deployed stack):")
     for line in ONLY_AWS:
         echo(f"    - {line}")
     return all_as_expected

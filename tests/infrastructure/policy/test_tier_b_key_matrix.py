@@ -101,3 +101,25 @@ def test_tier_b_key_scenario(matrix: KeyMatrix, scenario: Scenario) -> None:
 
 def test_attacks_never_allowed() -> None:
     assert all(s.expected in (IMPLICIT_DENY, EXPLICIT_DENY) for s in SCENARIOS if s.category != "legitimate")
+
+
+def test_the_monitor_compares_the_live_policy_with_the_one_the_key_gets(phase2: Synthesized) -> None:
+    # GIVEN the phase 2 tier B template
+    resolver = Resolver(phase2.templates)
+    template = resolver.template_of(TIER_B)
+    (key,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::KmsHsmKey"]
+    (monitor,) = [v for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Function"
+                  and "keystore_monitor" in str(v["Properties"].get("Handler", ""))]  # fmt: skip
+    env = monitor["Properties"]["Environment"]["Variables"]
+    # THEN the monitor's expected policy is the very JSON the custom resource applies (one source)
+    assert env["KOMMUNMOLN_EXPECTED_KEY_POLICY"] == key["Properties"]["KeyPolicy"]
+    # AND with real-length names (role names ~60 characters longer than the resolved logical ids) the
+    # environment stays inside Lambda's 4 KB for all variables together (Lambda quotas, "Environment variables")
+    resolved = {k: str(resolver.resolve(v, template)) for k, v in env.items()}
+    roles = json.loads(resolved["KOMMUNMOLN_EXPECTED_KEY_POLICY"]).__repr__().count(":role/")
+    size = sum(len(k) + len(v) for k, v in resolved.items()) + 60 * roles
+    assert size < 4096, size
+    # AND the monitor may read the key's policy
+    assert "kms:GetKeyPolicy" in json.dumps(
+        resolver.role_policies(TIER_B, monitor["Properties"]["Role"]["Fn::GetAtt"][0])
+    )
