@@ -133,9 +133,11 @@ class TierAStack(cdk.Stack):
                 break_glass=self.break_glass_role.role_arn,
                 deployment=deployment_role_arn(self),
                 s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id,
-                # The Batch Operations role lists the bucket for a generated manifest (not through the
-                # endpoint); its policy allows nothing else on the data bucket.
-                data_access=[*tier.data_access_principals, self.batch.role.role_arn],
+                data_access=tier.data_access_principals,
+                data_access_source_ips=tier.client_source_ips,
+                # The Batch Operations role lists the bucket for a generated manifest (from AWS, not
+                # through the endpoint); its policy allows nothing else on the data bucket.
+                service_listers=[self.batch.role.role_arn],
                 maintenance=[self.data.auto_delete_role_arn] if self.data.auto_delete_role_arn else [],
             ),
             storage_classes=tier.storage_classes,
