@@ -38,6 +38,8 @@ SID_CONFIGURATION = "DenyConfigurationChangesExceptBreakGlass"
 SID_BREAK_GLASS_MFA = "DenyBreakGlassWithoutMfa"
 SID_NO_DELETION = "DenyDeletionExceptSecurityRole"
 SID_PERIMETER = "DenyDataAccessOutsideEndpointAndPrincipals"
+SID_SERVICE_LISTERS = "DenyServiceListersAnythingButListing"
+LISTING_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions")
 SID_CLIENT_SOURCE_IPS = "DenyOnPremisesPrincipalsOutsideTheirNetworks"
 
 TAGGING_ACTIONS = ("s3:PutObjectTagging", "s3:PutObjectVersionTagging")
@@ -215,6 +217,19 @@ def add_data_guards(
             },
         )
     )
+    # A service role exempt from the perimeter (S3 Batch Operations' manifest generator) may only
+    # list: the bucket policy itself takes everything else away, whatever its IAM policy says.
+    if who.service_listers:
+        bucket.add_policy_statement(
+            iam.PolicyStatement(
+                sid=SID_SERVICE_LISTERS,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                not_actions=list(LISTING_ACTIONS),
+                resources=[bucket.bucket_arn, bucket.objects_arn],
+                conditions={"ArnEquals": {"aws:PrincipalArn": list(who.service_listers)}},
+            )
+        )
     # Optionally, the on-premises principals only from the municipality's networks: stolen client
     # credentials used from anywhere else get nothing. aws:SourceIp is the requester's public address
     # and is absent through a VPC endpoint (hence the endpoint exception); requests a service makes

@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from kommunmoln import names
+from kommunmoln.policy_eval import ALLOW, EXPLICIT_DENY, Request, Resolver, evaluate
+from stacks.components.tier_a_guards import SID_SERVICE_LISTERS
 from tests.conftest import Synthesized
 from tests.infrastructure.test_tier_a_stack import TIER_A, _arn, _data_bucket, _logical_id
 
@@ -102,3 +106,36 @@ def test_the_client_finds_role_bucket_and_function_in_the_outputs(synthesized: S
     for name in (names.OUTPUT_BATCH_ROLE, names.OUTPUT_BATCH_BUCKET, names.OUTPUT_VALIDATOR_FUNCTION_ARN):
         assert name in outputs
     assert outputs[names.OUTPUT_BATCH_ROLE]["Value"] == _arn(_template(synthesized), "/BatchVerify/")
+
+
+@pytest.mark.parametrize(
+    ("action", "target", "expected"),
+    [
+        ("s3:ListBucket", "bucket", ALLOW),  # the manifest generator lists the bucket from AWS
+        ("s3:ListBucketVersions", "bucket", ALLOW),
+        ("s3:GetObject", "object", EXPLICIT_DENY),  # even a validated object: never content
+        ("s3:PutObject", "object", EXPLICIT_DENY),
+        ("s3:DeleteObject", "object", EXPLICIT_DENY),
+        ("s3:PutBucketPolicy", "bucket", EXPLICIT_DENY),
+    ],
+)
+def test_the_bucket_policy_lets_the_batch_role_list_and_nothing_else(
+    synthesized: Synthesized, action: str, target: str, expected: str
+) -> None:
+    # GIVEN the resolved bucket policy and a batch role whose IAM policy were widened to s3:*
+    resolver = Resolver(synthesized.templates)
+    bucket_id, bucket = resolver.protected_bucket(TIER_A)
+    policy = resolver.bucket_policy(TIER_A, bucket_id)
+    arn, _ = resolver.role(TIER_A, "/BatchVerify/")
+    widened = {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+    resource = {"bucket": f"arn:aws:s3:::{bucket}", "object": f"arn:aws:s3:::{bucket}/a.esdk"}[target]
+    # WHEN it calls from outside the VPC endpoint (as Batch Operations does), over TLS, on a validated object
+    context = {
+        "aws:SecureTransport": True,
+        "s3:TlsVersion": "1.2",
+        "s3:ExistingObjectTag/kommunmoln-status": "validated",
+    }
+    decision = evaluate(Request(arn, action, resource, context), identity_policies=[widened], resource_policy=policy)
+    # THEN only listing is allowed; the bucket policy denies the rest itself
+    assert decision == expected
+    assert SID_SERVICE_LISTERS in {s.get("Sid") for s in policy["Statement"]}
