@@ -104,6 +104,8 @@ CONTEXT_BUCKET = "kommunmoln:bucket"
 CONTEXT_KEY = "kommunmoln:key"
 CONTEXT_MUNICIPALITY = "kommunmoln:municipality"
 REQUIRED_CONTEXT_KEYS = (CONTEXT_BUCKET, CONTEXT_KEY)
+# Set by `kommunmoln rotate`: the ESDK message ID (base64) of the message a rotated one replaces.
+CONTEXT_ROTATED_FROM = "kommunmoln:rotated-from"
 
 # --- Metrics ---------------------------------------------------------------------------
 METRIC_NAMESPACE = "Kommunmoln"

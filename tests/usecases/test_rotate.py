@@ -10,6 +10,7 @@ moto does not check If-Match on CompleteMultipartUpload; the multipart test cove
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from kommunmoln.tier_a import cli, rotate
 from kommunmoln.tier_a.bucket_names import BUCKET_RECORD, open_bucket_names
 from kommunmoln.tier_a.codec import summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
+from kommunmoln.tier_a.errors import DecryptionError
 from kommunmoln.tier_a.keys import Keyring, RawAesKey, write_escrow_pair, write_key_file
 from kommunmoln.tier_a.manifest import MANIFEST_KEY, check_current, entry_for_upload, load_manifest, save_manifest
 from kommunmoln.tier_a.transfer import MIB, download_decrypted, read_object_head, upload_encrypted
@@ -69,6 +71,10 @@ def _run(capsys, moto_endpoint: str, *argv: str) -> tuple[int, list[dict], str]:
     return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
 
 
+def _message_id(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
 def _versions(s3, bucket: str, key: str) -> int:
     return len([v for v in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []) if v["Key"] == key])
 
@@ -79,7 +85,7 @@ def test_rotate_reencrypts_every_object_and_a_second_run_skips_them(
     # GIVEN a bucket (plain names) with three objects under the old key, one of them multipart
     bucket = make_bucket()
     files = {"a.txt": b"a" * 100, "dir/b.bin": os.urandom(70_000), "big.bin": os.urandom(11 * MIB)}
-    _upload(s3, tmp_path, bucket, files, Keyring(keys["old"].master_key()))
+    uploaded = _upload(s3, tmp_path, bucket, files, Keyring(keys["old"].master_key()))
     rotate_argv = ["--key", key_files["new"], "--key", key_files["old"], "rotate", "--plain-names",
                    "--part-size-mib", "5", f"s3://{bucket}/"]  # fmt: skip
     # WHEN rotate runs with the new key first and the old key after it
@@ -91,6 +97,10 @@ def test_rotate_reencrypts_every_object_and_a_second_run_skips_them(
     for name, data in files.items():
         # AND each is wrapped for the new key only, passes the validator's check, decrypts with the new key alone
         assert _wrapped(s3, bucket, name) == {NEW}
+        # AND keeps its context, naming the message it replaced
+        context = summarize_header(read_object_head(s3, bucket, name, 64 * 1024)).encryption_context
+        assert context[names.CONTEXT_KEY] == name and context[names.CONTEXT_BUCKET] == bucket
+        assert context[names.CONTEXT_ROTATED_FROM] == _message_id(uploaded[name].message_id)
         assert check_object(s3, bucket=bucket, key=name, version_id=None, settings=VALIDATOR).status == STATUS_VALIDATED
         out = tmp_path / "out" / name.replace("/", "_")
         out.parent.mkdir(exist_ok=True)
@@ -297,8 +307,8 @@ def test_rotation_from_a_key_file_to_an_hsm_key_and_on_to_another_hsm_key(
     key_files,
     capsys,
     moto_endpoint,
-    token,
-    monkeypatch,  # noqa: F811
+    token,  # noqa: F811 - the SoftHSM2 fixture
+    monkeypatch,
 ) -> None:
     # GIVEN an object under a key file and two non-extractable AES keys in a SoftHSM2 token
     from kommunmoln.tier_a.pkcs11_key import open_hsm_key
@@ -329,3 +339,45 @@ def test_key_plan_decisions() -> None:
     assert plan.decide([OLD, ("kommunmoln", "escrow")])[0] == rotate.FAILED
     with pytest.raises(Exception, match="NAMESPACE/NAME"):
         rotate.parse_key_name("no-slash")
+
+
+def test_an_object_under_the_new_key_that_is_no_rotation_of_the_record_is_refused(
+    tmp_path: Path, s3, make_bucket, keys, key_files, capsys, moto_endpoint
+) -> None:
+    # GIVEN a manifest recording an upload under the old key, then other content written under
+    # the new key without the manifest knowing (a writer outside the client, or a restore)
+    bucket = make_bucket()
+    with open_custody(CustodyOptions(key_file=key_files["old"]), need_primary=True) as old:
+        open_bucket_names(s3, old, bucket, plain_names=True, create=True)
+        results = _upload(s3, tmp_path, bucket, {"r.txt": b"recorded"}, old.encrypting_keyring())
+        save_manifest(s3, old, bucket, load_manifest(s3, old, bucket), {"r.txt": entry_for_upload(results["r.txt"])})
+    _upload(s3, tmp_path, bucket, {"r.txt": b"something else"}, Keyring(keys["new"].master_key()))
+    # WHEN rotate runs THEN that object fails (exit 1) and the manifest still records the old message
+    code, _, err = _run(capsys, moto_endpoint, "--key", key_files["new"], "--key", key_files["old"], "rotate",
+                        "--plain-names", f"s3://{bucket}/")  # fmt: skip
+    assert code == 1 and "not the rotation of the version the manifest records" in err
+    with open_custody(CustodyOptions(key_file=key_files["new"]), need_primary=True) as new:
+        entry = load_manifest(s3, new, bucket).entries["r.txt"]
+    assert entry.message_id == _message_id(results["r.txt"].message_id)
+
+
+def test_during_a_rotation_downloads_read_old_and_new_objects_with_both_keys(
+    tmp_path: Path, s3, make_bucket, keys, key_files
+) -> None:
+    # GIVEN one object under the old key and one under the new key
+    bucket = make_bucket()
+    _upload(s3, tmp_path, bucket, {"old.txt": b"old"}, Keyring(keys["old"].master_key()))
+    _upload(s3, tmp_path, bucket, {"new.txt": b"new"}, Keyring(keys["new"].master_key()))
+    options = CustodyOptions(key_file=key_files["new"], decrypt_key_files=(key_files["old"],))
+    with open_custody(options, need_primary=True) as custody:
+        # WHEN both are downloaded with --key new --key old THEN both decrypt
+        for name, data in (("old.txt", b"old"), ("new.txt", b"new")):
+            out = tmp_path / f"dl-{name}"
+            download_decrypted(s3, bucket=bucket, key=name, dest=out, key_provider=custody.decrypting_keyring())
+            assert out.read_bytes() == data
+    # AND with the new key alone the old object fails, naming the key it is wrapped for
+    alone = CustodyOptions(key_file=key_files["new"])
+    with open_custody(alone, need_primary=True) as custody, pytest.raises(DecryptionError, match="tier-a-old"):
+        download_decrypted(s3, bucket=bucket, key="old.txt", dest=tmp_path / "x",
+                           key_provider=custody.decrypting_keyring())  # fmt: skip
+    assert not (tmp_path / "x").exists()
