@@ -44,6 +44,7 @@ TAG_MUNICIPALITY = "kommunmoln:municipality"
 TAG_TIER = "kommunmoln:tier"
 # The reference of the gallring decision under which a bucket or log group expires records.
 TAG_GALLRING_DECISION = "kommunmoln:gallring-decision"
+TAG_INFORMATION_TYPE = "kommunmoln:information-type"  # optional: the information type a protected bucket holds
 TAG_CLASSIFICATION = "kommunmoln:classification"
 CLASSIFICATION_PROTECTED = "osl-protected"  # holds information under the Secrecy Act (OSL)
 TIER_A = "A-client-side"
