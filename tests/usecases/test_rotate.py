@@ -71,6 +71,16 @@ def _run(capsys, moto_endpoint: str, *argv: str) -> tuple[int, list[dict], str]:
     return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
 
 
+def _recorded(s3, tmp_path: Path, bucket: str, key_file: str, files: dict[str, bytes]) -> dict[str, object]:
+    """Upload under `key_file` into a plain-names bucket with a record and a manifest of the uploads."""
+    with open_custody(CustodyOptions(key_file=key_file), need_primary=True) as custody:
+        open_bucket_names(s3, custody, bucket, plain_names=True, create=True)
+        results = _upload(s3, tmp_path, bucket, files, custody.encrypting_keyring())
+        updates = {name: entry_for_upload(result) for name, result in results.items()}
+        save_manifest(s3, custody, bucket, load_manifest(s3, custody, bucket), updates)
+    return results
+
+
 def _message_id(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -279,15 +289,12 @@ def test_an_object_rotated_before_a_crash_gets_its_manifest_entry_on_the_next_ru
 ) -> None:
     # GIVEN a manifest bucket where a run rotated an object but died before writing the manifest
     bucket = make_bucket()
-    with open_custody(CustodyOptions(key_file=key_files["old"]), need_primary=True) as old:
-        open_bucket_names(s3, old, bucket, plain_names=True, create=True)
-        results = _upload(s3, tmp_path, bucket, {"m.txt": b"manifested"}, old.encrypting_keyring())
-        save_manifest(s3, old, bucket, load_manifest(s3, old, bucket), {"m.txt": entry_for_upload(results["m.txt"])})
+    _recorded(s3, tmp_path, bucket, key_files["old"], {"m.txt": b"manifested"})
     monkeypatch.setattr(rotate.Rotation, "flush", lambda self, force=False: None)  # the crash: no manifest write
     argv = ["--key", key_files["new"], "--key", key_files["old"], "rotate", "--plain-names", f"s3://{bucket}/"]
     assert _run(capsys, moto_endpoint, *argv)[0] == 0
     monkeypatch.undo()
-    # WHEN rotate runs again THEN the object is read once more, its plaintext matches the record, and the entry is updated
+    # WHEN rotate runs again THEN the object's authenticated rotated-from names the recorded message: entry updated
     code, events, _ = _run(capsys, moto_endpoint, *argv)
     assert code == 0 and any("manifest entry updated" in e.get("reason", "") for e in events)
     with open_custody(CustodyOptions(key_file=key_files["new"]), need_primary=True) as new:
@@ -347,10 +354,7 @@ def test_an_object_under_the_new_key_that_is_no_rotation_of_the_record_is_refuse
     # GIVEN a manifest recording an upload under the old key, then other content written under
     # the new key without the manifest knowing (a writer outside the client, or a restore)
     bucket = make_bucket()
-    with open_custody(CustodyOptions(key_file=key_files["old"]), need_primary=True) as old:
-        open_bucket_names(s3, old, bucket, plain_names=True, create=True)
-        results = _upload(s3, tmp_path, bucket, {"r.txt": b"recorded"}, old.encrypting_keyring())
-        save_manifest(s3, old, bucket, load_manifest(s3, old, bucket), {"r.txt": entry_for_upload(results["r.txt"])})
+    results = _recorded(s3, tmp_path, bucket, key_files["old"], {"r.txt": b"recorded"})
     _upload(s3, tmp_path, bucket, {"r.txt": b"something else"}, Keyring(keys["new"].master_key()))
     # WHEN rotate runs THEN that object fails (exit 1) and the manifest still records the old message
     code, _, err = _run(capsys, moto_endpoint, "--key", key_files["new"], "--key", key_files["old"], "rotate",
