@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -146,7 +147,24 @@ def _not_principals(*arns: str) -> dict[str, dict[str, list[str]]]:
     return {"ArnNotEquals": {"aws:PrincipalArn": list(arns)}}
 
 
-def add_configuration_guards(bucket: SecureBucket, who: GuardPrincipals) -> None:
+class GuardedBucket(Protocol):
+    """What the configuration guards need of a bucket (a SecureBucket, or a trail's bucket)."""
+
+    bucket_arn: str
+    objects_arn: str
+
+    def add_policy_statement(self, statement: iam.PolicyStatement) -> None: ...
+
+
+class ConfigurationExemptions(Protocol):
+    """Who the configuration guards exempt (GuardPrincipals has these, and so does a trail's)."""
+
+    break_glass: str
+    deployment: str
+    maintenance: Sequence[str]
+
+
+def add_configuration_guards(bucket: GuardedBucket, who: ConfigurationExemptions) -> None:
     """Configuration and replication changes only by the deployment role or the break-glass role with MFA.
 
     Shared by both tiers. CloudFormation applies every template change with its execution
