@@ -56,6 +56,7 @@ from constructs import Construct
 from stacks.compliance import acknowledge
 from stacks.components.lifecycle import supporting_key
 from stacks.components.log_key import LogEncryption
+from stacks.components.secure_bucket import auto_delete_role_arn
 from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import (
     CONFIGURATION_ACTIONS,
@@ -279,12 +280,11 @@ class AuditTrail(Construct):
             "compliance mode refuses anyway until each file's retention has passed; confined to that bucket.",
         )
         self.break_glass = break_glass
-        maintenance: list[str] = []
-        if workshop_mode:
-            provider = stack.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
-            maintenance = [provider.role_arn] if provider is not None else []
+        auto_delete = auto_delete_role_arn(self) if workshop_mode else None
         exempt = _Exemptions(
-            break_glass=break_glass.role_arn, deployment=deployment_role_arn(stack), maintenance=tuple(maintenance)
+            break_glass=break_glass.role_arn,
+            deployment=deployment_role_arn(stack),
+            maintenance=(auto_delete,) if auto_delete else (),
         )
         self.bucket.add_to_resource_policy(
             iam.PolicyStatement(

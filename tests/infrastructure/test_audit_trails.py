@@ -237,8 +237,8 @@ def test_log_and_digest_files_and_the_bucket_configuration_are_break_glass_only(
     template = configured.template(suffix)
     logical_id, _ = _trail_bucket(configured, suffix)
     policy = resolver.bucket_policy(suffix, logical_id)
-    # tier A's break-glass role (of its data bucket) also guards its trail bucket; the others have the trail's own
-    output = names.OUTPUT_BREAK_GLASS_ROLE if suffix == TIER_A else names.OUTPUT_TRAIL_BREAK_GLASS_ROLE
+    # a tier's break-glass role (of its data bucket) also guards its trail bucket; the network trail has its own
+    output = names.OUTPUT_TRAIL_BREAK_GLASS_ROLE if suffix == NETWORK else names.OUTPUT_BREAK_GLASS_ROLE
     break_glass = template["Outputs"][output]["Value"]
     break_glass_arn = resolver.resolve(break_glass, template)
     admin = f"arn:aws:iam::{ACCOUNT}:role/Administrator"
