@@ -40,8 +40,8 @@ from typing import NoReturn
 import kommunmoln
 from kommunmoln import names, object_check
 from kommunmoln.config import DEFAULTS
-from kommunmoln.tier_a import size_padding
-from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT, Job, Outcome, upload_many
+from kommunmoln.tier_a import batch_verify, rotate
+from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
     decrypt_file,
@@ -55,6 +55,7 @@ from kommunmoln.tier_a.custody import Custody, CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, Interrupted, TierAError, UsageError
 from kommunmoln.tier_a.keys import DEFAULT_NAMESPACE, RawAesKey, check_key_name, write_escrow_pair, write_key_file
 from kommunmoln.tier_a.named_bucket import NamedBucket, upload_context
+from kommunmoln.tier_a.named_upload import pad_source, report_upload, upload_files
 from kommunmoln.tier_a.outputs import is_stdio, stdout_spool
 from kommunmoln.tier_a.report import Reporter
 from kommunmoln.tier_a.sync import Filters, SizeModel, delete_current, plan_sync, require_versioning
@@ -67,7 +68,6 @@ from kommunmoln.tier_a.transfer import (
     AwsSettings,
     S3Location,
     TransferSettings,
-    UploadResult,
     download_decrypted,
     list_keys,
     list_objects,
@@ -132,6 +132,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Repeated(argparse.Action):
+    """A repeatable option whose default (from the environment) is replaced, not extended, when given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        current = getattr(namespace, self.dest, None)
+        given = current if isinstance(current, _Given) else _Given()
+        given.append(values)
+        setattr(namespace, self.dest, given)
+
+
+class _Given(list):
+    """Values given on the command line (as opposed to the environment default)."""
+
+
+def _env_list(variable: str) -> list[str] | None:
+    value = os.environ.get(variable)
+    return [value] if value else None
+
+
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options accepted before or after the command (defaults live on the top-level parser)."""
 
@@ -139,15 +158,17 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     keys = parser.add_argument_group("key custody")
-    keys.add_argument("--key", metavar="KEYFILE", default=default(os.environ.get(names.ENV_KEY_FILE)),
-                      help=f"workshop key file (JSON, mode 0600); default ${names.ENV_KEY_FILE}")  # fmt: skip
+    keys.add_argument("--key", metavar="KEYFILE", action=_Repeated, default=default(_env_list(names.ENV_KEY_FILE)),
+                      help=f"workshop key file (JSON, mode 0600); default ${names.ENV_KEY_FILE}. Repeatable: the "
+                           "first encrypts, every further one is accepted for decryption only (key rotation)")  # fmt: skip
     keys.add_argument("--pkcs11-lib", metavar="SO", default=default(os.environ.get(names.ENV_PKCS11_LIB)),
                       help="PKCS#11 library of the HSM (e.g. /usr/lib/softhsm/libsofthsm2.so)")  # fmt: skip
     keys.add_argument("--pkcs11-token", metavar="LABEL", default=default(os.environ.get(names.ENV_PKCS11_TOKEN)),
                       help="token label")  # fmt: skip
-    keys.add_argument("--pkcs11-key-label", metavar="LABEL",
-                      default=default(os.environ.get(names.ENV_PKCS11_KEY_LABEL)),
-                      help="label of the AES key in the token (also the ESDK key name)")  # fmt: skip
+    keys.add_argument("--pkcs11-key-label", metavar="LABEL", action=_Repeated,
+                      default=default(_env_list(names.ENV_PKCS11_KEY_LABEL)),
+                      help="label of the AES key in the token (also the ESDK key name); repeatable like --key: "
+                           "the first encrypts, further labels decrypt only (with the HSM key, --key files decrypt only)")  # fmt: skip
     keys.add_argument("--pkcs11-pin-env", metavar="VAR", default=default(names.ENV_PKCS11_PIN),
                       help=f"environment variable holding the user PIN (default {names.ENV_PKCS11_PIN})")  # fmt: skip
     keys.add_argument("--namespace", metavar="NS", default=default(DEFAULT_NAMESPACE),
@@ -297,6 +318,8 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     )
     rm.add_argument("--recursive", action="store_true", help="every object under a prefix")
 
+    rotate.register(command, COMMANDS)
+    batch_verify.register(command, COMMANDS)
     for command_spec in extra:
         command_spec.add_arguments(command(command_spec.name, command_spec.help))
     return parser
@@ -304,11 +327,15 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
 
 # --- Commands -------------------------------------------------------------------------------
 def custody_options(args: argparse.Namespace) -> CustodyOptions:
+    key_files, labels = list(args.key or []), list(args.pkcs11_key_label or [])
+    hsm = bool(args.pkcs11_lib or args.pkcs11_token or labels)
     return CustodyOptions(
-        key_file=args.key,
+        key_file=None if hsm else (key_files[0] if key_files else None),
+        decrypt_key_files=tuple(key_files if hsm else key_files[1:]),
+        decrypt_pkcs11_labels=tuple(labels[1:]),
         pkcs11_lib=args.pkcs11_lib,
         pkcs11_token=args.pkcs11_token,
-        pkcs11_key_label=args.pkcs11_key_label,
+        pkcs11_key_label=labels[0] if labels else None,
         pkcs11_pin_env=args.pkcs11_pin_env,
         namespace=args.namespace,
         escrow_public_key=getattr(args, "escrow_public_key", None),
@@ -328,6 +355,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--out writes a key file; an HSM key stays in the token (drop --out or the --pkcs11-* options)"
             )
+        if options.decrypt_pkcs11_labels:
+            raise UsageError("keygen creates one HSM key: give one --pkcs11-key-label")
         if args.name and args.name != options.pkcs11_key_label:
             raise UsageError("an HSM key's name is its label: use --pkcs11-key-label, not --name")
         pin = os.environ.get(options.pkcs11_pin_env)
@@ -465,74 +494,6 @@ def _named(args: argparse.Namespace, aws: _Aws, custody: Custody, bucket: str, *
                             dry_run=getattr(args, "dryrun", False))  # fmt: skip
 
 
-@dataclass
-class _Totals:
-    uploaded: int = 0
-    failed: int = 0
-    plaintext_bytes: int = 0
-    stored_bytes: int = 0
-
-
-def _report_upload(args: argparse.Namespace, label: str, result: UploadResult, name: str) -> None:
-    how = f"{result.parts} parts" if result.parts else "single put"
-    _say(args, f"{label} {result.path} -> s3://{result.bucket}/{name} "
-               f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
-         path=str(result.path), bucket=result.bucket, key=name, stored_key=result.key, version_id=result.version_id,
-         plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes, parts=result.parts)  # fmt: skip
-
-
-def _pad_source(args: argparse.Namespace):
-    return size_padding.PaddedSource if getattr(args, "pad", False) else None
-
-
-def _upload_files(args: argparse.Namespace, aws: _Aws, nb: NamedBucket, keyring, files: list[tuple[Path, str]], *,
-                  extra: dict[str, str], transfer: TransferSettings, label: str) -> _Totals:  # fmt: skip
-    """Upload (path, plaintext name) pairs, small files many at a time, and record them in the manifest.
-
-    Failures are reported and counted, not raised; the manifest is written even when interrupted.
-    """
-    report = args.reporter
-    totals = _Totals()
-    jobs, shown = [], {}
-    for path, name in files:
-        try:
-            stored = nb.stored(name, for_upload=True)
-        except TierAError as error:
-            totals.failed += 1
-            report.error(f"{path}: {error}", path=str(path), key=name)
-            continue
-        shown[stored] = name
-        jobs.append(Job(path, stored, path.stat().st_size))
-
-    def reported(outcome: Outcome) -> None:
-        bar.file_done()
-        name = shown[outcome.job.key]
-        if outcome.error is not None:
-            totals.failed += 1
-            report.error(nb.localize(str(outcome.error), outcome.job.key, name), path=str(outcome.job.path), key=name)
-            return
-        result = outcome.result
-        assert result is not None
-        nb.record_upload(result)
-        totals.uploaded += 1
-        totals.plaintext_bytes += result.plaintext_bytes
-        totals.stored_bytes += result.stored_bytes
-        _report_upload(args, label, result, name)
-
-    with report.progress(label, sum(stored_size_estimate(j.size) for j in jobs), files=len(jobs)) as bar:
-        try:
-            upload_many(aws.s3, jobs, bucket=nb.bucket, key_provider=keyring, extra_context=extra, settings=transfer,
-                        files_in_flight=args.files_in_flight, on_bytes=bar.update, on_outcome=reported,
-                        pad_source=_pad_source(args))  # fmt: skip
-        except Interrupted as interrupted:
-            raise Interrupted(f"{interrupted.reason}; {totals.uploaded} of {len(jobs)} files were uploaded",
-                              stored=interrupted.stored) from None  # fmt: skip
-        finally:
-            nb.save()
-        bar.finish()
-    return totals
-
-
 def cmd_upload(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise UsageError("upload needs at least one PATH and the destination s3://bucket/prefix")
@@ -553,7 +514,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
                 with args.reporter.progress("upload", stored_size_estimate(path.stat().st_size)) as bar:
                     result = upload_encrypted(aws.s3, source_path=path, bucket=location.bucket, key=stored,
                                               key_provider=custody.encrypting_keyring(), extra_context=extra,
-                                              settings=transfer, on_bytes=bar.update, pad_source=_pad_source(args))  # fmt: skip
+                                              settings=transfer, on_bytes=bar.update, pad_source=pad_source(args.pad))  # fmt: skip
                     bar.finish()
                 nb.record_upload(result)
             except TierAError as error:
@@ -562,11 +523,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
                 raise Interrupted(nb.localize(interrupted.reason, stored, name), stored=interrupted.stored) from None
             finally:
                 nb.save()
-            _report_upload(args, "uploaded", result, name)
+            report_upload(args.reporter, "uploaded", result, name)
             return _finish(args, "uploaded", 1, 0, 0, skips_fail=False, plaintext_bytes=result.plaintext_bytes,
                            stored_bytes=result.stored_bytes)  # fmt: skip
-        totals = _upload_files(args, aws, nb, custody.encrypting_keyring(), plan.items, extra=extra,
-                               transfer=transfer, label="uploaded")  # fmt: skip
+        totals = upload_files(aws.s3, args.reporter, nb, custody.encrypting_keyring(), plan.items, extra=extra,
+                              transfer=transfer, files_in_flight=args.files_in_flight, pad=args.pad, label="uploaded")  # fmt: skip
     return _finish(args, "uploaded", totals.uploaded, totals.failed, len(plan.skipped), skips_fail=False,
                    plaintext_bytes=totals.plaintext_bytes, stored_bytes=totals.stored_bytes)  # fmt: skip
 
@@ -751,8 +712,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 _say(args, f"{dry}upload: {local.path} -> s3://{location.bucket}/{local.key}", action="upload",
                      path=str(local.path), key=local.key, dryrun=True)  # fmt: skip
         elif plan.uploads:
-            totals = _upload_files(args, aws, nb, custody.encrypting_keyring(), [(f.path, f.key) for f in plan.uploads],
-                                   extra=extra, transfer=transfer, label="upload:")  # fmt: skip
+            totals = upload_files(aws.s3, report, nb, custody.encrypting_keyring(), [(f.path, f.key) for f in plan.uploads],
+                                  extra=extra, transfer=transfer, files_in_flight=args.files_in_flight, pad=args.pad,
+                                  label="upload:")  # fmt: skip
             uploaded, failures = totals.uploaded, totals.failed
         try:
             for obj in plan.deletes:
