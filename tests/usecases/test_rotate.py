@@ -385,3 +385,45 @@ def test_during_a_rotation_downloads_read_old_and_new_objects_with_both_keys(
         download_decrypted(s3, bucket=bucket, key="old.txt", dest=tmp_path / "x",
                            key_provider=custody.decrypting_keyring())  # fmt: skip
     assert not (tmp_path / "x").exists()
+
+
+def test_ctrl_c_during_a_multipart_rotation_aborts_it_and_the_next_run_rotates(
+    tmp_path: Path, s3, make_bucket, keys, key_files, capsys, moto_endpoint, monkeypatch
+) -> None:
+    # GIVEN an object of three 5 MiB parts under the old key
+    bucket = make_bucket()
+    data = os.urandom(11 * MIB)
+    _upload(s3, tmp_path, bucket, {"big.bin": data}, Keyring(keys["old"].master_key()))
+    real = rotate.upload_stream
+
+    class PartTwoInterrupted:
+        """The client as rotate uses it, but Ctrl-C arrives while the second part is sent."""
+
+        def __init__(self, client) -> None:
+            self._client, self.parts = client, 0
+
+        def upload_part(self, **kwargs):
+            self.parts += 1
+            if self.parts == 2:
+                raise KeyboardInterrupt
+            return self._client.upload_part(**kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+    monkeypatch.setattr(rotate, "upload_stream", lambda client, **kw: real(PartTwoInterrupted(client), **kw))
+    argv = ["--key", key_files["new"], "--key", key_files["old"], "rotate", "--plain-names", "--part-size-mib", "5",
+            "--concurrency", "1", f"s3://{bucket}/"]  # fmt: skip
+    # WHEN the rotation is interrupted during the upload
+    code, _, err = _run(capsys, moto_endpoint, *argv)
+    # THEN exit 130, the multipart upload was aborted (no parts left), and the object is as it was
+    assert code == 130 and "aborted, nothing stored" in err
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert _versions(s3, bucket, "big.bin") == 1 and _wrapped(s3, bucket, "big.bin") == {OLD}
+    # WHEN it runs again undisturbed THEN the object is rotated and decrypts to the same bytes with the new key
+    monkeypatch.setattr(rotate, "upload_stream", real)
+    code, events, _ = _run(capsys, moto_endpoint, *argv)
+    assert code == 0 and events[-1]["rotated"] == 1
+    out = tmp_path / "big.out"
+    download_decrypted(s3, bucket=bucket, key="big.bin", dest=out, key_provider=Keyring(keys["new"].master_key()))
+    assert out.read_bytes() == data
