@@ -139,6 +139,8 @@ class TierAConfig:
     header_read_bytes: int
     validator_concurrency: int
     storage_classes: tuple[str, ...] = ("STANDARD", "INTELLIGENT_TIERING")  # the only ones uploads may ask for
+    # Public networks (CIDR) the on-premises principals must call from, outside the VPC; () = any network.
+    client_source_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ class TierBConfig:
     admin_host_ami: str  # "" = latest Amazon Linux 2023 at each deployment (replaces the host on a new release)
     noncurrent_version_days: int
     monitor_interval_minutes: int
+    # SHA-256 (hex) of the CloudHSM CLI package staged for the admin host; "" = the host refuses to install it.
+    cloudhsm_cli_sha256: str = ""
 
     def trust_anchor_file(self) -> Path | None:
         """The trust anchor path resolved against the repository, not the working directory."""
@@ -257,6 +261,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_a_header_read_bytes": 65536,
     "tier_a_validator_concurrency": 5,
     "tier_a_storage_classes": ["STANDARD", "INTELLIGENT_TIERING"],
+    "tier_a_client_source_ips": [],
     "tier_b_hsm_count": 2,
     "tier_b_backup_retention_days": 90,
     "tier_b_restore_backup_id": "",
@@ -267,6 +272,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_b_admin_host_ami": "",
     "tier_b_noncurrent_version_days": 365,
     "tier_b_monitor_interval_minutes": 5,
+    "tier_b_cloudhsm_cli_sha256": "",
     "tier_c_connectivity": "PUBLIC_ENDPOINT",
     "tier_c_proxy_uri_endpoint": "",
     "tier_c_proxy_uri_path": "/kms/xks/v1",
@@ -309,6 +315,26 @@ def _cidr(key: str, value: Any) -> str:
     if not network.is_private or not 16 <= network.prefixlen <= 22:
         raise ConfigError(key, f"{_short(value)} must be a private IPv4 network with a prefix from /16 to /22")
     return text
+
+
+def _public_network(key: str, value: Any) -> str:
+    """A public IPv4/IPv6 network in CIDR notation, as `aws:SourceIp` sees a request from the internet.
+
+    `aws:SourceIp` holds the requester's public address and is absent for requests through a VPC
+    endpoint (IAM User Guide, "AWS global condition context keys"), so a private range could never match.
+    """
+    text = _string(key, value)
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise ConfigError(key, f"{_short(value)} is not a network in CIDR notation (address/prefix length)") from None
+    if not network.is_global:
+        raise ConfigError(
+            key,
+            f"{_short(value)} is not a public network: S3 sees the public (NAT or VPN egress) address of an "
+            "on-premises client, never a private one",
+        )
+    return str(network)
 
 
 def _trust_anchor(key: str, value: Any) -> str:
@@ -394,9 +420,15 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
                 allowed=f"one of {', '.join(READABLE_STORAGE_CLASSES)}",
             ),
         ),
+        client_source_ips=_list("tier_a_client_source_ips", get("tier_a_client_source_ips"), _public_network),
     )
     if not tier_a.storage_classes:
         raise ConfigError("tier_a_storage_classes", "name at least one storage class uploads may use")
+    if tier_a.client_source_ips and not tier_a.data_access_principals:
+        raise ConfigError(
+            "tier_a_client_source_ips",
+            "limits the on-premises principals, so set tier_a_data_access_principals too (or leave it empty)",
+        )
     if not tier_a.key_namespaces:
         raise ConfigError("tier_a_key_namespaces", "name at least one key namespace of the municipality")
     tier_b = TierBConfig(
@@ -430,6 +462,12 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         ),
         monitor_interval_minutes=_int(
             "tier_b_monitor_interval_minutes", get("tier_b_monitor_interval_minutes"), low=1, high=60
+        ),
+        cloudhsm_cli_sha256=_string(
+            "tier_b_cloudhsm_cli_sha256",
+            get("tier_b_cloudhsm_cli_sha256"),
+            pattern=r"|[0-9a-f]{64}",
+            allowed="empty or the package's SHA-256 as 64 lower-case hex digits (sha256sum)",
         ),
     )
     if tier_b.keystore_enabled and not (tier_b.trust_anchor_path or tier_b.existing_key_store_id):

@@ -122,6 +122,7 @@ class TierAStack(cdk.Stack):
                 deployment=deployment_role_arn(self),
                 s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id,
                 data_access=tier.data_access_principals,
+                data_access_source_ips=tier.client_source_ips,
                 maintenance=[self.data.auto_delete_role_arn] if self.data.auto_delete_role_arn else [],
             ),
             storage_classes=tier.storage_classes,

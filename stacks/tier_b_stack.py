@@ -70,7 +70,7 @@ class TierBStack(cdk.Stack):
         # A new AWS::CloudHSM::Cluster, or (tier_b_restore_backup_id) one restored from a backup by the
         # provisioner; the key store below then gets the restored cluster's id and moves to it.
         cluster = CloudHsmCluster(
-            self, "Cluster", network=network, vpc_cidr=config.vpc_cidr,
+            self, "Cluster", network=network,
             backup_retention_days=tier_b.backup_retention_days, restore_backup_id=tier_b.restore_backup_id,
             workshop_mode=workshop, provisioner=provisioner,
         )  # fmt: skip
@@ -84,7 +84,7 @@ class TierBStack(cdk.Stack):
             host = HsmAdminHost(
                 self, "AdminHost", network=network, cluster=cluster, secret=secret, access_logs=access_logs,
                 noncurrent_version_days=config.expiry_days(tier_b.noncurrent_version_days), workshop_mode=workshop,
-                ami_id=tier_b.admin_host_ami,
+                ami_id=tier_b.admin_host_ami, cli_sha256=tier_b.cloudhsm_cli_sha256,
             )  # fmt: skip
             cdk.CfnOutput(self, names.OUTPUT_ADMIN_HOST_ID, value=host.instance.instance_id, description=INSTALL_NOTE)
         cdk.CfnOutput(

@@ -37,6 +37,7 @@ SID_CONFIGURATION = "DenyConfigurationChangesExceptBreakGlass"
 SID_BREAK_GLASS_MFA = "DenyBreakGlassWithoutMfa"
 SID_NO_DELETION = "DenyDeletionExceptSecurityRole"
 SID_PERIMETER = "DenyDataAccessOutsideEndpointAndPrincipals"
+SID_CLIENT_SOURCE_IPS = "DenyOnPremisesPrincipalsOutsideTheirNetworks"
 
 TAGGING_ACTIONS = ("s3:PutObjectTagging", "s3:PutObjectVersionTagging")
 UNTAGGING_ACTIONS = ("s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging")
@@ -106,6 +107,7 @@ class GuardPrincipals:
     break_glass: changes bucket configuration, only with MFA.
     deployment: CloudFormation's execution role (`cdk deploy` changes configuration through it).
     data_access: on-premises principals exempt from the endpoint perimeter.
+    data_access_source_ips: if given, the public networks those principals must call from.
     maintenance: CDK's own housekeeping roles (workshop-mode auto-delete), for `cdk destroy`.
     """
 
@@ -116,6 +118,7 @@ class GuardPrincipals:
     s3_endpoint_id: str
     data_access: Sequence[str] = field(default_factory=tuple)
     maintenance: Sequence[str] = field(default_factory=tuple)
+    data_access_source_ips: Sequence[str] = field(default_factory=tuple)
 
 
 def deployment_role_arn(stack: cdk.Stack) -> str:
@@ -194,6 +197,26 @@ def add_data_guards(bucket: SecureBucket, who: GuardPrincipals) -> None:
             },
         )
     )
+    # Optionally, the on-premises principals only from the municipality's networks: stolen client
+    # credentials used from anywhere else get nothing. aws:SourceIp is the requester's public address
+    # and is absent through a VPC endpoint (hence the endpoint exception); requests a service makes
+    # with the principal's credentials come from the service's address, hence aws:ViaAWSService
+    # (IAM User Guide, "AWS global condition context keys"; example "AWS: Denies access to AWS based
+    # on the source IP").
+    if who.data_access and who.data_access_source_ips:
+        bucket.add_policy_statement(
+            _deny(
+                SID_CLIENT_SOURCE_IPS,
+                DATA_ACTIONS,
+                [bucket.bucket_arn, bucket.objects_arn],
+                {
+                    "ArnEquals": {"aws:PrincipalArn": list(who.data_access)},
+                    "NotIpAddress": {"aws:SourceIp": list(who.data_access_source_ips)},
+                    "StringNotEquals": {"aws:SourceVpce": who.s3_endpoint_id},
+                    "BoolIfExists": {"aws:ViaAWSService": "false"},
+                },
+            )
+        )
     # Access points (and Object Lambda, which reads through one) would be a second door with
     # its own policy: no request through any access point.
     bucket.add_policy_statement(

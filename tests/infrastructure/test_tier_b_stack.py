@@ -180,18 +180,34 @@ def test_provider_waits_long_enough_for_hsm_creation(synthesized: Synthesized) -
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
 
 
-def test_hsm_ports_are_open_only_from_inside_the_vpc(synthesized: Synthesized) -> None:
+def test_hsm_ports_are_open_only_to_the_client_security_group_not_the_vpc(synthesized: Synthesized) -> None:
+    # Rule (#11 item 13): only the clients that need the HSMs reach 2223-2225. KMS reaches them through the
+    # cluster security group's own self-referencing rules, which CloudHSM creates and KMS requires unchanged
+    # (ConnectCustomKeyStore, CloudHsmClusterInvalidConfigurationException:
+    # https://docs.aws.amazon.com/kms/latest/APIReference/API_ConnectCustomKeyStore.html), so no rule here.
     # GIVEN every ingress rule of the tier B stack
     ingress = list(synthesized.resources(TIER_B, "AWS::EC2::SecurityGroupIngress").values())
     for group in synthesized.resources(TIER_B, "AWS::EC2::SecurityGroup").values():
         ingress += group["Properties"].get("SecurityGroupIngress", [])
     ingress = [r.get("Properties", r) for r in ingress]
-    # THEN the only ingress is 2223-2225/tcp from the VPC CIDR, on the cluster's own security group
+    # THEN the only ingress is 2223-2225/tcp, on the cluster's own security group, from the client group
     assert len(ingress) == 1
     (rule,) = ingress
     assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 2223, 2225)
-    assert rule["CidrIp"] == VPC_CIDR
+    assert "CidrIp" not in rule and "CidrIpv6" not in rule
     assert rule["GroupId"]["Fn::GetAtt"][1] == "SecurityGroup"
+    (source_group, attribute) = rule["SourceSecurityGroupId"]["Fn::GetAtt"]
+    assert "ClientSecurityGroup" in source_group and attribute == "GroupId"
+    # AND the client group is the admin host's, and its HSM egress goes to the cluster group, not the CIDR
+    instance = _one(synthesized, "AWS::EC2::Instance")["Properties"]
+    assert {"Fn::GetAtt": [source_group, "GroupId"]} in instance["SecurityGroupIds"]
+    client = synthesized.resources(TIER_B, "AWS::EC2::SecurityGroup")[source_group]["Properties"]
+    (hsm_egress,) = [e for e in client["SecurityGroupEgress"] if e["FromPort"] == 2223]
+    assert hsm_egress["DestinationSecurityGroupId"] == rule["GroupId"]
+    # AND no Lambda's security group is the client group (they call the HSM APIs over HTTPS only)
+    for function in synthesized.resources(TIER_B, "AWS::Lambda::Function").values():
+        groups = function["Properties"].get("VpcConfig", {}).get("SecurityGroupIds", [])
+        assert {"Fn::GetAtt": [source_group, "GroupId"]} not in groups
 
 
 def test_admin_host_has_no_inbound_no_key_pair_and_requires_imdsv2(synthesized: Synthesized) -> None:

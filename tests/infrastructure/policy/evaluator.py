@@ -24,6 +24,7 @@ CloudFormation intrinsics in the templates are resolved to stable fake names by 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ ALLOW = "Allow"
 EXPLICIT_DENY = "ExplicitDeny"
 IMPLICIT_DENY = "ImplicitDeny"
 
-_NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
+_NEGATED = {
+    "StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals", "ArnNotLike", "NotIpAddress"
+}  # fmt: skip
 _NUMERIC = {
     "NumericEquals": lambda a, b: a == b,
     "NumericLessThan": lambda a, b: a < b,
@@ -48,7 +51,7 @@ _NUMERIC = {
 _KNOWN = (
     _NEGATED
     | set(_NUMERIC)
-    | {"StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike", "Bool", "Null"}
+    | {"StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike", "Bool", "Null", "IpAddress"}
 )
 
 
@@ -77,6 +80,9 @@ def _positive_match(base: str, request_value: str, policy_value: str) -> bool:
         return request_value.lower() == str(policy_value).lower()
     if base in _NUMERIC:
         return _NUMERIC[base](float(request_value), float(policy_value))
+    if base in ("IpAddress", "NotIpAddress"):
+        # The request's address lies in the policy's CIDR range (IAM User Guide, IP address condition operators).
+        return ipaddress.ip_address(request_value) in ipaddress.ip_network(policy_value, strict=False)
     raise UnsupportedPolicy(f"condition operator {base}")
 
 
