@@ -22,7 +22,7 @@ from kommunmoln.config import AppConfig
 from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.hsm_key_store import KEY_ADMIN_ACTIONS, KEY_CHANGE_EVENT_NAMES, HsmKey
 from stacks.components.log_key import LogEncryption
-from stacks.components.network import IsolatedNetwork
+from stacks.components.network import IsolatedNetwork, endpoint_perimeter
 from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
 from stacks.components.tier_b_checks import TierBValidator
 from stacks.components.trail import AuditTrail
@@ -71,8 +71,8 @@ class TierCStack(cdk.Stack):
             )  # fmt: skip
             endpoint.add_to_policy(
                 iam.PolicyStatement(
-                    sid="OnlyThisAccountsPrincipals", principals=[iam.AnyPrincipal()], actions=["*"], resources=["*"],
-                    conditions={"StringEquals": {"aws:PrincipalAccount": self.account}},
+                    sid="OnlyThisAccountsPrincipalsAndResources", principals=[iam.AnyPrincipal()], actions=["*"],
+                    resources=["*"], conditions=endpoint_perimeter(self.account),
                 )
             )  # fmt: skip
 
