@@ -95,6 +95,7 @@ ENV_EXPECTED_KMS_KEY_ARN = "KOMMUNMOLN_EXPECTED_KMS_KEY_ARN"
 ENV_CUSTOM_KEY_STORE_ID = "KOMMUNMOLN_CUSTOM_KEY_STORE_ID"
 ENV_CLUSTER_ID = "KOMMUNMOLN_CLOUDHSM_CLUSTER_ID"
 ENV_MIN_HSMS = "KOMMUNMOLN_MIN_ACTIVE_HSMS"
+ENV_EXPECTED_KEY_POLICY = "KOMMUNMOLN_EXPECTED_KEY_POLICY"  # the template's key policy (JSON)
 # AWS_CLOUDHSM (default) or EXTERNAL_KEY_STORE: which key store the monitor checks (CustomKeyStoreType values).
 ENV_KEY_STORE_TYPE = "KOMMUNMOLN_KEY_STORE_TYPE"
 # Tier C monitor: the external key id and proxy URI the key store must still point at.
@@ -125,6 +126,7 @@ METRIC_KEYSTORE_CONNECTED = "CustomKeyStoreConnected"
 METRIC_ACTIVE_HSMS = "ActiveHsms"
 METRIC_MIN_HSMS_PER_AZ = "MinActiveHsmsPerAz"
 METRIC_KEY_USABLE = "KmsKeyUsable"
+METRIC_KEY_POLICY_AS_TEMPLATE = "KmsKeyPolicyAsTemplate"  # 1: the live key policy is the template's
 # Powertools adds the service name as this metric dimension; alarms must select it.
 METRIC_DIMENSION_SERVICE = "service"
 SERVICE_TIER_A_VALIDATOR = "tier-a-validator"

@@ -17,6 +17,7 @@ from constructs import Construct
 
 from kommunmoln import names
 from kommunmoln.config import AppConfig
+from stacks.compliance import acknowledge
 from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner
 from stacks.components.hsm_admin_host import INSTALL_NOTE, HsmAdminHost
@@ -29,7 +30,9 @@ from stacks.components.hsm_key_store import (
 )
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
-from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
+from stacks.components.security_role import SecurityRole
+from stacks.components.tier_a_guards import CONFIGURATION_EVENT_NAMES, GuardPrincipals, deployment_role_arn
+from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket, finding_text
 from stacks.components.tier_b_checks import KeyStoreMonitor, TierBValidator
 from stacks.components.trail import AuditTrail
 
@@ -95,7 +98,7 @@ class TierBStack(cdk.Stack):
             self, "Alarms", description="kommunmoln tier B alarms", email=config.alarm_email, workshop_mode=workshop
         )
 
-        key_store_id = key_arn = ""
+        key_store_id = key_arn = key_policy = ""
         if tier_b.keystore_enabled:
             key_store = HsmKeyStore(
                 self, "KeyStore", provisioner=provisioner, cluster=cluster, hsms=hsms, secret=secret,
@@ -108,7 +111,7 @@ class TierBStack(cdk.Stack):
                 description=f"kommunmoln tier B data key of {config.municipality_name} (CloudHSM custom key store)",
                 bucket_arn=f"arn:{self.partition}:s3:::{bucket_name}", workshop_mode=workshop,
             )  # fmt: skip
-            key_store_id, key_arn = key_store.key_store_id, key.key_arn
+            key_store_id, key_arn, key_policy = key_store.key_store_id, key.key_arn, key.policy_json
             # Attached from the policy's side (the policy depends on the role and the key; the
             # key policy names the role): attaching it on the role would close a cycle.
             iam.ManagedPolicy(
@@ -125,12 +128,33 @@ class TierBStack(cdk.Stack):
                 self, "Validator", network=network, log_encryption=log_encryption, alarms=alarms,
                 bucket_arn=f"arn:{self.partition}:s3:::{bucket_name}", key_arn=key_arn, workshop_mode=workshop,
             )  # fmt: skip
+            bucket_arn = f"arn:{self.partition}:s3:::{bucket_name}"
+            security = SecurityRole(
+                self, "SecurityRole", description=f"kommunmoln tier B security role ({config.municipality_name})"
+            )
+            break_glass = SecurityRole.break_glass(
+                self, "BreakGlassRole", bucket_arn=bucket_arn,
+                description=f"kommunmoln tier B break-glass role ({config.municipality_name})",
+            )  # fmt: skip
             data = SseKmsBucket(
                 self, "Data", bucket_name=bucket_name, key=key.key, key_arn=key_arn, access_logs=access_logs,
                 usage_role=key.usage_role, validator=validator.function.function,
                 noncurrent_version_days=config.expiry_days(tier_b.noncurrent_version_days), workshop_mode=workshop,
+                guards=GuardPrincipals(
+                    security=security.role_arn, validator=validator.function.role.role_arn,
+                    break_glass=break_glass.role_arn, deployment=deployment_role_arn(self),
+                    s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id, data_access=[key.usage_role.role_arn],
+                ),
+            )  # fmt: skip
+            _grant_security_role(security, data)
+            alarms.alarm_on_api_calls(
+                self, "ConfigurationChangeAlarm", source="s3", event_names=list(CONFIGURATION_EVENT_NAMES),
+                detail={"requestParameters": {"bucketName": [bucket_name]}},
+                description="Tier B: a guarded configuration of the data bucket was changed (or attempted)",
             )  # fmt: skip
             trail.add_data_events(data.bucket)
+            cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=security.role_arn)
+            cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=break_glass.role_arn)
             cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store_id)
             cdk.CfnOutput(self, names.OUTPUT_KMS_KEY_ARN, value=key_arn)
             cdk.CfnOutput(self, names.OUTPUT_KMS_ALIAS, value=key.alias_name)
@@ -148,13 +172,30 @@ class TierBStack(cdk.Stack):
         KeyStoreMonitor(
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
             cluster_id=cluster.cluster_id, min_hsms=phase_hsm_count(config), key_store_id=key_store_id, key_arn=key_arn,
-            interval_minutes=tier_b.monitor_interval_minutes, workshop_mode=workshop,
+            expected_key_policy=key_policy, interval_minutes=tier_b.monitor_interval_minutes, workshop_mode=workshop,
         )  # fmt: skip
         cdk.CfnOutput(
             self, names.OUTPUT_CLUSTER_ID, value=cluster.cluster_id,
             description=None if tier_b.keystore_enabled else PHASE_1_NOTE,
         )  # fmt: skip
         cdk.CfnOutput(self, names.OUTPUT_ALARM_TOPIC, value=alarms.topic.topic_arn)
+
+
+def _grant_security_role(security: SecurityRole, data: SseKmsBucket) -> None:
+    """The tier B security role lists, retags and deletes versions; it cannot read them (the key policy)."""
+    security.allow(["s3:ListBucket", "s3:ListBucketVersions"], [data.bucket_arn], sid="ListDataBucket")
+    security.allow(
+        ["s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging",
+         "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+        [data.objects_arn],
+        sid="HandleQuarantinedObjects",
+    )  # fmt: skip
+    acknowledge(
+        security.policy.node.default_child,
+        f"AwsSolutions::AwsSolutions-IAM5[Resource::{finding_text(security, data.objects_arn)}]",
+        "The security role releases or deletes whichever object the validator quarantines, so it needs the objects "
+        "of the tier B data bucket; the wildcard is confined to that one bucket, and the role requires MFA.",
+    )
 
 
 def phase_hsm_count(config: AppConfig) -> int:

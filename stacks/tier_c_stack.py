@@ -132,7 +132,7 @@ class TierCStack(cdk.Stack):
         XksKeyStoreMonitor(
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
             key_store_id=key_store.key_store_id, key_arn=key_arn, xks_key_id=tier_c.xks_key_id,
-            proxy_uri=f"{tier_c.proxy_uri_endpoint}{tier_c.proxy_uri_path}",
+            proxy_uri=f"{tier_c.proxy_uri_endpoint}{tier_c.proxy_uri_path}", expected_key_policy=key.policy_json,
             interval_minutes=tier_c.monitor_interval_minutes, workshop_mode=workshop,
         )  # fmt: skip
         cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store.key_store_id)

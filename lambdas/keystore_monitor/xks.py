@@ -19,7 +19,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kommunmoln import names
-from lambdas.keystore_monitor.logic import OK, PROBLEM, SKIPPED, Check, HealthReport, MonitorSettings, check_key
+from lambdas.keystore_monitor.logic import (
+    OK,
+    PROBLEM,
+    SKIPPED,
+    Check,
+    HealthReport,
+    MonitorSettings,
+    check_key,
+    check_key_policy,
+)
 from lambdas.xks_provisioner.connection_errors import XKS_DISCONNECTED_REMEDY, xks_remedy_for
 
 EXTERNAL_KEY_STORE = "EXTERNAL_KEY_STORE"
@@ -101,5 +110,6 @@ def check_health(*, kms: Any, settings: MonitorSettings) -> HealthReport:
         (
             check_xks_key_store(kms, settings.key_store_id, proxy_uri=settings.xks_proxy_uri),
             check_xks_key(kms, settings.key_arn, settings.key_store_id, settings.xks_key_id),
+            check_key_policy(kms, settings.key_arn, settings.expected_key_policy),
         )
     )

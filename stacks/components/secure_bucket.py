@@ -155,10 +155,7 @@ class SecureBucket(Construct):
             self.bucket_arn = self.bucket.bucket_arn
         self.objects_arn = f"{self.bucket_arn}/*"
 
-        self.auto_delete_role_arn: str | None = None
-        if workshop_mode:
-            provider = stack.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
-            self.auto_delete_role_arn = provider.role_arn if provider is not None else None
+        self.auto_delete_role_arn = auto_delete_role_arn(self) if workshop_mode else None
 
     @property
     def cfn_bucket(self) -> s3.CfnBucket:
@@ -182,3 +179,9 @@ class SecureBucket(Construct):
             ]
         )
         self.cfn_bucket.add_resource_dependency(permission)
+
+
+def auto_delete_role_arn(scope: Construct) -> str | None:
+    """The role of CDK's one auto-delete provider of the stack (workshop mode), or None if there is none."""
+    provider = cdk.Stack.of(scope).node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
+    return provider.role_arn if provider is not None else None

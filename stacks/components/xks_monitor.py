@@ -2,8 +2,8 @@
 
 The same Lambda code as tier B's monitor (`lambdas.keystore_monitor`), told by KOMMUNMOLN_KEY_STORE_TYPE to
 check an external key store (`lambdas.keystore_monitor.xks`): ConnectionState with the XKS ConnectionErrorCode
-remedies, the proxy settings KMS holds, and the key (Enabled, Origin EXTERNAL_KEY_STORE, the external key id).
-KMS reports an unhealthy proxy or HSM itself: the key store goes FAILED with XKS_PROXY_NOT_REACHABLE ("if the
+remedies, the proxy settings KMS holds, and the key (Enabled, Origin EXTERNAL_KEY_STORE, the external key id)
+and its live policy against the template's (tier B's check). KMS reports an unhealthy proxy or HSM itself: the key store goes FAILED with XKS_PROXY_NOT_REACHABLE ("if the
 proxy reports that all external key manager instances are unavailable") or XKS_PROXY_TIMED_OUT.
 """
 
@@ -47,6 +47,7 @@ class XksKeyStoreMonitor(Construct):
         key_arn: str,
         xks_key_id: str,
         proxy_uri: str,
+        expected_key_policy: str,
         interval_minutes: int,
         workshop_mode: bool,
     ) -> None:
@@ -63,6 +64,7 @@ class XksKeyStoreMonitor(Construct):
                 names.ENV_EXPECTED_KMS_KEY_ARN: key_arn,
                 names.ENV_XKS_KEY_ID: xks_key_id,
                 names.ENV_XKS_PROXY_URI: proxy_uri,
+                names.ENV_EXPECTED_KEY_POLICY: expected_key_policy,
                 names.ENV_ALARM_TOPIC_ARN: alarms.topic.topic_arn,
             },
             network=network,
@@ -71,7 +73,7 @@ class XksKeyStoreMonitor(Construct):
             workshop_mode=workshop_mode,
         )
         alarms.grant_publish(self.function.role)
-        self.function.role.allow(["kms:DescribeKey"], [key_arn], sid="DescribeExternalKey")
+        self.function.role.allow(["kms:DescribeKey", "kms:GetKeyPolicy"], [key_arn], sid="DescribeExternalKey")
         _read_only_policy(
             self.function,
             [iam.PolicyStatement(actions=["kms:DescribeCustomKeyStores"], resources=["*"])],

@@ -89,6 +89,8 @@ RESOURCES: dict[str, ResourceRule] = {
     "kms:CreateKey": _ANY,
     "kms:DescribeKey": lambda p, a: [a.key(p["KeyId"])],
     "kms:PutKeyPolicy": lambda p, a: [a.key(p["KeyId"])],
+    "kms:GetKeyPolicy": lambda p, a: [a.key(p["KeyId"])],
+    "kms:ListGrants": lambda p, a: [a.key(p["KeyId"])],
     "kms:UpdateKeyDescription": lambda p, a: [a.key(p["KeyId"])],
     "kms:ScheduleKeyDeletion": lambda p, a: [a.key(p["KeyId"])],
     # Alias actions authorize on the alias and on the key (CreateAlias/UpdateAlias: the target key).

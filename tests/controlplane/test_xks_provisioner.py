@@ -337,7 +337,7 @@ def test_private_dns_of_another_name_is_refused(stubs: Stubs) -> None:
 SETTINGS = monitor.MonitorSettings.from_env({
     names.ENV_KEY_STORE_TYPE: "EXTERNAL_KEY_STORE", names.ENV_CUSTOM_KEY_STORE_ID: STORE,
     names.ENV_EXPECTED_KMS_KEY_ARN: KEY_ARN, names.ENV_XKS_KEY_ID: "kommun-key-1",
-    names.ENV_XKS_PROXY_URI: ENDPOINT + PATH,
+    names.ENV_XKS_PROXY_URI: ENDPOINT + PATH, names.ENV_EXPECTED_KEY_POLICY: POLICY,
 })  # fmt: skip
 KEY_OK = {"KeyMetadata": {"KeyId": KEY_ID, "Arn": KEY_ARN, "KeyState": "Enabled", "Origin": "EXTERNAL_KEY_STORE",
                           "CustomKeyStoreId": STORE, "XksKeyConfiguration": {"Id": "kommun-key-1"}}}  # fmt: skip
@@ -346,9 +346,15 @@ KEY_OK = {"KeyMetadata": {"KeyId": KEY_ID, "Arn": KEY_ARN, "KeyState": "Enabled"
 def test_monitor_reports_a_healthy_external_key_store(stubs: Stubs) -> None:
     stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED"), {"CustomKeyStoreId": STORE})
     stubs.kms.add_response("describe_key", KEY_OK, {"KeyId": KEY_ARN})
+    stubs.kms.add_response("get_key_policy", {"Policy": POLICY, "PolicyName": "default"},
+                           {"KeyId": KEY_ARN, "PolicyName": "default"})  # fmt: skip
+    # WHEN the tier C monitor runs (no CloudHSM client: tier C has no cluster)
     report = monitor.check_health(kms=stubs.clients.kms, cloudhsm=None, settings=SETTINGS)
-    assert report.healthy and [c.name for c in report.checks] == ["key-store", "kms-key"]
-    assert report.metrics() == {names.METRIC_KEYSTORE_CONNECTED: 1, names.METRIC_KEY_USABLE: 1}
+    # THEN the store, the key and its policy are checked and healthy
+    assert report.healthy and [c.name for c in report.checks] == ["key-store", "kms-key", "key-policy"]
+    assert report.metrics() == {names.METRIC_KEYSTORE_CONNECTED: 1, names.METRIC_KEY_USABLE: 1,
+                                names.METRIC_KEY_POLICY_AS_TEMPLATE: 1}  # fmt: skip
+    stubs.verify()
 
 
 @pytest.mark.parametrize("code", XKS_CODES)

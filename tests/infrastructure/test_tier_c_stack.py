@@ -169,6 +169,9 @@ def test_monitor_checks_the_external_key_store(public: Synthesized) -> None:
     assert env[names.ENV_XKS_KEY_ID] == "kommun-key-1"
     assert env[names.ENV_XKS_PROXY_URI] == "https://xks.exempel.se/kms/xks/v1"
     assert names.ENV_CLUSTER_ID not in env
+    # AND it compares the live key policy with the template's (the same document the key resource applies)
+    key = public.template(TIER_C)["Resources"][next(iter(public.resources(TIER_C, names.RESOURCE_KMS_XKS_KEY)))]
+    assert env[names.ENV_EXPECTED_KEY_POLICY] == key["Properties"]["KeyPolicy"]
 
 
 def test_vpc_endpoint_service_meets_the_kms_requirements(eusc: Synthesized) -> None:
