@@ -23,11 +23,14 @@ from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.hsm_key_store import KEY_ADMIN_ACTIONS, KEY_CHANGE_EVENT_NAMES, HsmKey
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork, endpoint_perimeter
+from stacks.components.security_role import SecurityRole
+from stacks.components.tier_a_guards import CONFIGURATION_EVENT_NAMES, GuardPrincipals, deployment_role_arn
 from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
 from stacks.components.tier_b_checks import TierBValidator
 from stacks.components.trail import AuditTrail
 from stacks.components.xks_key_store import XksEndpointService, XksKeyStore, xks_provisioner
 from stacks.components.xks_monitor import XKS_VALIDATOR_SERVICE, XksKeyStoreMonitor
+from stacks.tier_b_stack import _grant_security_role as grant_security_role
 
 
 class TierCStack(cdk.Stack):
@@ -122,13 +125,34 @@ class TierCStack(cdk.Stack):
             self, "Validator", network=network, log_encryption=log_encryption, alarms=alarms, bucket_arn=bucket_arn,
             key_arn=key_arn, workshop_mode=workshop, service_name=XKS_VALIDATOR_SERVICE, label="Tier C",
         )  # fmt: skip
+        security = SecurityRole(
+            self, "SecurityRole", description=f"kommunmoln tier C security role ({config.municipality_name})"
+        )
+        break_glass = SecurityRole.break_glass(
+            self, "BreakGlassRole", bucket_arn=bucket_arn,
+            description=f"kommunmoln tier C break-glass role ({config.municipality_name})",
+        )  # fmt: skip
+        # Tier B's bucket with tier A's deletion, perimeter, status-tag and configuration guards.
         data = SseKmsBucket(
             self, "Data", bucket_name=bucket_name, key=key.key, key_arn=key_arn, access_logs=access_logs,
             usage_role=key.usage_role, validator=validator.function.function,
             noncurrent_version_days=config.expiry_days(tier_c.noncurrent_version_days), workshop_mode=workshop,
             tier=names.TIER_C,
+            guards=GuardPrincipals(
+                security=security.role_arn, validator=validator.function.role.role_arn,
+                break_glass=break_glass.role_arn, deployment=deployment_role_arn(self),
+                s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id, data_access=[key.usage_role.role_arn],
+            ),
+        )  # fmt: skip
+        grant_security_role(security, data)
+        alarms.alarm_on_api_calls(
+            self, "ConfigurationChangeAlarm", source="s3", event_names=list(CONFIGURATION_EVENT_NAMES),
+            detail={"requestParameters": {"bucketName": [bucket_name]}},
+            description="Tier C: a guarded configuration of the data bucket was changed (or attempted)",
         )  # fmt: skip
         trail.add_data_events(data.bucket)
+        cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=security.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=break_glass.role_arn)
         XksKeyStoreMonitor(
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
             key_store_id=key_store.key_store_id, key_arn=key_arn, xks_key_id=tier_c.xks_key_id,

@@ -147,6 +147,11 @@ def test_bucket_is_tier_c_sse_kms_with_tier_b_guards_and_validator(public: Synth
     sids = {s.get("Sid") for p in public.resources(TIER_C, "AWS::S3::BucketPolicy").values()
             for s in p["Properties"]["PolicyDocument"]["Statement"]}  # fmt: skip
     assert {"DenyOtherEncryptionModes", "DenyOtherKmsKeys", "DenyKmsWithoutKeyId", "DenySseC"} <= sids
+    # AND tier A's deletion, perimeter, status-tag and configuration guards (as on tier B's bucket)
+    assert {"DenyDeletionExceptSecurityRole", "DenyDataAccessOutsideEndpointAndPrincipals",
+            "DenyStatusTagsFromOthersThanValidator", "DenyConfigurationChangesExceptBreakGlass"} <= sids  # fmt: skip
+    outputs = public.template(TIER_C)["Outputs"]
+    assert {names.OUTPUT_SECURITY_ROLE, names.OUTPUT_BREAK_GLASS_ROLE, names.OUTPUT_SSE_BUCKET} <= set(outputs)
     # AND new objects go to the validator, which expects the external key
     functions = public.resources(TIER_C, "AWS::Lambda::Function").values()
     validators = [
