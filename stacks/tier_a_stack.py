@@ -1,7 +1,8 @@
 """Tier A stack (use case 1): a bucket that accepts only client-side-encrypted objects.
 
 Only wires constructs: the hardened data bucket with its access-log bucket, the bucket
-policy guards, the security role, the alarm topic and the validator.
+policy guards, the security role, the alarm topic, the validator and the S3 Batch
+Operations role and job bucket that run the validator over a whole bucket.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from kommunmoln import names
 from kommunmoln.config import AppConfig
 from stacks.compliance import acknowledge
 from stacks.components.alarm_topic import AlarmTopic
+from stacks.components.batch_verification import BatchVerification
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.secure_bucket import SecureBucket
@@ -37,6 +39,7 @@ class TierAStack(cdk.Stack):
         alarms: the AlarmTopic (topic, key).
         validator: the TierAValidator (function, alarms).
         trail: CloudTrail trail logging the data bucket's object events and KMS key use.
+        batch: the BatchVerification (role, bucket) of `kommunmoln batch-verify`.
     """
 
     def __init__(
@@ -107,6 +110,15 @@ class TierAStack(cdk.Stack):
             log_encryption=log_encryption,
             workshop_mode=workshop,
         )
+        self.batch = BatchVerification(
+            self,
+            "BatchVerify",
+            data=self.data,
+            validator_function_arn=self.validator.function.function.function_arn,
+            bucket_name=names.tier_a_bucket_name(config.municipality_id, "jobs", self.account, self.region),
+            retention_days=config.expiry_days(config.log_retention_days),
+            workshop_mode=workshop,
+        )
         self.break_glass_role = SecurityRole.break_glass(
             self,
             "BreakGlassRole",
@@ -123,6 +135,9 @@ class TierAStack(cdk.Stack):
                 s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id,
                 data_access=tier.data_access_principals,
                 data_access_source_ips=tier.client_source_ips,
+                # The Batch Operations role lists the bucket for a generated manifest (from AWS, not
+                # through the endpoint); its policy allows nothing else on the data bucket.
+                service_listers=[self.batch.role.role_arn],
                 maintenance=[self.data.auto_delete_role_arn] if self.data.auto_delete_role_arn else [],
             ),
             storage_classes=tier.storage_classes,
@@ -145,6 +160,7 @@ class TierAStack(cdk.Stack):
             [self.data.objects_arn],
             sid="HandleQuarantinedObjects",
         )  # fmt: skip
+        self.batch.allow_operator(self.security_role)
         acknowledge(
             self.security_role.policy.node.default_child,
             f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_rendering(self, self.data.objects_arn)}]",
@@ -158,3 +174,6 @@ class TierAStack(cdk.Stack):
         cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION, value=self.validator.function.function.function_name)
         cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=self.security_role.role_arn)
         cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=self.break_glass_role.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_BATCH_ROLE, value=self.batch.role.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_BATCH_BUCKET, value=self.batch.bucket.bucket_name)
+        cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION_ARN, value=self.validator.function.function.function_arn)

@@ -36,7 +36,7 @@ from typing import NoReturn
 import kommunmoln
 from kommunmoln import names, object_check
 from kommunmoln.config import DEFAULTS
-from kommunmoln.tier_a import rotate
+from kommunmoln.tier_a import batch_verify, rotate
 from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT, Job, Outcome, upload_many
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
@@ -308,6 +308,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     rm.add_argument("--recursive", action="store_true", help="every object under a prefix")
 
     rotate.register(command, COMMANDS)
+    batch_verify.register(command, COMMANDS)
     for command_spec in extra:
         command_spec.add_arguments(command(command_spec.name, command_spec.help))
     return parser

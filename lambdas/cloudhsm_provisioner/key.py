@@ -126,7 +126,17 @@ def _adopt(props: KeyProps, kms: Any, key_id: str, *, sleep: Sleep) -> None:
     the template creates none, and S3 with SSE-KMS needs none.
     """
     _put_template_policy(props, kms, key_id, sleep=sleep)
-    grants = call(kms.list_grants, sleep=sleep, KeyId=key_id).get("Grants", [])
+    try:
+        grants = call(kms.list_grants, sleep=sleep, KeyId=key_id).get("Grants", [])
+    except ClientError as err:
+        if error_code(err) != "AccessDeniedException":
+            raise
+        # The template policy allows ListGrants, but KMS is eventually consistent: a policy change
+        # usually takes seconds, sometimes minutes (KMS Developer Guide, "AWS KMS eventual consistency").
+        raise ProvisioningError(
+            f"key {key_id} got the template policy but its grants could not be listed yet ({explain(err)}); "
+            "it is not adopted. KMS applies policy changes with a delay of seconds to minutes: deploy again"
+        ) from None
     if grants:
         ids = ", ".join(g.get("GrantId", "?")[:12] for g in grants)
         raise ProvisioningError(

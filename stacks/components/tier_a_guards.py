@@ -38,6 +38,8 @@ SID_CONFIGURATION = "DenyConfigurationChangesExceptBreakGlass"
 SID_BREAK_GLASS_MFA = "DenyBreakGlassWithoutMfa"
 SID_NO_DELETION = "DenyDeletionExceptSecurityRole"
 SID_PERIMETER = "DenyDataAccessOutsideEndpointAndPrincipals"
+SID_SERVICE_LISTERS = "DenyServiceListersAnythingButListing"
+LISTING_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions")
 SID_CLIENT_SOURCE_IPS = "DenyOnPremisesPrincipalsOutsideTheirNetworks"
 
 TAGGING_ACTIONS = ("s3:PutObjectTagging", "s3:PutObjectVersionTagging")
@@ -119,6 +121,8 @@ class GuardPrincipals:
     data_access: on-premises principals exempt from the endpoint perimeter.
     data_access_source_ips: if given, the public networks those principals must call from.
     maintenance: CDK's own housekeeping roles (workshop-mode auto-delete), for `cdk destroy`.
+    service_listers: AWS service roles that list the bucket from AWS (S3 Batch Operations' manifest
+        generator), exempt from the endpoint perimeter only; their own policies allow nothing else.
     """
 
     security: str
@@ -129,6 +133,7 @@ class GuardPrincipals:
     data_access: Sequence[str] = field(default_factory=tuple)
     maintenance: Sequence[str] = field(default_factory=tuple)
     data_access_source_ips: Sequence[str] = field(default_factory=tuple)
+    service_listers: Sequence[str] = field(default_factory=tuple)
 
 
 def deployment_role_arn(stack: cdk.Stack) -> str:
@@ -208,10 +213,23 @@ def add_data_guards(
             [bucket.bucket_arn, bucket.objects_arn],
             {
                 "StringNotEquals": {"aws:SourceVpce": who.s3_endpoint_id},
-                **_not_principals(who.security, *who.data_access, *who.maintenance),
+                **_not_principals(who.security, *who.data_access, *who.maintenance, *who.service_listers),
             },
         )
     )
+    # A service role exempt from the perimeter (S3 Batch Operations' manifest generator) may only
+    # list: the bucket policy itself takes everything else away, whatever its IAM policy says.
+    if who.service_listers:
+        bucket.add_policy_statement(
+            iam.PolicyStatement(
+                sid=SID_SERVICE_LISTERS,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                not_actions=list(LISTING_ACTIONS),
+                resources=[bucket.bucket_arn, bucket.objects_arn],
+                conditions={"ArnEquals": {"aws:PrincipalArn": list(who.service_listers)}},
+            )
+        )
     # Optionally, the on-premises principals only from the municipality's networks: stolen client
     # credentials used from anywhere else get nothing. aws:SourceIp is the requester's public address
     # and is absent through a VPC endpoint (hence the endpoint exception); requests a service makes

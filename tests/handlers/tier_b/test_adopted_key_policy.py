@@ -83,3 +83,15 @@ def test_an_adopted_key_with_grants_is_refused_after_its_policy_is_fixed(stubs: 
     # WHEN the resource is created THEN adoption is refused, naming the grant and the revoke command
     with pytest.raises(logic.ProvisioningError, match=r"1 grant.*revoke-grant"):
         logic.on_event(key_event(), stubs.clients, sleep=stubs.sleep)
+
+
+def test_grants_not_listable_yet_after_the_new_policy_fail_closed(stubs: Stubs) -> None:
+    # GIVEN the template policy applied, but ListGrants still refused: KMS is eventually consistent, a
+    # policy change usually propagates in seconds, sometimes minutes (KMS Developer Guide,
+    # "AWS KMS eventual consistency")
+    _alias_names_a_key_in_the_store(stubs)
+    stubs.kms.add_response("put_key_policy", {}, PUT)
+    stubs.kms.add_client_error("list_grants", "AccessDeniedException", "not authorized", expected_params=None)
+    # WHEN the resource is created THEN the key is not adopted unchecked, and the error says to deploy again
+    with pytest.raises(logic.ProvisioningError, match=r"not adopted.*deploy again"):
+        logic.on_event(key_event(), stubs.clients, sleep=stubs.sleep)

@@ -119,6 +119,11 @@ def test_the_monitor_compares_the_live_policy_with_the_one_the_key_gets(phase2: 
     roles = json.loads(resolved["KOMMUNMOLN_EXPECTED_KEY_POLICY"]).__repr__().count(":role/")
     size = sum(len(k) + len(v) for k, v in resolved.items()) + 60 * roles
     assert size < 4096, size
+    # AND a drifted policy (metric below 1, or a silent monitor) raises an alarm that names the remedy
+    (drift,) = [v["Properties"] for v in template["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm"
+                and v["Properties"].get("MetricName") == "KmsKeyPolicyAsTemplate"]  # fmt: skip
+    assert drift["Threshold"] == 1 and drift["ComparisonOperator"] == "LessThanThreshold"
+    assert drift["TreatMissingData"] == "breaching" and "PutKeyPolicy" in json.dumps(drift["AlarmDescription"])
     # AND the monitor may read the key's policy
     assert "kms:GetKeyPolicy" in json.dumps(
         resolver.role_policies(TIER_B, monitor["Properties"]["Role"]["Fn::GetAtt"][0])
