@@ -224,6 +224,9 @@ class AppConfig:
     # versions, access logs and log events: its reference (e.g. "KS 2026/123 p 45"). "" = no decision,
     # so nothing expires (the *_noncurrent_version_days and log_retention_days values are not used).
     gallring_decision: str = ""
+    # Object Lock (compliance mode) default retention of every CloudTrail log and digest file, in days:
+    # nobody, the account root included, can delete or overwrite one before then. Ignored in workshop mode.
+    trail_object_lock_days: int = 365
 
     def expiry_days(self, days: int) -> int | None:
         """`days` when a gallring decision is configured, else None (keep: records are destroyed only by decision)."""
@@ -254,6 +257,7 @@ DEFAULTS: dict[str, Any] = {
     "log_retention_days": 365,
     "residency_guardrail_policy_ids": [],
     "gallring_decision": "",
+    "trail_object_lock_days": 365,
     "tier_a_key_namespaces": ["kommunmoln"],
     "tier_a_noncurrent_version_days": 365,
     "tier_a_object_lock_days": 0,
@@ -513,6 +517,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
             # The AWS Organizations policy id format (PolicyId: ^p-[0-9a-zA-Z_]{8,128}$).
             lambda k, v: _string(k, v, pattern=r"p-[0-9a-zA-Z_]{8,128}", allowed="an Organizations policy id p-..."),
         ),
+        trail_object_lock_days=_int("trail_object_lock_days", get("trail_object_lock_days"), low=1, high=3650),
         gallring_decision=_string(
             "gallring_decision",
             get("gallring_decision"),

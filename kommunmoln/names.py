@@ -32,6 +32,15 @@ def tier_c_stack_name(municipality_id: str) -> str:
     return f"{stack_prefix(municipality_id)}-tier-c"
 
 
+def trail_name(municipality_id: str, purpose: str) -> str:
+    """Name of a CloudTrail trail (`purpose`: "management", "tier-a-data", "tier-b-data"); unique per account and Region.
+
+    Fixed so that the trail bucket's policy can name the trail ARN (`aws:SourceArn`) without
+    a reference to the trail, which itself depends on that policy.
+    """
+    return f"{stack_prefix(municipality_id)}-{purpose}"
+
+
 def tier_a_bucket_name(municipality_id: str, purpose: str, account: str, region: str) -> str:
     """Physical name of a tier A bucket (`purpose` is "data" or "logs"); at most 63 characters."""
     return f"{stack_prefix(municipality_id)}-tier-a-{purpose}-{account}-{region}"
@@ -118,6 +127,8 @@ CONTEXT_BUCKET = "kommunmoln:bucket"
 CONTEXT_KEY = "kommunmoln:key"
 CONTEXT_MUNICIPALITY = "kommunmoln:municipality"
 REQUIRED_CONTEXT_KEYS = (CONTEXT_BUCKET, CONTEXT_KEY)
+# Set by `kommunmoln rotate`: the ESDK message ID (base64) of the message a rotated one replaces.
+CONTEXT_ROTATED_FROM = "kommunmoln:rotated-from"
 
 # --- Metrics ---------------------------------------------------------------------------
 METRIC_NAMESPACE = "Kommunmoln"
@@ -141,6 +152,8 @@ OUTPUT_ALARM_TOPIC = "AlarmTopicArn"
 OUTPUT_VALIDATOR_FUNCTION = "ValidatorFunctionName"
 OUTPUT_SECURITY_ROLE = "SecurityRoleArn"
 OUTPUT_BREAK_GLASS_ROLE = "BreakGlassRoleArn"
+OUTPUT_TRAIL_BUCKET = "TrailBucketName"  # the Object Lock bucket of the stack's CloudTrail trail
+OUTPUT_TRAIL_BREAK_GLASS_ROLE = "TrailBreakGlassRoleArn"  # the one role that may reconfigure that bucket (MFA)
 # S3 Batch Operations (`kommunmoln batch-verify`): the job role, the job bucket, the function to invoke.
 OUTPUT_BATCH_ROLE = "BatchVerifyRoleArn"
 OUTPUT_BATCH_BUCKET = "BatchVerifyBucketName"

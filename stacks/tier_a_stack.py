@@ -38,7 +38,7 @@ class TierAStack(cdk.Stack):
         security_role: the MFA role that alone reads quarantined objects and deletes versions.
         alarms: the AlarmTopic (topic, key).
         validator: the TierAValidator (function, alarms).
-        trail: CloudTrail trail logging the data bucket's object events and KMS key use.
+        trail: CloudTrail trail logging the data bucket's object events (data events only).
         batch: the BatchVerification (role, bucket) of `kommunmoln batch-verify`.
     """
 
@@ -86,16 +86,27 @@ class TierAStack(cdk.Stack):
         cdk.Tags.of(self.data.bucket).add(names.TAG_CLASSIFICATION, names.CLASSIFICATION_PROTECTED)
         cdk.Tags.of(self).add(names.TAG_TIER, names.TIER_A)
 
-        # Every object read and write (S3 data events) and every key use (KMS management events).
+        self.break_glass_role = SecurityRole.break_glass(
+            self,
+            "BreakGlassRole",
+            description=f"kommunmoln tier A break-glass role ({config.municipality_name})",
+            bucket_arn=self.data.bucket_arn,
+        )
+        # Every object read and write (S3 data events only: the network stack's trail records the
+        # management events, key use included, once for the whole app).
         self.trail = AuditTrail(
             self,
             "Trail",
+            trail_name=names.trail_name(config.municipality_id, "tier-a-data"),
+            management_events=False,
+            data_buckets=[self.data.bucket],
             access_logs=self.data.access_log_bucket,
             log_encryption=log_encryption,
-            retention_days=config.expiry_days(tier.noncurrent_version_days),
+            retention_days=config.expiry_days(config.log_retention_days),
+            object_lock_days=config.trail_object_lock_days,
             workshop_mode=workshop,
+            break_glass=self.break_glass_role,
         )
-        self.trail.add_data_events(self.data.bucket)
 
         self.alarms = AlarmTopic(
             self, "Alarms", description="kommunmoln tier A alarms", email=config.alarm_email, workshop_mode=workshop
@@ -118,12 +129,6 @@ class TierAStack(cdk.Stack):
             bucket_name=names.tier_a_bucket_name(config.municipality_id, "jobs", self.account, self.region),
             retention_days=config.expiry_days(config.log_retention_days),
             workshop_mode=workshop,
-        )
-        self.break_glass_role = SecurityRole.break_glass(
-            self,
-            "BreakGlassRole",
-            description=f"kommunmoln tier A break-glass role ({config.municipality_name})",
-            bucket_arn=self.data.bucket_arn,
         )
         add_tier_a_guards(
             self.data,
@@ -174,6 +179,7 @@ class TierAStack(cdk.Stack):
         cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION, value=self.validator.function.function.function_name)
         cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=self.security_role.role_arn)
         cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=self.break_glass_role.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_TRAIL_BUCKET, value=self.trail.bucket.bucket_name)
         cdk.CfnOutput(self, names.OUTPUT_BATCH_ROLE, value=self.batch.role.role_arn)
         cdk.CfnOutput(self, names.OUTPUT_BATCH_BUCKET, value=self.batch.bucket.bucket_name)
         cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION_ARN, value=self.validator.function.function.function_arn)

@@ -1,12 +1,12 @@
 """Tier B stack (use case 2): CloudHSM cluster, KMS custom key store, SSE-KMS bucket.
 
 Two phases, switched by `tier_b_keystore_enabled`:
-  1. (default) cluster, HSMs, admin host, kmsuser secret, trail, monitor. No data bucket:
+  1. (default) cluster, HSMs, admin host, kmsuser secret, monitor. No data bucket:
      until the operator has initialized and activated the cluster and created `kmsuser`,
      no HSM-backed key can exist, and a bucket with a regular KMS key would silently be a
      weaker tier.
   2. adds the custom key store, the HSM-backed key with its alias and key policy, the
-     SSE-KMS data bucket, its CloudTrail data events and the object validator.
+     SSE-KMS data bucket, its CloudTrail data-event trail and the object validator.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from stacks.components.hsm_key_store import (
 )
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
+from stacks.components.secure_bucket import access_log_bucket
 from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import CONFIGURATION_EVENT_NAMES, GuardPrincipals, deployment_role_arn
-from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket, finding_text
+from stacks.components.tier_b_buckets import SseKmsBucket, finding_text
 from stacks.components.tier_b_checks import KeyStoreMonitor, TierBValidator
 from stacks.components.trail import AuditTrail
 
@@ -62,10 +63,6 @@ class TierBStack(cdk.Stack):
         access_logs = access_log_bucket(
             self, "AccessLogs", workshop_mode=workshop, retention_days=config.expiry_days(config.log_retention_days)
         )
-        trail = AuditTrail(
-            self, "Trail", access_logs=access_logs, log_encryption=log_encryption,
-            retention_days=config.expiry_days(config.log_retention_days), workshop_mode=workshop,
-        )  # fmt: skip
 
         provisioner = HsmProvisioner(
             self, "Provisioner", network=network, log_encryption=log_encryption, workshop_mode=workshop
@@ -152,7 +149,16 @@ class TierBStack(cdk.Stack):
                 detail={"requestParameters": {"bucketName": [bucket_name]}},
                 description="Tier B: a guarded configuration of the data bucket was changed (or attempted)",
             )  # fmt: skip
-            trail.add_data_events(data.bucket)
+            # Object reads and writes: data events only (the network stack's trail records the management
+            # events, every use of the HSM key and every CloudHSM call included, once for the whole app).
+            # The data bucket's break-glass role also guards the trail bucket.
+            trail = AuditTrail(
+                self, "Trail", trail_name=names.trail_name(config.municipality_id, "tier-b-data"),
+                management_events=False, data_buckets=[data.bucket], access_logs=access_logs,
+                log_encryption=log_encryption, retention_days=config.expiry_days(config.log_retention_days),
+                object_lock_days=config.trail_object_lock_days, workshop_mode=workshop, break_glass=break_glass,
+            )  # fmt: skip
+            cdk.CfnOutput(self, names.OUTPUT_TRAIL_BUCKET, value=trail.bucket.bucket_name)
             cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=security.role_arn)
             cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=break_glass.role_arn)
             cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store_id)
@@ -165,8 +171,8 @@ class TierBStack(cdk.Stack):
             )  # fmt: skip
             cdk.CfnOutput(
                 self, names.OUTPUT_SSE_BUCKET, value=data.bucket.bucket_name,
-                description="Object reads/writes are CloudTrail data events of this stack's trail (in addition to "
-                "any organization trail, which may hold the management events centrally).",
+                description="Object reads/writes are CloudTrail data events of this stack's trail; key use and "
+                "every other management event are in the network stack's multi-Region trail.",
             )  # fmt: skip
 
         KeyStoreMonitor(

@@ -164,7 +164,15 @@ def _not_principals(*arns: str) -> dict[str, dict[str, list[str]]]:
     return {"ArnNotEquals": {"aws:PrincipalArn": list(arns)}}
 
 
-def add_configuration_guards(bucket: GuardedBucket, who: GuardPrincipals) -> None:
+class ConfigurationExemptions(Protocol):
+    """Who the configuration guards exempt (GuardPrincipals has these, and so does a trail's)."""
+
+    break_glass: str
+    deployment: str
+    maintenance: Sequence[str]
+
+
+def add_configuration_guards(bucket: GuardedBucket, who: ConfigurationExemptions) -> None:
     """Configuration and replication changes only by the deployment role or the break-glass role with MFA.
 
     Shared by both tiers. CloudFormation applies every template change with its execution

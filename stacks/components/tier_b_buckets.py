@@ -1,4 +1,5 @@
-"""Tier B buckets: a hardened bucket helper, the access-log bucket and the SSE-KMS data bucket.
+"""Tier B buckets: a hardened bucket helper and the SSE-KMS data bucket (the access-log bucket is
+secure_bucket.access_log_bucket, shared with tier A).
 
 (Tier B's own copy; the tier A engineer writes `secure_bucket.py` in parallel. To be
 deduplicated later.)
@@ -85,29 +86,6 @@ def hardened_bucket(
     acknowledge(
         bucket.node.default_child, "NIST.800.53.R5::NIST.800.53.R5-S3BucketReplicationEnabled", REPLICATION_REASON
     )
-    return bucket
-
-
-def access_log_bucket(
-    scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int | None
-) -> s3.Bucket:
-    """The target of S3 server access logs (which S3 can deliver only to SSE-S3 buckets)."""
-    bucket = hardened_bucket(
-        scope, construct_id, workshop_mode=workshop_mode, noncurrent_version_days=retention_days, access_log_bucket=None
-    )
-    resource = bucket.node.default_child
-    acknowledge(
-        resource,
-        "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
-        "Server access log delivery supports only SSE-S3 on the target bucket; the logs hold request "
-        "metadata, never object content.",
-    )
-    self_logging = (
-        "This is the server access log target itself; logging it into itself would loop. Access to it is "
-        "recorded by the CloudTrail management events."
-    )
-    acknowledge(resource, "AwsSolutions::AwsSolutions-S1", self_logging)
-    acknowledge(resource, "NIST.800.53.R5::NIST.800.53.R5-S3BucketLoggingEnabled", self_logging)
     return bucket
 
 

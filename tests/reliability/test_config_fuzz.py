@@ -194,6 +194,7 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tier_b_cloudhsm_cli_sha256": _NON_STRING | _not_matching(r"|[0-9a-f]{64}"),
     "tier_b_noncurrent_version_days": _bad_int(1, 3650),
     "tier_b_monitor_interval_minutes": _bad_int(1, 60),
+    "trail_object_lock_days": _bad_int(1, 3650),
     "residency_guardrail_policy_ids": _bad_list(
         _NON_STRING | _not_matching(r"p-[0-9a-zA-Z_]{8,128}"), empty_is_bad=False
     ),
@@ -311,6 +312,7 @@ def test_fuzzed_valid_config_synthesizes(tmp_path, ledger) -> None:
         "tier_a_validator_concurrency": rng.randint(1, 100),
         "tier_b_hsm_count": rng.randint(2, 6),
         "tier_b_backup_retention_days": rng.randint(7, 379),
+        "trail_object_lock_days": rng.randint(1, 3650),
     }
     ledger.add(CATEGORY, inputs=1)
     # WHEN the whole app is synthesized with the compliance gates
