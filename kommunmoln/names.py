@@ -33,7 +33,8 @@ def tier_c_stack_name(municipality_id: str) -> str:
 
 
 def trail_name(municipality_id: str, purpose: str) -> str:
-    """Name of a CloudTrail trail (`purpose`: "management", "tier-a-data", "tier-b-data"); unique per account and Region.
+    """Name of a CloudTrail trail (`purpose`: "management", "tier-a-data", "tier-b-data", "tier-c-data"); unique per
+    account and Region.
 
     Fixed so that the trail bucket's policy can name the trail ARN (`aws:SourceArn`) without
     a reference to the trail, which itself depends on that policy.

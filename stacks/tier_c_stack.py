@@ -23,9 +23,10 @@ from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.hsm_key_store import KEY_ADMIN_ACTIONS, KEY_CHANGE_EVENT_NAMES, HsmKey
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork, endpoint_perimeter
+from stacks.components.secure_bucket import access_log_bucket
 from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import CONFIGURATION_EVENT_NAMES, GuardPrincipals, deployment_role_arn
-from stacks.components.tier_b_buckets import SseKmsBucket, access_log_bucket
+from stacks.components.tier_b_buckets import SseKmsBucket
 from stacks.components.tier_b_checks import TierBValidator
 from stacks.components.trail import AuditTrail
 from stacks.components.xks_key_store import XksEndpointService, XksKeyStore, xks_provisioner
@@ -54,10 +55,6 @@ class TierCStack(cdk.Stack):
         retention = config.expiry_days(config.log_retention_days)
         log_encryption = LogEncryption(self, "LogEncryption", workshop_mode=workshop, retention_days=retention)
         access_logs = access_log_bucket(self, "AccessLogs", workshop_mode=workshop, retention_days=retention)
-        trail = AuditTrail(
-            self, "Trail", access_logs=access_logs, log_encryption=log_encryption, retention_days=retention,
-            workshop_mode=workshop,
-        )  # fmt: skip
         vpc_service = tier_c.connectivity == "VPC_ENDPOINT_SERVICE"
         # The provisioner runs in the isolated VPC: it reads the proxy credential from Secrets Manager and, with
         # VPC connectivity, the endpoint service from EC2. (Tier B's stack adds the Secrets Manager endpoint
@@ -150,7 +147,14 @@ class TierCStack(cdk.Stack):
             detail={"requestParameters": {"bucketName": [bucket_name]}},
             description="Tier C: a guarded configuration of the data bucket was changed (or attempted)",
         )  # fmt: skip
-        trail.add_data_events(data.bucket)
+        # The data events of the bucket (management events: the network stack's trail).
+        trail = AuditTrail(
+            self, "Trail", trail_name=names.trail_name(config.municipality_id, "tier-c-data"), management_events=False,
+            data_buckets=[data.bucket], access_logs=access_logs, log_encryption=log_encryption,
+            retention_days=retention, object_lock_days=config.trail_object_lock_days, workshop_mode=workshop,
+            break_glass=break_glass,
+        )  # fmt: skip
+        cdk.CfnOutput(self, names.OUTPUT_TRAIL_BUCKET, value=trail.bucket.bucket_name)
         cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=security.role_arn)
         cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=break_glass.role_arn)
         XksKeyStoreMonitor(
