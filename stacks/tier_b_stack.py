@@ -202,7 +202,8 @@ def _grant_security_role(security: SecurityRole, data: SseKmsBucket) -> None:
         security.policy.node.default_child,
         f"AwsSolutions::AwsSolutions-IAM5[Resource::{finding_text(security, data.objects_arn)}]",
         "The security role releases or deletes whichever object the validator quarantines, so it needs the objects "
-        "of the tier B data bucket; the wildcard is confined to that one bucket, and the role requires MFA.",
+        "of the data bucket (tier B, or tier C which reuses this); the wildcard is confined to that one bucket, "
+        "and the role requires MFA.",
     )
 
 

@@ -211,6 +211,7 @@ class ReportSummary:
     rows: int = 0
     counts: Counter = field(default_factory=Counter)  # validated / quarantined / failed / other
     problems: list[dict[str, str]] = field(default_factory=list)  # the first non-validated rows
+    bucket: str = ""  # the data bucket the rows name
 
     @property
     def unaccounted(self) -> int:
@@ -264,6 +265,7 @@ def summarise_report(s3, job: Mapping[str, Any]) -> ReportSummary:
             summary.rows += 1
             kind = classify(row)
             summary.counts[kind] += 1
+            summary.bucket = summary.bucket or row.get("Bucket", "")
             if kind != VALIDATED and len(summary.problems) < SHOWN_PROBLEMS:
                 summary.problems.append(
                     {k: row.get(k, "") for k in ("Key", "VersionId", "TaskStatus", "ResultMessage")}
@@ -360,6 +362,7 @@ def cmd_batch_verify(args: argparse.Namespace) -> int:
         if job.get("Status") != "Complete":  # a failed job may end before any report was written
             raise TransferError(f"job {job_id} ended {job.get('Status')}: {_failure_reasons(job)}") from None
         raise
+    _name_problems(args, aws, stack, summary)
     return _finish(args, summary, job)
 
 
@@ -393,11 +396,30 @@ def _failure_reasons(job: Mapping[str, Any]) -> str:
     return "; ".join(reasons)[:500] or "no reason given"
 
 
+def _name_problems(args: argparse.Namespace, aws, stack: StackJobSettings, summary: ReportSummary) -> None:
+    """With a key, each listed problem also gets its plaintext name (locally; nothing is sent)."""
+    if not summary.problems or not (args.key or args.pkcs11_lib):
+        return
+    from kommunmoln.tier_a import cli
+    from kommunmoln.tier_a.bucket_names import open_bucket_names
+    from kommunmoln.tier_a.custody import open_custody
+
+    with open_custody(cli.custody_options(args), need_primary=False) as custody:
+        plain = bool(getattr(args, "plain_names", False))
+        bucket_names = open_bucket_names(aws.s3, custody, stack.data_bucket, plain_names=plain, create=False)
+        for problem in summary.problems:
+            try:
+                problem["Name"] = bucket_names.plain_name(problem["Key"])
+            except TierAError:
+                problem["Name"] = ""  # a control object, or a key this bucket's name key did not write
+
+
 def _finish(args: argparse.Namespace, summary: ReportSummary, job: Mapping[str, Any]) -> int:
     report = args.reporter
     for problem in summary.problems:
-        report.result(f"{problem['TaskStatus'] or '?'} s3://.../{problem['Key']} ({problem['VersionId'] or 'null'}): "
-                      f"{problem['ResultMessage'] or '-'}", **problem)  # fmt: skip
+        shown = problem.get("Name") or problem["Key"]
+        report.result(f"{problem['TaskStatus'] or '?'} s3://{summary.bucket or '...'}/{shown} "
+                      f"({problem['VersionId'] or 'null'}): {problem['ResultMessage'] or '-'}", **problem)  # fmt: skip
     counts = summary.counts
     text = (f"job {summary.job_id} {summary.status}: {counts[VALIDATED]} of {summary.total_tasks} validated, "
             f"{counts[names.STATUS_QUARANTINED]} quarantined, {counts['failed']} failed, {counts['other']} other, "

@@ -15,9 +15,10 @@ For each current object version under the prefix:
 2. The object is streamed through the ESDK's decryptor into the ESDK's encryptor and up as
    a new version (PutObject, or a multipart upload with bounded memory): no plaintext on
    disk, none of it kept in memory beyond the parts in flight. The new message carries the
-   old encryption context unchanged (it binds the bucket and the stored key, which do not
-   change); the message must bind this bucket and key, or it is refused. The new version
-   carries the upload tag and goes through the validator like any upload.
+   old encryption context (it binds the bucket and the stored key, which do not change; a
+   padding marker stays) plus `kommunmoln:rotated-from`, the message ID it replaces; the old
+   message must bind this bucket and key, or it is refused. The new version carries the
+   upload tag and goes through the validator like any upload.
 3. The write is conditional on the object's ETag (S3 conditional writes, If-Match on
    PutObject and CompleteMultipartUpload): an object replaced meanwhile is not overwritten,
    the run reports it and a second run handles it. The upload is committed only after the
@@ -27,8 +28,8 @@ The bucket's control objects (`_kommunmoln/bucket`, the long-name records) are r
 by the same path, and the manifest (kommunmoln.tier_a.manifest) is rewritten under the new
 key with each rotated object's new message ID and ETag, so rollback detection keeps working.
 An object already rotated whose manifest entry still names the old message (a run that
-died before the manifest was written) is read once more and accepted only if its plaintext
-has the recorded SHA-256 and size.
+died before the manifest was written) has its header authenticated once more and is
+accepted only if its `kommunmoln:rotated-from` is the message the manifest records.
 
 Older versions are not rewritten (S3 versions are immutable): they keep the old wrapping key
 until lifecycle expires them, so the old key must be kept until then (docs/use-case-1.md).
@@ -39,13 +40,13 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import hashlib
 import io
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kommunmoln import names
 from kommunmoln.tier_a.bucket_names import BUCKET_RECORD, RESERVED_PREFIX, BucketNames, open_bucket_names
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
@@ -60,6 +61,7 @@ from kommunmoln.tier_a.manifest import (
     MANIFEST_KEY,
     Entry,
     Manifest,
+    RollbackError,
     check_current,
     load_manifest,
     message_id_of,
@@ -139,8 +141,6 @@ class DecryptedStream(io.RawIOBase):
         self._source = source
         self._keyring = keyring
         self._done = False
-        self.sha256 = hashlib.sha256()
-        self.count = 0
         try:
             self._decryptor = esdk_client().stream(mode="d", source=source, key_provider=keyring)
             self.header = self._decryptor.header  # parses the header, unwraps the data key
@@ -156,6 +156,10 @@ class DecryptedStream(io.RawIOBase):
                     "(the object was copied or moved); refused"
                 )
         self.encryption_context = {k: v for k, v in context.items() if not k.startswith(RESERVED_CONTEXT_PREFIX)}
+
+    def rotated_context(self) -> dict[str, str]:
+        """The new message's context: the old one, naming the message it replaces (authenticated)."""
+        return {**self.encryption_context, names.CONTEXT_ROTATED_FROM: self.message_id}
 
     @property
     def message_id(self) -> str:
@@ -177,8 +181,6 @@ class DecryptedStream(io.RawIOBase):
         except Exception as error:  # the ESDK, cryptography (InvalidTag), a short read
             raise DecryptionError(_explain_failure(error, "body", b"", self._keyring)) from None
         memoryview(buffer)[: len(data)] = data
-        self.sha256.update(data)
-        self.count += len(data)
         return len(data)
 
     def _finish(self) -> None:
@@ -260,12 +262,12 @@ class Rotation:
                 check_current(self.manifest, key, plaintext.message_id, shown_name=name)
             result = upload_stream(
                 self.s3, source=plaintext, size=total, bucket=self.bucket, key=key,
-                key_provider=self.custody.encrypting_keyring(), context=plaintext.encryption_context,
+                key_provider=self.custody.encrypting_keyring(), context=plaintext.rotated_context(),
                 settings=self.settings, on_bytes=self.on_bytes, what=f"rotation of {what}", if_match=etag,
             )  # fmt: skip
-        if entry is not None:  # the same plaintext, a new message: rollback detection follows it
+        if entry is not None:  # the same plaintext (padding included), a new message: the record follows it
             self.pending[key] = Entry(
-                plaintext.sha256.hexdigest(), plaintext.count, base64.b64encode(result.message_id).decode(), result.etag
+                entry.sha256, entry.size, base64.b64encode(result.message_id).decode(), result.etag
             )
         return ObjectResult(key, name, ROTATED, reason, result.stored_bytes, result.version_id)
 
@@ -280,18 +282,21 @@ class Rotation:
         return stream
 
     def _repair(self, key: str, name: str, version: str | None, etag: str, entry: Entry) -> ObjectResult:
-        """Already rotated, manifest not yet updated (an interrupted run): accept it only with the recorded plaintext."""
+        """Already rotated, manifest not yet updated (a run that died): accepted only as the rotation of the record.
+
+        The header is authenticated (the data key unwrapped with the new key); its context must
+        name, as the message it replaced, exactly the message the manifest records.
+        """
         if self.dryrun:
             return ObjectResult(key, name, WOULD, "already rotated; the manifest entry would be updated", 0, version)
         with self._open(key, version, etag) as stream:
-            plaintext = DecryptedStream(stream, self.custody.decrypting_keyring(), bucket=self.bucket, key=key)
-            while plaintext.read(8 * MIB):
-                pass
-        if (plaintext.sha256.hexdigest(), plaintext.count) != (entry.sha256, entry.size):
-            raise DecryptionError(
-                f"{name}: wrapped for the new key but its plaintext is not the one the manifest records; refused"
+            header = DecryptedStream(stream, self.custody.decrypting_keyring(), bucket=self.bucket, key=key)
+        if header.encryption_context.get(names.CONTEXT_ROTATED_FROM) != entry.message_id:
+            raise RollbackError(
+                f"{name}: wrapped for the new key but not the rotation of the version the manifest records "
+                "(written outside the client, or restored); refused"
             )
-        self.pending[key] = Entry(entry.sha256, entry.size, plaintext.message_id, etag)
+        self.pending[key] = Entry(entry.sha256, entry.size, header.message_id, etag)
         return ObjectResult(key, name, ALREADY, "already rotated; manifest entry updated (interrupted run)", 0, version)
 
     def flush(self, *, force: bool = False) -> None:

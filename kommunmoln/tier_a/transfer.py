@@ -294,8 +294,12 @@ def upload_encrypted(
     extra_context: Mapping[str, str] | None = None,
     settings: TransferSettings | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
 ) -> UploadResult:
     """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored.
+
+    `pad_source` wraps the file's stream before encryption (size padding, size_padding.py);
+    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes.
 
     `on_bytes` is called with the number of stored (ciphertext) bytes S3 has acknowledged:
     progress counts what was sent, not what the encryptor read ahead. Ctrl-C raises
@@ -318,14 +322,14 @@ def upload_encrypted(
     with raw:
         return upload_stream(
             s3, source=raw, size=os.fstat(raw.fileno()).st_size, bucket=bucket, key=key, key_provider=key_provider,
-            context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path,
+            context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path, pad_source=pad_source,
         )  # fmt: skip
 
 
 def upload_stream(
     s3, *, source: BinaryIO, size: int, bucket: str, key: str, key_provider, context: Mapping[str, str],
     settings: TransferSettings, on_bytes: Callable[[int], None] | None, what: str, path: Path = Path("-"),
-    if_match: str | None = None,
+    if_match: str | None = None, pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
 ) -> UploadResult:  # fmt: skip
     """Encrypt `source` (at most `size` bytes, which sets the part size) while uploading it.
 
@@ -337,7 +341,7 @@ def upload_stream(
     part_size = _part_size_for(size, settings.part_size)
     counted = _Counting(source, None)
     try:
-        reader = _PartReader(open_encryptor(counted, key_provider, context))
+        reader = _PartReader(open_encryptor(pad_source(counted) if pad_source else counted, key_provider, context))
         first = reader.next_part(part_size)
         second = reader.next_part(part_size) if len(first) == part_size else bytearray()
     except TierAError:
@@ -616,6 +620,7 @@ def download_decrypted(
     version_id: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
     overwrite: bool = True,
+    output_filter: Callable[[Any, BinaryIO], Any] | None = None,
 ) -> DecryptResult:
     """Stream s3://bucket/key into the decryptor; `dest` appears only if all of it authenticated.
 
@@ -634,8 +639,9 @@ def download_decrypted(
     with stream:
         try:
             return decrypt_to_file(
-                stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes, overwrite=overwrite
-            )
+                stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes, overwrite=overwrite,
+                output_filter=output_filter,
+            )  # fmt: skip
         except TierAError as error:
             raise type(error)(f"s3://{bucket}/{key}: {error}") from None
         except Exception as error:

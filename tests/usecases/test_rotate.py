@@ -10,6 +10,7 @@ moto does not check If-Match on CompleteMultipartUpload; the multipart test cove
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from kommunmoln.tier_a import cli, rotate
 from kommunmoln.tier_a.bucket_names import BUCKET_RECORD, open_bucket_names
 from kommunmoln.tier_a.codec import summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
+from kommunmoln.tier_a.errors import DecryptionError
 from kommunmoln.tier_a.keys import Keyring, RawAesKey, write_escrow_pair, write_key_file
 from kommunmoln.tier_a.manifest import MANIFEST_KEY, check_current, entry_for_upload, load_manifest, save_manifest
 from kommunmoln.tier_a.transfer import MIB, download_decrypted, read_object_head, upload_encrypted
@@ -69,6 +71,20 @@ def _run(capsys, moto_endpoint: str, *argv: str) -> tuple[int, list[dict], str]:
     return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
 
 
+def _recorded(s3, tmp_path: Path, bucket: str, key_file: str, files: dict[str, bytes]) -> dict[str, object]:
+    """Upload under `key_file` into a plain-names bucket with a record and a manifest of the uploads."""
+    with open_custody(CustodyOptions(key_file=key_file), need_primary=True) as custody:
+        open_bucket_names(s3, custody, bucket, plain_names=True, create=True)
+        results = _upload(s3, tmp_path, bucket, files, custody.encrypting_keyring())
+        updates = {name: entry_for_upload(result) for name, result in results.items()}
+        save_manifest(s3, custody, bucket, load_manifest(s3, custody, bucket), updates)
+    return results
+
+
+def _message_id(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
 def _versions(s3, bucket: str, key: str) -> int:
     return len([v for v in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []) if v["Key"] == key])
 
@@ -79,7 +95,7 @@ def test_rotate_reencrypts_every_object_and_a_second_run_skips_them(
     # GIVEN a bucket (plain names) with three objects under the old key, one of them multipart
     bucket = make_bucket()
     files = {"a.txt": b"a" * 100, "dir/b.bin": os.urandom(70_000), "big.bin": os.urandom(11 * MIB)}
-    _upload(s3, tmp_path, bucket, files, Keyring(keys["old"].master_key()))
+    uploaded = _upload(s3, tmp_path, bucket, files, Keyring(keys["old"].master_key()))
     rotate_argv = ["--key", key_files["new"], "--key", key_files["old"], "rotate", "--plain-names",
                    "--part-size-mib", "5", f"s3://{bucket}/"]  # fmt: skip
     # WHEN rotate runs with the new key first and the old key after it
@@ -91,6 +107,10 @@ def test_rotate_reencrypts_every_object_and_a_second_run_skips_them(
     for name, data in files.items():
         # AND each is wrapped for the new key only, passes the validator's check, decrypts with the new key alone
         assert _wrapped(s3, bucket, name) == {NEW}
+        # AND keeps its context, naming the message it replaced
+        context = summarize_header(read_object_head(s3, bucket, name, 64 * 1024)).encryption_context
+        assert context[names.CONTEXT_KEY] == name and context[names.CONTEXT_BUCKET] == bucket
+        assert context[names.CONTEXT_ROTATED_FROM] == _message_id(uploaded[name].message_id)
         assert check_object(s3, bucket=bucket, key=name, version_id=None, settings=VALIDATOR).status == STATUS_VALIDATED
         out = tmp_path / "out" / name.replace("/", "_")
         out.parent.mkdir(exist_ok=True)
@@ -269,15 +289,12 @@ def test_an_object_rotated_before_a_crash_gets_its_manifest_entry_on_the_next_ru
 ) -> None:
     # GIVEN a manifest bucket where a run rotated an object but died before writing the manifest
     bucket = make_bucket()
-    with open_custody(CustodyOptions(key_file=key_files["old"]), need_primary=True) as old:
-        open_bucket_names(s3, old, bucket, plain_names=True, create=True)
-        results = _upload(s3, tmp_path, bucket, {"m.txt": b"manifested"}, old.encrypting_keyring())
-        save_manifest(s3, old, bucket, load_manifest(s3, old, bucket), {"m.txt": entry_for_upload(results["m.txt"])})
+    _recorded(s3, tmp_path, bucket, key_files["old"], {"m.txt": b"manifested"})
     monkeypatch.setattr(rotate.Rotation, "flush", lambda self, force=False: None)  # the crash: no manifest write
     argv = ["--key", key_files["new"], "--key", key_files["old"], "rotate", "--plain-names", f"s3://{bucket}/"]
     assert _run(capsys, moto_endpoint, *argv)[0] == 0
     monkeypatch.undo()
-    # WHEN rotate runs again THEN the object is read once more, its plaintext matches the record, and the entry is updated
+    # WHEN rotate runs again THEN the object's authenticated rotated-from names the recorded message: entry updated
     code, events, _ = _run(capsys, moto_endpoint, *argv)
     assert code == 0 and any("manifest entry updated" in e.get("reason", "") for e in events)
     with open_custody(CustodyOptions(key_file=key_files["new"]), need_primary=True) as new:
@@ -297,8 +314,8 @@ def test_rotation_from_a_key_file_to_an_hsm_key_and_on_to_another_hsm_key(
     key_files,
     capsys,
     moto_endpoint,
-    token,
-    monkeypatch,  # noqa: F811
+    token,  # noqa: F811 - the SoftHSM2 fixture
+    monkeypatch,
 ) -> None:
     # GIVEN an object under a key file and two non-extractable AES keys in a SoftHSM2 token
     from kommunmoln.tier_a.pkcs11_key import open_hsm_key
@@ -329,3 +346,84 @@ def test_key_plan_decisions() -> None:
     assert plan.decide([OLD, ("kommunmoln", "escrow")])[0] == rotate.FAILED
     with pytest.raises(Exception, match="NAMESPACE/NAME"):
         rotate.parse_key_name("no-slash")
+
+
+def test_an_object_under_the_new_key_that_is_no_rotation_of_the_record_is_refused(
+    tmp_path: Path, s3, make_bucket, keys, key_files, capsys, moto_endpoint
+) -> None:
+    # GIVEN a manifest recording an upload under the old key, then other content written under
+    # the new key without the manifest knowing (a writer outside the client, or a restore)
+    bucket = make_bucket()
+    results = _recorded(s3, tmp_path, bucket, key_files["old"], {"r.txt": b"recorded"})
+    _upload(s3, tmp_path, bucket, {"r.txt": b"something else"}, Keyring(keys["new"].master_key()))
+    # WHEN rotate runs THEN that object fails (exit 1) and the manifest still records the old message
+    code, _, err = _run(capsys, moto_endpoint, "--key", key_files["new"], "--key", key_files["old"], "rotate",
+                        "--plain-names", f"s3://{bucket}/")  # fmt: skip
+    assert code == 1 and "not the rotation of the version the manifest records" in err
+    with open_custody(CustodyOptions(key_file=key_files["new"]), need_primary=True) as new:
+        entry = load_manifest(s3, new, bucket).entries["r.txt"]
+    assert entry.message_id == _message_id(results["r.txt"].message_id)
+
+
+def test_during_a_rotation_downloads_read_old_and_new_objects_with_both_keys(
+    tmp_path: Path, s3, make_bucket, keys, key_files
+) -> None:
+    # GIVEN one object under the old key and one under the new key
+    bucket = make_bucket()
+    _upload(s3, tmp_path, bucket, {"old.txt": b"old"}, Keyring(keys["old"].master_key()))
+    _upload(s3, tmp_path, bucket, {"new.txt": b"new"}, Keyring(keys["new"].master_key()))
+    options = CustodyOptions(key_file=key_files["new"], decrypt_key_files=(key_files["old"],))
+    with open_custody(options, need_primary=True) as custody:
+        # WHEN both are downloaded with --key new --key old THEN both decrypt
+        for name, data in (("old.txt", b"old"), ("new.txt", b"new")):
+            out = tmp_path / f"dl-{name}"
+            download_decrypted(s3, bucket=bucket, key=name, dest=out, key_provider=custody.decrypting_keyring())
+            assert out.read_bytes() == data
+    # AND with the new key alone the old object fails, naming the key it is wrapped for
+    alone = CustodyOptions(key_file=key_files["new"])
+    with open_custody(alone, need_primary=True) as custody, pytest.raises(DecryptionError, match="tier-a-old"):
+        download_decrypted(s3, bucket=bucket, key="old.txt", dest=tmp_path / "x",
+                           key_provider=custody.decrypting_keyring())  # fmt: skip
+    assert not (tmp_path / "x").exists()
+
+
+def test_ctrl_c_during_a_multipart_rotation_aborts_it_and_the_next_run_rotates(
+    tmp_path: Path, s3, make_bucket, keys, key_files, capsys, moto_endpoint, monkeypatch
+) -> None:
+    # GIVEN an object of three 5 MiB parts under the old key
+    bucket = make_bucket()
+    data = os.urandom(11 * MIB)
+    _upload(s3, tmp_path, bucket, {"big.bin": data}, Keyring(keys["old"].master_key()))
+    real = rotate.upload_stream
+
+    class PartTwoInterrupted:
+        """The client as rotate uses it, but Ctrl-C arrives while the second part is sent."""
+
+        def __init__(self, client) -> None:
+            self._client, self.parts = client, 0
+
+        def upload_part(self, **kwargs):
+            self.parts += 1
+            if self.parts == 2:
+                raise KeyboardInterrupt
+            return self._client.upload_part(**kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+    monkeypatch.setattr(rotate, "upload_stream", lambda client, **kw: real(PartTwoInterrupted(client), **kw))
+    argv = ["--key", key_files["new"], "--key", key_files["old"], "rotate", "--plain-names", "--part-size-mib", "5",
+            "--concurrency", "1", f"s3://{bucket}/"]  # fmt: skip
+    # WHEN the rotation is interrupted during the upload
+    code, _, err = _run(capsys, moto_endpoint, *argv)
+    # THEN exit 130, the multipart upload was aborted (no parts left), and the object is as it was
+    assert code == 130 and "aborted, nothing stored" in err
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert _versions(s3, bucket, "big.bin") == 1 and _wrapped(s3, bucket, "big.bin") == {OLD}
+    # WHEN it runs again undisturbed THEN the object is rotated and decrypts to the same bytes with the new key
+    monkeypatch.setattr(rotate, "upload_stream", real)
+    code, events, _ = _run(capsys, moto_endpoint, *argv)
+    assert code == 0 and events[-1]["rotated"] == 1
+    out = tmp_path / "big.out"
+    download_decrypted(s3, bucket=bucket, key="big.bin", dest=out, key_provider=Keyring(keys["new"].master_key()))
+    assert out.read_bytes() == data

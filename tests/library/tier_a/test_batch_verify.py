@@ -21,9 +21,11 @@ every scripted response follows the AWS page cited beside it:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
+import uuid
 from collections.abc import Iterator
 
 import boto3
@@ -278,3 +280,32 @@ def test_classify_counts_only_validated_results_as_passes() -> None:
     assert batch_verify.classify({"TaskStatus": "succeeded", "ResultMessage": "quarantined: x"}) == "quarantined"
     assert batch_verify.classify({"TaskStatus": "succeeded", "ResultMessage": "released: set by"}) == "other"
     assert batch_verify.classify({"TaskStatus": "failed", "ResultMessage": "validated"}) == "failed"
+
+
+def test_with_a_key_the_problems_get_their_plaintext_names(
+    stubs: Stubs, capsys, monkeypatch, moto_endpoint: str, tmp_path
+) -> None:
+    # GIVEN an encrypted-names data bucket (on the local moto server) and a report naming one of its stored keys
+    from kommunmoln.tier_a.bucket_names import open_bucket_names
+    from kommunmoln.tier_a.custody import CustodyOptions, open_custody
+    from kommunmoln.tier_a.keys import RawAesKey, write_key_file
+    from kommunmoln.tier_a.transfer import AwsSettings, make_session, s3_client
+
+    aws = AwsSettings(endpoint_url=moto_endpoint)
+    s3 = s3_client(make_session(aws), aws)
+    bucket = f"batch-names-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    key_file = str(write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "batch-names")))
+    with open_custody(CustodyOptions(key_file=key_file), need_primary=True) as custody:
+        stored = open_bucket_names(s3, custody, bucket, plain_names=False, create=True).stored("arende/a.pdf").key
+    monkeypatch.setattr(batch_verify, "_stack", lambda aws: dataclasses.replace(STACK, data_bucket=bucket))
+    stubs.caller()
+    stubs.job("Complete", total=1, succeeded=1)
+    stubs.report({"succeeded": [[bucket, stored, "v1", "succeeded", "", "200", "quarantined: not-esdk"]]})
+    # WHEN the report is summarised with the key THEN the problem shows the plaintext name, and the check fails
+    code = cli.main(["--json", "--endpoint-url", moto_endpoint, "--key", key_file, "--stack-name", "s",
+                     "batch-verify", "--job-id", JOB])  # fmt: skip
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 1
+    assert events[-1]["problems"][0]["Name"] == "arende/a.pdf" and events[-1]["problems"][0]["Key"] == stored
+    assert "arende" not in stored
