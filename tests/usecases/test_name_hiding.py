@@ -62,7 +62,8 @@ def _upload_all(s3, custody, bucket: str, plan: list[tuple[Path, str]]):
         stored = names_.stored(name)
         names_.write_long_names(stored)
         result = upload_encrypted(
-            s3, source_path=path, bucket=bucket, key=stored.key, key_provider=custody.encrypting_keyring()
+            s3, source_path=path, bucket=bucket, key=stored.key, key_provider=custody.encrypting_keyring(),
+            plaintext_digest=True,
         )
         updates[stored.key] = entry_for_upload(result)
     return names_, save_manifest(s3, custody, bucket, manifest, updates)
@@ -159,7 +160,8 @@ def test_rolled_back_object_is_refused(s3, bucket, tmp_path, custody) -> None:
     for text in (b"decision: rejected", b"decision: approved"):
         path.write_bytes(text)
         result = upload_encrypted(
-            s3, source_path=path, bucket=bucket, key=stored, key_provider=custody.encrypting_keyring()
+            s3, source_path=path, bucket=bucket, key=stored, key_provider=custody.encrypting_keyring(),
+            plaintext_digest=True,
         )
         manifest = save_manifest(s3, custody, bucket, manifest, {stored: entry_for_upload(result)})
     current = message_id_of(read_object_head(s3, bucket, stored, HEADER_PEEK_BYTES))
