@@ -12,6 +12,8 @@ VENV_STAMP := $(VENV)/.installed
 CDK_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 PYTEST_ARGS ?=
+# Dated test outcomes with the git commit; `make report` shows them as "proven by" (not run without it).
+TEST_RESULTS ?= build/test-results.json
 
 # Node 20 is past its end of life; jsii prints a banner on every call without this.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -53,7 +55,7 @@ demo: $(VENV_STAMP) system-deps ## Synthesize with the gates, then run both use 
 	$(PY) -m usecases.demo
 
 test: $(VENV_STAMP) $(CDK_STAMP) system-deps ## Run the whole test suite (starts its own moto server)
-	$(PY) -m tests.run_with_moto_server -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m tests.run_with_moto_server -- $(PY) -m pytest --results-file=$(TEST_RESULTS) $(PYTEST_ARGS)
 
 synth: $(VENV_STAMP) $(CDK_STAMP) ## Synthesize all stacks with the compliance gates into cdk.out/
 	$(CDK) synth --quiet $(CONTEXT)
@@ -88,8 +90,8 @@ format: $(VENV_STAMP) ## Format the code with ruff
 bench: $(VENV_STAMP) ## Run the benchmarks, regenerate docs/BENCHMARKS.md (QUICK=1: small sizes, one run)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
-report: $(VENV_STAMP) ## Write the compliance evidence report (docs/compliance-report.md and .html)
-	$(PY) -m kommunmoln.compliance.report
+report: $(VENV_STAMP) ## Compliance report (docs/compliance-report.md/.html) and PDF/A in sv+en: report, fact sheets, DPIA annex (build/report/)
+	$(PY) -m kommunmoln.compliance.report --results $(TEST_RESULTS) --pdf-dir build/report
 
 guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (build/residency-scp.json)
 	$(PY) -m kommunmoln.compliance.guardrails

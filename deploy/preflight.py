@@ -223,12 +223,21 @@ def _required_settings(config: AppConfig, assembly: Assembly, client: Clients, *
                "set `alarm_email` (cdk.json or -c alarm_email=...): without it no one hears an alarm")
     ]  # fmt: skip
     if config.deploys(names.USE_CASE_CLIENT_SIDE):
-        principals = config.tier_a.data_access_principals
+        principals, networks = config.tier_a.data_access_principals, config.tier_a.client_source_ips
+        where = f"only from {', '.join(networks)}" if networks else "from any network (tier_a_client_source_ips empty)"
         results.append(Result(
             "tier-a-clients", bool(principals),
-            f"{len(principals)} principal(s) may reach the tier A bucket from outside the VPC" if principals
+            f"{len(principals)} principal(s) may reach the tier A bucket from outside the VPC, {where}" if principals
             else "tier_a_data_access_principals is empty: the perimeter denies every municipality client outside the VPC",
             "set tier_a_data_access_principals to the IAM role ARNs your file servers use (README, Deploy)",
+        ))  # fmt: skip
+    if config.deploys(names.USE_CASE_CLOUDHSM) and config.tier_b.admin_host:
+        pin = config.tier_b.cloudhsm_cli_sha256
+        results.append(Result(
+            "cloudhsm-cli-pin", bool(pin), f"the admin host installs only the package with SHA-256 {pin}" if pin
+            else "tier_b_cloudhsm_cli_sha256 is empty: the admin host refuses to install the CloudHSM CLI",
+            "download the CloudHSM CLI RPM from AWS, run sha256sum on it and set tier_b_cloudhsm_cli_sha256 "
+            "(docs/use-case-2.md#admin-host)",
         ))  # fmt: skip
     return results
 

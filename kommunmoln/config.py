@@ -136,6 +136,8 @@ class TierAConfig:
     header_read_bytes: int
     validator_concurrency: int
     storage_classes: tuple[str, ...] = ("STANDARD", "INTELLIGENT_TIERING")  # the only ones uploads may ask for
+    # Public networks (CIDR) the on-premises principals must call from, outside the VPC; () = any network.
+    client_source_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,8 @@ class TierBConfig:
     admin_host_ami: str  # "" = latest Amazon Linux 2023 at each deployment (replaces the host on a new release)
     noncurrent_version_days: int
     monitor_interval_minutes: int
+    # SHA-256 (hex) of the CloudHSM CLI package staged for the admin host; "" = the host refuses to install it.
+    cloudhsm_cli_sha256: str = ""
 
     def trust_anchor_file(self) -> Path | None:
         """The trust anchor path resolved against the repository, not the working directory."""
@@ -188,6 +192,9 @@ class AppConfig:
     # versions, access logs and log events: its reference (e.g. "KS 2026/123 p 45"). "" = no decision,
     # so nothing expires (the *_noncurrent_version_days and log_retention_days values are not used).
     gallring_decision: str = ""
+    # Object Lock (compliance mode) default retention of every CloudTrail log and digest file, in days:
+    # nobody, the account root included, can delete or overwrite one before then. Ignored in workshop mode.
+    trail_object_lock_days: int = 365
 
     def expiry_days(self, days: int) -> int | None:
         """`days` when a gallring decision is configured, else None (keep: records are destroyed only by decision)."""
@@ -218,6 +225,7 @@ DEFAULTS: dict[str, Any] = {
     "log_retention_days": 365,
     "residency_guardrail_policy_ids": [],
     "gallring_decision": "",
+    "trail_object_lock_days": 365,
     "tier_a_key_namespaces": ["kommunmoln"],
     "tier_a_noncurrent_version_days": 365,
     "tier_a_object_lock_days": 0,
@@ -225,6 +233,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_a_header_read_bytes": 65536,
     "tier_a_validator_concurrency": 5,
     "tier_a_storage_classes": ["STANDARD", "INTELLIGENT_TIERING"],
+    "tier_a_client_source_ips": [],
     "tier_b_hsm_count": 2,
     "tier_b_backup_retention_days": 90,
     "tier_b_restore_backup_id": "",
@@ -235,6 +244,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_b_admin_host_ami": "",
     "tier_b_noncurrent_version_days": 365,
     "tier_b_monitor_interval_minutes": 5,
+    "tier_b_cloudhsm_cli_sha256": "",
 }
 
 _EMAIL = r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}"
@@ -265,6 +275,26 @@ def _cidr(key: str, value: Any) -> str:
     if not network.is_private or not 16 <= network.prefixlen <= 22:
         raise ConfigError(key, f"{_short(value)} must be a private IPv4 network with a prefix from /16 to /22")
     return text
+
+
+def _public_network(key: str, value: Any) -> str:
+    """A public IPv4/IPv6 network in CIDR notation, as `aws:SourceIp` sees a request from the internet.
+
+    `aws:SourceIp` holds the requester's public address and is absent for requests through a VPC
+    endpoint (IAM User Guide, "AWS global condition context keys"), so a private range could never match.
+    """
+    text = _string(key, value)
+    try:
+        network = ipaddress.ip_network(text, strict=True)
+    except ValueError:
+        raise ConfigError(key, f"{_short(value)} is not a network in CIDR notation (address/prefix length)") from None
+    if not network.is_global:
+        raise ConfigError(
+            key,
+            f"{_short(value)} is not a public network: S3 sees the public (NAT or VPN egress) address of an "
+            "on-premises client, never a private one",
+        )
+    return str(network)
 
 
 def _trust_anchor(key: str, value: Any) -> str:
@@ -350,9 +380,15 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
                 allowed=f"one of {', '.join(READABLE_STORAGE_CLASSES)}",
             ),
         ),
+        client_source_ips=_list("tier_a_client_source_ips", get("tier_a_client_source_ips"), _public_network),
     )
     if not tier_a.storage_classes:
         raise ConfigError("tier_a_storage_classes", "name at least one storage class uploads may use")
+    if tier_a.client_source_ips and not tier_a.data_access_principals:
+        raise ConfigError(
+            "tier_a_client_source_ips",
+            "limits the on-premises principals, so set tier_a_data_access_principals too (or leave it empty)",
+        )
     if not tier_a.key_namespaces:
         raise ConfigError("tier_a_key_namespaces", "name at least one key namespace of the municipality")
     tier_b = TierBConfig(
@@ -386,6 +422,12 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         ),
         monitor_interval_minutes=_int(
             "tier_b_monitor_interval_minutes", get("tier_b_monitor_interval_minutes"), low=1, high=60
+        ),
+        cloudhsm_cli_sha256=_string(
+            "tier_b_cloudhsm_cli_sha256",
+            get("tier_b_cloudhsm_cli_sha256"),
+            pattern=r"|[0-9a-f]{64}",
+            allowed="empty or the package's SHA-256 as 64 lower-case hex digits (sha256sum)",
         ),
     )
     if tier_b.keystore_enabled and not (tier_b.trust_anchor_path or tier_b.existing_key_store_id):
@@ -427,6 +469,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
             # The AWS Organizations policy id format (PolicyId: ^p-[0-9a-zA-Z_]{8,128}$).
             lambda k, v: _string(k, v, pattern=r"p-[0-9a-zA-Z_]{8,128}", allowed="an Organizations policy id p-..."),
         ),
+        trail_object_lock_days=_int("trail_object_lock_days", get("trail_object_lock_days"), low=1, high=3650),
         gallring_decision=_string(
             "gallring_decision",
             get("gallring_decision"),

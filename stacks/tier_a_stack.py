@@ -1,7 +1,8 @@
 """Tier A stack (use case 1): a bucket that accepts only client-side-encrypted objects.
 
 Only wires constructs: the hardened data bucket with its access-log bucket, the bucket
-policy guards, the security role, the alarm topic and the validator.
+policy guards, the security role, the alarm topic, the validator and the S3 Batch
+Operations role and job bucket that run the validator over a whole bucket.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from kommunmoln import names
 from kommunmoln.config import AppConfig
 from stacks.compliance import acknowledge
 from stacks.components.alarm_topic import AlarmTopic
+from stacks.components.batch_verification import BatchVerification
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
 from stacks.components.secure_bucket import SecureBucket
@@ -36,7 +38,8 @@ class TierAStack(cdk.Stack):
         security_role: the MFA role that alone reads quarantined objects and deletes versions.
         alarms: the AlarmTopic (topic, key).
         validator: the TierAValidator (function, alarms).
-        trail: CloudTrail trail logging the data bucket's object events and KMS key use.
+        trail: CloudTrail trail logging the data bucket's object events (data events only).
+        batch: the BatchVerification (role, bucket) of `kommunmoln batch-verify`.
     """
 
     def __init__(
@@ -83,16 +86,27 @@ class TierAStack(cdk.Stack):
         cdk.Tags.of(self.data.bucket).add(names.TAG_CLASSIFICATION, names.CLASSIFICATION_PROTECTED)
         cdk.Tags.of(self).add(names.TAG_TIER, names.TIER_A)
 
-        # Every object read and write (S3 data events) and every key use (KMS management events).
+        self.break_glass_role = SecurityRole.break_glass(
+            self,
+            "BreakGlassRole",
+            description=f"kommunmoln tier A break-glass role ({config.municipality_name})",
+            bucket_arn=self.data.bucket_arn,
+        )
+        # Every object read and write (S3 data events only: the network stack's trail records the
+        # management events, key use included, once for the whole app).
         self.trail = AuditTrail(
             self,
             "Trail",
+            trail_name=names.trail_name(config.municipality_id, "tier-a-data"),
+            management_events=False,
+            data_buckets=[self.data.bucket],
             access_logs=self.data.access_log_bucket,
             log_encryption=log_encryption,
-            retention_days=config.expiry_days(tier.noncurrent_version_days),
+            retention_days=config.expiry_days(config.log_retention_days),
+            object_lock_days=config.trail_object_lock_days,
             workshop_mode=workshop,
+            break_glass=self.break_glass_role,
         )
-        self.trail.add_data_events(self.data.bucket)
 
         self.alarms = AlarmTopic(
             self, "Alarms", description="kommunmoln tier A alarms", email=config.alarm_email, workshop_mode=workshop
@@ -107,11 +121,14 @@ class TierAStack(cdk.Stack):
             log_encryption=log_encryption,
             workshop_mode=workshop,
         )
-        self.break_glass_role = SecurityRole.break_glass(
+        self.batch = BatchVerification(
             self,
-            "BreakGlassRole",
-            description=f"kommunmoln tier A break-glass role ({config.municipality_name})",
-            bucket_arn=self.data.bucket_arn,
+            "BatchVerify",
+            data=self.data,
+            validator_function_arn=self.validator.function.function.function_arn,
+            bucket_name=names.tier_a_bucket_name(config.municipality_id, "jobs", self.account, self.region),
+            retention_days=config.expiry_days(config.log_retention_days),
+            workshop_mode=workshop,
         )
         add_tier_a_guards(
             self.data,
@@ -122,6 +139,10 @@ class TierAStack(cdk.Stack):
                 deployment=deployment_role_arn(self),
                 s3_endpoint_id=network.s3_endpoint.vpc_endpoint_id,
                 data_access=tier.data_access_principals,
+                data_access_source_ips=tier.client_source_ips,
+                # The Batch Operations role lists the bucket for a generated manifest (from AWS, not
+                # through the endpoint); its policy allows nothing else on the data bucket.
+                service_listers=[self.batch.role.role_arn],
                 maintenance=[self.data.auto_delete_role_arn] if self.data.auto_delete_role_arn else [],
             ),
             storage_classes=tier.storage_classes,
@@ -144,6 +165,7 @@ class TierAStack(cdk.Stack):
             [self.data.objects_arn],
             sid="HandleQuarantinedObjects",
         )  # fmt: skip
+        self.batch.allow_operator(self.security_role)
         acknowledge(
             self.security_role.policy.node.default_child,
             f"AwsSolutions::AwsSolutions-IAM5[Resource::{nag_rendering(self, self.data.objects_arn)}]",
@@ -157,3 +179,7 @@ class TierAStack(cdk.Stack):
         cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION, value=self.validator.function.function.function_name)
         cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=self.security_role.role_arn)
         cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=self.break_glass_role.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_TRAIL_BUCKET, value=self.trail.bucket.bucket_name)
+        cdk.CfnOutput(self, names.OUTPUT_BATCH_ROLE, value=self.batch.role.role_arn)
+        cdk.CfnOutput(self, names.OUTPUT_BATCH_BUCKET, value=self.batch.bucket.bucket_name)
+        cdk.CfnOutput(self, names.OUTPUT_VALIDATOR_FUNCTION_ARN, value=self.validator.function.function.function_arn)

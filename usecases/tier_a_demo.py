@@ -54,6 +54,7 @@ from kommunmoln.tier_a.transfer import (
     stack_outputs,
     upload_encrypted,
 )
+from usecases import guard_demo
 
 DEMO_PREFIX = "arende/"
 FAKE_ACCOUNT = "123456789012"
@@ -434,6 +435,7 @@ def _run(
     rows[moved_key] = Row(moved_key, "moved", rows[first_key].plaintext_sha256, rows[first_key].plaintext_bytes,
                           rows[first_key].stored_bytes, copy.get("VersionId"), expected_status=names.STATUS_QUARANTINED)  # fmt: skip
     out.line(f"  copy_object {first_key} -> {moved_key} (ciphertext intact, but its context names the old key)")
+    guard_demo.check_read_guard(out, s3, bucket, first_key)  # before validation: the policy's decisions
 
     out.section("5. Validator on each object-created event")
     for key, row in rows.items():

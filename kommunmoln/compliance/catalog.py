@@ -175,9 +175,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Regulation (EU) 2016/679 (GDPR) Art. 28, 30, 32 and 35",
         "Art. 32(1)(a) encryption: rule 2 and default encryption; (b) confidentiality, integrity, availability: "
         "rules 3-6; (c) restore: versioning and retained state (a dated restore test is not evidenced); (d) "
-        "regular testing: this pack runs on every synthesis. Art. 28 (processor terms with AWS), Art. 30 "
-        "(records of processing) and Art. 35 (DPIA, with what AWS sees per tier, a data-flow diagram and the "
-        "exported key policies) are the municipality's documents and not evidenced here.",
+        "regular testing: this pack runs on every synthesis. Art. 35: the DPIA annex of `make report` gives what "
+        "AWS sees per tier, a data-flow diagram and the exported key policies; the DPIA itself, Art. 28 "
+        "(processor terms with AWS) and Art. 30 (records of processing) are the municipality's documents.",
     ),
 )
 

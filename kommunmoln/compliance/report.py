@@ -38,7 +38,10 @@ from kommunmoln.compliance.catalog import (
     Requirement,
 )
 from kommunmoln.compliance.checks import COMPLIANT, NOT_APPLICABLE, Evaluator, Options
+from kommunmoln.compliance.dpia import KeyPolicy, key_policies
+from kommunmoln.compliance.facts import FactSheet, fact_sheets
 from kommunmoln.compliance.model import AppModel, ResourceRef
+from kommunmoln.compliance.results import TestResults
 from kommunmoln.config import REPO_ROOT, load_config
 
 PASS, ACKNOWLEDGED, FAIL = "pass", "acknowledged", "fail"
@@ -152,6 +155,29 @@ class Evidence:
     synthesis_error: str = ""
     # What makes the report traceable: date, git commit, template hashes, tool versions (see `provenance`).
     provenance: dict[str, str] = field(default_factory=dict)
+    # Dated outcomes of the proving tests (build/test-results.json from `make test`); empty: `not run`.
+    results: TestResults = field(default_factory=TestResults)
+    # The evaluated templates, for the fact sheets and the DPIA annex (None in hand-built evidence).
+    model: AppModel | None = None
+    paths: dict[ResourceRef, str] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
+    app_config: Any = None
+
+    @property
+    def summary(self) -> str:
+        return summary_line(self)
+
+    def proof(self, test_id: str) -> str:
+        """The dated result of one proving test, `not run` without one."""
+        return self.results.describe(test_id, self.provenance.get("git commit", ""))
+
+    def fact_sheets(self) -> list[FactSheet]:
+        if self.model is None:
+            return []
+        return fact_sheets(self.model, Evaluator(self.model, self.options), self.paths, self.app_config)
+
+    def key_policies(self) -> list[KeyPolicy]:
+        return key_policies(self.model) if self.model is not None else []
 
     def controls(self) -> list[str]:
         return sorted({row.control for row in self.rows})
@@ -191,8 +217,16 @@ def _context(overrides: dict[str, Any] | None) -> dict[str, Any]:
     return context
 
 
-def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None = None) -> Evidence:
-    """Synthesize the app (cdk.json context plus `context` overrides) and evaluate every control."""
+DEFAULT_RESULTS = REPO_ROOT / "build" / "test-results.json"
+
+
+def collect_evidence(
+    context: dict[str, Any] | None = None, outdir: Path | None = None, results_path: Path = DEFAULT_RESULTS
+) -> Evidence:
+    """Synthesize the app (cdk.json context plus `context` overrides) and evaluate every control.
+
+    `results_path` is the test run's results file; the proving tests are `not run` without it.
+    """
     import aws_cdk as cdk
 
     from stacks.app_builder import build_app
@@ -232,11 +266,14 @@ def collect_evidence(context: dict[str, Any] | None = None, outdir: Path | None 
         },
         synthesis_error=error,
         provenance=provenance(template_hashes),
+        results=TestResults.load(results_path),
+        model=model,
+        paths=paths,
+        options=Options(config.allowed_regions, config.workshop_mode, config.residency_guardrail_policy_ids),
+        app_config=config,
     )
     failed, acknowledged = _findings(report)
-    evaluator = Evaluator(
-        model, Options(config.allowed_regions, config.workshop_mode, config.residency_guardrail_policy_ids)
-    )
+    evaluator = Evaluator(model, evidence.options)
     evidence.rows.extend(_pack_rows(evaluator, paths, failed, acknowledged))
     evidence.rows.extend(_external_rows(model, paths, failed, acknowledged))
     return evidence
@@ -443,7 +480,10 @@ def render_markdown(evidence: Evidence) -> str:
     if evidence.provenance:
         lines += ["**Provenance**", "", "| Fact | Value |", "|---|---|"]
         lines += [f"| {_cell(k)} | `{_cell(v)}` |" for k, v in evidence.provenance.items()]
-        lines.append("")
+        lines += [
+            f"| test results | {_cell(evidence.results.summary(evidence.provenance.get('git commit', '')))} |",
+            "",
+        ]
     if evidence.synthesis_error:
         lines += [f"> Synthesis reported unacknowledged findings: `{_cell(evidence.synthesis_error)}`", ""]
     for requirement in REQUIREMENTS:
@@ -464,13 +504,13 @@ def render_markdown(evidence: Evidence) -> str:
             "",
             f"{len({r.control for r in rows})} controls: {tally}",
             "",
-            "| Control | Resource | Status | Detail | Proven by |",
+            "| Control | Resource | Status | Detail | Proven by (dated test results) |",
             "|---|---|---|---|---|",
         ]
         for row in sorted(rows, key=_order):
             lines.append(
                 f"| `{row.control}` {_cell(row.title)} | `{_cell(row.resource)}` ({row.resource_type}) | "
-                f"**{row.status}** | {_cell(row.detail)} | {'<br>'.join(f'`{t}`' for t in row.tests)} |"
+                f"**{row.status}** | {_cell(row.detail)} | {'<br>'.join(f'`{t}`: {evidence.proof(t)}' for t in row.tests)} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -492,7 +532,8 @@ def render_html(evidence: Evidence) -> str:
     if evidence.provenance:
         parts.append("<p><strong>Provenance</strong></p><table>")
         parts += [f"<tr><td>{esc(k)}</td><td><code>{esc(v)}</code></td></tr>" for k, v in evidence.provenance.items()]
-        parts.append("</table>")
+        results = evidence.results.summary(evidence.provenance.get("git commit", ""))
+        parts.append(f"<tr><td>test results</td><td>{esc(results)}</td></tr></table>")
     if evidence.synthesis_error:
         parts.append(f"<p class='fail'>Synthesis reported unacknowledged findings: {esc(evidence.synthesis_error)}</p>")
     for requirement in REQUIREMENTS:
@@ -501,10 +542,10 @@ def render_html(evidence: Evidence) -> str:
             f"<h2>{esc(requirement.title)}</h2>",
             f"<p>Source: {esc(requirement.source)}.</p>",
             f"<p>{esc(requirement.summary)}</p>",
-            "<table><tr><th>Control</th><th>Resource</th><th>Status</th><th>Detail</th><th>Proven by</th></tr>",
+            "<table><tr><th>Control</th><th>Resource</th><th>Status</th><th>Detail</th><th>Proven by (dated test results)</th></tr>",
         ]
         for row in sorted(rows, key=_order):
-            tests = "<br>".join(f"<code>{esc(t)}</code>" for t in row.tests)
+            tests = "<br>".join(f"<code>{esc(t)}</code>: {esc(evidence.proof(t))}" for t in row.tests)
             parts.append(
                 f"<tr class='{esc(row.status.replace(' ', '-'))}'><td><code>{esc(row.control)}</code> {esc(row.title)}</td>"
                 f"<td><code>{esc(row.resource)}</code> ({esc(row.resource_type)})</td><td>{esc(row.status)}</td>"
@@ -539,15 +580,29 @@ def _parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the compliance evidence report (Markdown and HTML).")
+    parser = argparse.ArgumentParser(
+        description="Write the compliance evidence report (Markdown, HTML) and the PDF/A documents (sv, en)."
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "compliance-report.md")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the test run's results file")
+    parser.add_argument(
+        "--pdf-dir", type=Path, default=REPO_ROOT / "build" / "report", help="where the PDFs and key policies go"
+    )
+    parser.add_argument("--no-pdf", action="store_true", help="Markdown and HTML only")
     parser.add_argument("-c", "--context", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any control fails")
     args = parser.parse_args(argv)
-    evidence = collect_evidence(_parse_overrides(args.context))
+    evidence = collect_evidence(_parse_overrides(args.context), results_path=args.results)
     markdown, html_file = write_reports(evidence, args.out)
     print(summary_line(evidence))
     print(f"wrote {markdown} and {html_file}")
+    if not args.no_pdf:
+        from kommunmoln.compliance.pdf import write_pdfs
+
+        written = write_pdfs(evidence, args.pdf_dir)
+        print(
+            f"wrote {len(written)} files to {args.pdf_dir}: " + ", ".join(p.name for p in written if p.suffix == ".pdf")
+        )
     return 1 if args.strict and evidence.counts()[FAIL] else 0
 
 

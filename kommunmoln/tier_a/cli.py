@@ -36,6 +36,7 @@ from typing import NoReturn
 import kommunmoln
 from kommunmoln import names, object_check
 from kommunmoln.config import DEFAULTS
+from kommunmoln.tier_a import batch_verify, rotate
 from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT, Job, Outcome, upload_many
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
@@ -134,6 +135,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Repeated(argparse.Action):
+    """A repeatable option whose default (from the environment) is replaced, not extended, when given."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        current = getattr(namespace, self.dest, None)
+        given = current if isinstance(current, _Given) else _Given()
+        given.append(values)
+        setattr(namespace, self.dest, given)
+
+
+class _Given(list):
+    """Values given on the command line (as opposed to the environment default)."""
+
+
+def _env_list(variable: str) -> list[str] | None:
+    value = os.environ.get(variable)
+    return [value] if value else None
+
+
 def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """Options accepted before or after the command (defaults live on the top-level parser)."""
 
@@ -141,15 +161,17 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     keys = parser.add_argument_group("key custody")
-    keys.add_argument("--key", metavar="KEYFILE", default=default(os.environ.get(names.ENV_KEY_FILE)),
-                      help=f"workshop key file (JSON, mode 0600); default ${names.ENV_KEY_FILE}")  # fmt: skip
+    keys.add_argument("--key", metavar="KEYFILE", action=_Repeated, default=default(_env_list(names.ENV_KEY_FILE)),
+                      help=f"workshop key file (JSON, mode 0600); default ${names.ENV_KEY_FILE}. Repeatable: the "
+                           "first encrypts, every further one is accepted for decryption only (key rotation)")  # fmt: skip
     keys.add_argument("--pkcs11-lib", metavar="SO", default=default(os.environ.get(names.ENV_PKCS11_LIB)),
                       help="PKCS#11 library of the HSM (e.g. /usr/lib/softhsm/libsofthsm2.so)")  # fmt: skip
     keys.add_argument("--pkcs11-token", metavar="LABEL", default=default(os.environ.get(names.ENV_PKCS11_TOKEN)),
                       help="token label")  # fmt: skip
-    keys.add_argument("--pkcs11-key-label", metavar="LABEL",
-                      default=default(os.environ.get(names.ENV_PKCS11_KEY_LABEL)),
-                      help="label of the AES key in the token (also the ESDK key name)")  # fmt: skip
+    keys.add_argument("--pkcs11-key-label", metavar="LABEL", action=_Repeated,
+                      default=default(_env_list(names.ENV_PKCS11_KEY_LABEL)),
+                      help="label of the AES key in the token (also the ESDK key name); repeatable like --key: "
+                           "the first encrypts, further labels decrypt only (with the HSM key, --key files decrypt only)")  # fmt: skip
     keys.add_argument("--pkcs11-pin-env", metavar="VAR", default=default(names.ENV_PKCS11_PIN),
                       help=f"environment variable holding the user PIN (default {names.ENV_PKCS11_PIN})")  # fmt: skip
     keys.add_argument("--namespace", metavar="NS", default=default(DEFAULT_NAMESPACE),
@@ -285,6 +307,8 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     )
     rm.add_argument("--recursive", action="store_true", help="every object under a prefix")
 
+    rotate.register(command, COMMANDS)
+    batch_verify.register(command, COMMANDS)
     for command_spec in extra:
         command_spec.add_arguments(command(command_spec.name, command_spec.help))
     return parser
@@ -292,11 +316,15 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
 
 # --- Commands -------------------------------------------------------------------------------
 def custody_options(args: argparse.Namespace) -> CustodyOptions:
+    key_files, labels = list(args.key or []), list(args.pkcs11_key_label or [])
+    hsm = bool(args.pkcs11_lib or args.pkcs11_token or labels)
     return CustodyOptions(
-        key_file=args.key,
+        key_file=None if hsm else (key_files[0] if key_files else None),
+        decrypt_key_files=tuple(key_files if hsm else key_files[1:]),
+        decrypt_pkcs11_labels=tuple(labels[1:]),
         pkcs11_lib=args.pkcs11_lib,
         pkcs11_token=args.pkcs11_token,
-        pkcs11_key_label=args.pkcs11_key_label,
+        pkcs11_key_label=labels[0] if labels else None,
         pkcs11_pin_env=args.pkcs11_pin_env,
         namespace=args.namespace,
         escrow_public_key=getattr(args, "escrow_public_key", None),
@@ -316,6 +344,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--out writes a key file; an HSM key stays in the token (drop --out or the --pkcs11-* options)"
             )
+        if options.decrypt_pkcs11_labels:
+            raise UsageError("keygen creates one HSM key: give one --pkcs11-key-label")
         if args.name and args.name != options.pkcs11_key_label:
             raise UsageError("an HSM key's name is its label: use --pkcs11-key-label, not --name")
         pin = os.environ.get(options.pkcs11_pin_env)

@@ -9,6 +9,12 @@ Two escrow options, both wrapping every data key a second time:
   quantum search (Grover halves the effective key length), so this is the option for
   information whose secrecy runs for decades; the price is that the escrow key must be
   present whenever data is encrypted, so it is offline only between encryption sessions.
+
+Several wrapping keys at once (key rotation): the primary key (the first `--key`, or the
+HSM key when the `--pkcs11-*` options are given) encrypts; every further key file and HSM
+key label is accepted for decryption only. Decryption offers the ESDK all of them in one
+keyring, and the ESDK unwraps whichever encrypted data key one of them owns. Two keys with
+the same namespace and name are refused: the ESDK would treat them as one key.
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ class CustodyOptions:
     escrow_public_key: str | None = None
     escrow_private_key: str | None = None
     escrow_key_file: str | None = None  # symmetric escrow: a second AES key file, kept offline between uses
+    # Key rotation: further wrapping keys accepted for decryption only (never to encrypt).
+    decrypt_key_files: tuple[str, ...] = ()
+    decrypt_pkcs11_labels: tuple[str, ...] = ()  # on the same token as the primary HSM key
 
     @property
     def uses_hsm(self) -> bool:
@@ -67,6 +76,7 @@ class Custody:
     escrow_private: EscrowPrivateKey | None = None
     description: str = ""
     escrow_aes: RawAesKey | None = None  # symmetric escrow (see the module docstring)
+    decrypt_only: tuple[object, ...] = ()  # older wrapping keys: they decrypt, never encrypt
     _closers: list = field(default_factory=list)
 
     def encrypting_keyring(self) -> Keyring:
@@ -81,6 +91,7 @@ class Custody:
 
     def decrypting_keyring(self, header: HeaderSummary | None = None) -> Keyring:
         keys = [self.primary] if self.primary is not None else []
+        keys.extend(self.decrypt_only)
         if self.escrow_private is not None:
             keys.extend(self._escrow_keys(header))
         if self.escrow_aes is not None:
@@ -101,6 +112,14 @@ class Custody:
             )
         return [self.escrow_private.master_key(ns) for ns in dict.fromkeys(namespaces)]
 
+    def encrypting_names(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of every key the encrypting keyring wraps a data key for."""
+        return frozenset(_key_names(self.encrypting_keyring().master_keys))
+
+    def decrypt_only_names(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of the older keys, accepted for decryption only."""
+        return frozenset(_key_names(self.decrypt_only))
+
     @property
     def needs_header(self) -> bool:
         """Escrow recovery reads the header first, to find the escrow key's namespace."""
@@ -117,16 +136,66 @@ class Custody:
         self.close()
 
 
+def _key_names(master_keys: Iterable[object]) -> list[tuple[str, str]]:
+    return [(m.provider_id, m.key_id.decode("utf-8", "replace")) for m in master_keys]  # type: ignore[attr-defined]
+
+
+def _open_hsm(options: CustodyOptions, label: str, pin: str) -> tuple[object, object]:
+    from kommunmoln.tier_a.pkcs11_key import open_hsm_key
+
+    return open_hsm_key(
+        lib_path=options.pkcs11_lib, token_label=options.pkcs11_token, pin=pin, key_label=label,
+        namespace=options.namespace,
+    )  # fmt: skip
+
+
+def _open_decrypt_only(options: CustodyOptions, pin: str | None, closers: list) -> list[object]:
+    """The older keys of a rotation: key files and HSM labels accepted for decryption only."""
+    keys: list[object] = [load_key_file(path).master_key() for path in options.decrypt_key_files]
+    if options.decrypt_pkcs11_labels and not pin:
+        raise UsageError("further --pkcs11-key-label keys need the token (the --pkcs11-* options and the PIN)")
+    for label in options.decrypt_pkcs11_labels:
+        hsm, master_key = _open_hsm(options, label, pin or "")
+        closers.append(hsm.close)  # type: ignore[attr-defined]
+        keys.append(master_key)
+    return keys
+
+
+def _refuse_same_names(master_keys: list[object]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for name in _key_names(master_keys):
+        if name in seen:
+            raise UsageError(
+                f"two of the given keys are both named {name[0]}/{name[1]}; the ESDK would treat them as one key "
+                "(give each key once; a new key needs its own --name)"
+            )
+        seen.add(name)
+
+
 def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
+    """Open the keys named by `options`. Raises UsageError/KeyFileError/HsmError (and closes what it opened)."""
+    closers: list = []
+    try:
+        return _open_custody(options, need_primary=need_primary, closers=closers)
+    except BaseException:
+        while closers:
+            closers.pop()()
+        raise
+
+
+def _open_custody(options: CustodyOptions, *, need_primary: bool, closers: list) -> Custody:
     """Open the keys named by `options`. Raises UsageError/KeyFileError/HsmError."""
     check_namespace(options.namespace)
     if options.uses_hsm and options.key_file:
-        raise UsageError("give either --key (key file) or the --pkcs11-* options (HSM), not both")
+        raise UsageError(
+            "give either --key (key file) or the --pkcs11-* options (HSM) as the encrypting key, not both "
+            "(with the --pkcs11-* options, older key files are given as decrypt-only keys)"
+        )
     primary = None
     key_name: str | None = None
     namespace = options.namespace
     description = ""
-    closers: list = []
+    pin: str | None = None
     if options.uses_hsm:
         missing = [
             flag
@@ -142,16 +211,8 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
         pin = os.environ.get(options.pkcs11_pin_env)
         if not pin:
             raise UsageError(f"set the token's user PIN in the environment variable {options.pkcs11_pin_env}")
-        from kommunmoln.tier_a.pkcs11_key import open_hsm_key
-
-        hsm, primary = open_hsm_key(
-            lib_path=options.pkcs11_lib,
-            token_label=options.pkcs11_token,
-            pin=pin,
-            key_label=options.pkcs11_key_label,
-            namespace=options.namespace,
-        )
-        closers.append(hsm.close)
+        hsm, primary = _open_hsm(options, options.pkcs11_key_label or "", pin)
+        closers.append(hsm.close)  # type: ignore[attr-defined]
         description = f"HSM key {options.namespace}/{options.pkcs11_key_label} on token {options.pkcs11_token!r}"
     elif options.key_file:
         key = load_key_file(options.key_file)
@@ -163,6 +224,11 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
         raise UsageError(
             f"no key given: use --key KEYFILE (or the --pkcs11-* options); {names.ENV_KEY_FILE} sets a default key file"
         )
+    decrypt_only = _open_decrypt_only(options, pin, closers)
+    _refuse_same_names(([primary] if primary is not None else []) + decrypt_only)
+    if decrypt_only:
+        described = ", ".join(f"{ns}/{name}" for ns, name in _key_names(decrypt_only))
+        description = (description + " + " if description else "") + f"decrypt-only {described}"
     escrow_public = (
         EscrowPublicKey.load(options.escrow_public_key, namespace=namespace) if options.escrow_public_key else None
     )
@@ -176,7 +242,7 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
                 f"the escrow key file {options.escrow_key_file} has the primary key's name "
                 f"{escrow_aes.namespace}/{escrow_aes.name}: create the escrow key with its own --name"
             )
-    if primary is None and escrow_private is None and escrow_aes is None and not need_primary:
+    if primary is None and escrow_private is None and escrow_aes is None and not decrypt_only and not need_primary:
         raise UsageError(_NO_KEY)
     if escrow_private is not None:
         description = (description + " + " if description else "") + f"escrow private key {escrow_private.name}"
@@ -184,6 +250,9 @@ def open_custody(options: CustodyOptions, *, need_primary: bool) -> Custody:
         description = (description + " + " if description else "") + (
             f"symmetric escrow key {escrow_aes.namespace}/{escrow_aes.name}"
         )
-    custody = Custody(primary, namespace, escrow_public, escrow_private, description, escrow_aes=escrow_aes)
+    custody = Custody(
+        primary, namespace, escrow_public, escrow_private, description, escrow_aes=escrow_aes,
+        decrypt_only=tuple(decrypt_only),
+    )  # fmt: skip
     custody._closers = closers
     return custody

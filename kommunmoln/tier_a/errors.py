@@ -45,6 +45,10 @@ class TransferError(TierAError):
     """An S3 transfer failed (multipart uploads are aborted before this is raised)."""
 
 
+class ConflictError(TransferError):
+    """A conditional write found the object changed since it was read (S3 412 PreconditionFailed)."""
+
+
 class EncryptionError(TierAError):
     """A message could not be encrypted (e.g. the HSM refused to wrap the data key)."""
 

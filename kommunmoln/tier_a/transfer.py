@@ -36,7 +36,14 @@ from botocore.config import Config
 from kommunmoln import names
 from kommunmoln.tier_a import ranged
 from kommunmoln.tier_a.codec import FRAME_LENGTH, DecryptResult, decrypt_to_file, open_encryptor
-from kommunmoln.tier_a.errors import EncryptionError, Interrupted, TierAError, TransferError, UsageError
+from kommunmoln.tier_a.errors import (
+    ConflictError,
+    EncryptionError,
+    Interrupted,
+    TierAError,
+    TransferError,
+    UsageError,
+)
 
 MIB = 1024 * 1024
 MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
@@ -130,6 +137,8 @@ def _s3_error(error: Exception, what: str) -> TierAError:
             return UsageError(f"{what}: the bucket does not exist")
         if code in ("NoSuchKey", "404", "NotFound"):
             return UsageError(f"{what}: no such object")
+        if code in ("PreconditionFailed", "412"):
+            return ConflictError(f"{what}: the object changed meanwhile (PreconditionFailed); nothing was replaced")
         if code in ("AccessDenied", "403", "Forbidden"):
             return TransferError(f"{what}: access denied ({_client_error_text(error)})")
         return TransferError(f"{what}: {_client_error_text(error)}")
@@ -344,35 +353,57 @@ def upload_encrypted(
     except OSError as error:
         raise UsageError(f"cannot read {source_path}: {error.strerror}") from None
     with raw:
-        size = os.fstat(raw.fileno()).st_size
-        part_size = _part_size_for(size, settings.part_size)
-        source = _Counting(raw, None, digest=plaintext_digest)
-        try:
-            reader = _PartReader(open_encryptor(source, key_provider, context))
-            first = reader.next_part(part_size)
-            second = reader.next_part(part_size) if len(first) == part_size else bytearray()
-        except TierAError:
-            raise
-        except Exception as error:  # the ESDK (or an HSM) failed before anything was sent
-            raise EncryptionError(f"{what}: encryption failed: {type(error).__name__}: {error}") from None
-        if not second:
-            try:
-                response = s3.put_object(Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE)
-            except KeyboardInterrupt:
-                raise _put_interrupted(s3, bucket, key, first) from None
-            except Exception as error:
-                raise _s3_error(error, what) from None
-            if on_bytes:
-                on_bytes(len(first))
-            return UploadResult(
-                source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
-                len(first), 0, context, reader.message_id, source.hexdigest,
-            )  # fmt: skip
-        response, parts = _multipart(s3, bucket, key, [first, second], reader, part_size, settings, what, on_bytes)
-        return UploadResult(
-            source_path, bucket, key, response.get("VersionId"), response.get("ETag", ""), source.count,
-            reader.total, parts, context, reader.message_id, source.hexdigest,
+        return upload_stream(
+            s3, source=raw, size=os.fstat(raw.fileno()).st_size, bucket=bucket, key=key, key_provider=key_provider,
+            context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path,
+            plaintext_digest=plaintext_digest,
         )  # fmt: skip
+
+
+def upload_stream(
+    s3, *, source: BinaryIO, size: int, bucket: str, key: str, key_provider, context: Mapping[str, str],
+    settings: TransferSettings, on_bytes: Callable[[int], None] | None, what: str, path: Path = Path("-"),
+    if_match: str | None = None, plaintext_digest: bool = False,
+) -> UploadResult:  # fmt: skip
+    """Encrypt `source` (at most `size` bytes, which sets the part size) while uploading it.
+
+    With `if_match` the write is conditional on the current object still having that ETag
+    (S3 conditional writes on PutObject and CompleteMultipartUpload; a 412 raises ConflictError),
+    so nothing written meanwhile is replaced. Nothing is stored unless `source` reached its end.
+    """
+    condition = {"IfMatch": if_match} if if_match else {}
+    part_size = _part_size_for(size, settings.part_size)
+    counted = _Counting(source, None, digest=plaintext_digest)
+    try:
+        reader = _PartReader(open_encryptor(counted, key_provider, context))
+        first = reader.next_part(part_size)
+        second = reader.next_part(part_size) if len(first) == part_size else bytearray()
+    except TierAError:
+        raise
+    except Exception as error:  # the ESDK (or an HSM) failed before anything was sent
+        raise EncryptionError(f"{what}: encryption failed: {type(error).__name__}: {error}") from None
+    if not second:
+        try:
+            response = s3.put_object(
+                Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE, **condition
+            )
+        except KeyboardInterrupt:
+            raise _put_interrupted(s3, bucket, key, first) from None
+        except Exception as error:
+            raise _s3_error(error, what) from None
+        if on_bytes:
+            on_bytes(len(first))
+        return UploadResult(
+            path, bucket, key, response.get("VersionId"), response.get("ETag", ""), counted.count,
+            len(first), 0, context, reader.message_id, counted.hexdigest,
+        )  # fmt: skip
+    response, parts = _multipart(
+        s3, bucket, key, [first, second], reader, part_size, settings, what, on_bytes, condition=condition
+    )
+    return UploadResult(
+        path, bucket, key, response.get("VersionId"), response.get("ETag", ""), counted.count,
+        reader.total, parts, context, reader.message_id, counted.hexdigest,
+    )  # fmt: skip
 
 
 def _put_interrupted(s3, bucket: str, key: str, body: bytearray) -> Interrupted:
@@ -398,6 +429,7 @@ def _put_interrupted(s3, bucket: str, key: str, body: bytearray) -> Interrupted:
 def _multipart(
     s3, bucket: str, key: str, ready: list[bytearray], reader: _PartReader, part_size: int,
     settings: TransferSettings, what: str, on_bytes: Callable[[int], None] | None = None,
+    condition: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     try:
         upload_id = s3.create_multipart_upload(
@@ -451,7 +483,7 @@ def _multipart(
         parts = [completed[n] for n in sorted(completed)]
         completing = True
         response = s3.complete_multipart_upload(
-            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, **(condition or {})
         )
         return response, len(parts)
     except BaseException as error:
@@ -559,6 +591,16 @@ def plan_uploads(paths: list[str], location: S3Location) -> list[tuple[Path, str
 
 
 # --- Download -----------------------------------------------------------------------------
+class S3ObjectStream(ranged.ObjectRange):
+    """A whole GetObject body that resumes with ranged GETs pinned to its ETag (kommunmoln.tier_a.ranged)."""
+
+    def __init__(self, s3, bucket: str, key: str, version_id: str | None = None, *, resumes: int = ranged.RESUMES):
+        response = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
+        super().__init__(s3, bucket, key, start=0, end=int(response.get("ContentLength") or 0),
+                         version_id=response.get("VersionId") or version_id, etag=response.get("ETag"),
+                         response=response, resumes=resumes)  # fmt: skip
+
+
 def download_decrypted(
     s3,
     *,

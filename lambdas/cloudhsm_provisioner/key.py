@@ -17,6 +17,7 @@ from lambdas.cloudhsm_provisioner.common import (
     Sleep,
     call,
     error_code,
+    explain,
     flag,
     prop,
 )
@@ -71,6 +72,70 @@ def _key_data(meta: Mapping[str, Any]) -> dict[str, str]:
     return {"KeyId": meta["KeyId"], "KeyArn": meta["Arn"]}
 
 
+def _put_template_policy(props: KeyProps, kms: Any, key_id: str, *, sleep: Sleep) -> None:
+    """PutKeyPolicy with AWS's lockout guard on; KMS's refusals become errors that say what to do.
+
+    With BypassPolicyLockoutSafetyCheck false, KMS accepts a policy only if it lets the caller
+    call PutKeyPolicy again (KMS API Reference, PutKeyPolicy, "Policy"); it refuses with
+    MalformedPolicyDocumentException otherwise. The caller itself must be allowed PutKeyPolicy by
+    the key's *current* policy, or KMS refuses with AccessDeniedException.
+    """
+    try:
+        call(
+            kms.put_key_policy,
+            sleep=sleep,
+            KeyId=key_id,
+            PolicyName="default",
+            Policy=props.policy,
+            BypassPolicyLockoutSafetyCheck=False,
+        )
+    except ClientError as err:
+        code = error_code(err)
+        if code == "MalformedPolicyDocumentException":
+            raise ProvisioningError(
+                f"KMS refused the template key policy for key {key_id}: {explain(err)}. With the lockout safety "
+                "check on, the policy must let this provisioner call PutKeyPolicy again (statement "
+                "ProvisionerAppliesTemplatePolicy) and every principal in it must exist"
+            ) from None
+        if code == "AccessDeniedException":
+            raise ProvisioningError(
+                f"key {key_id} behind alias {props.alias} keeps a key policy that does not let this provisioner "
+                "apply the template's policy; it is not adopted. A key administrator of that key must apply the "
+                "template policy (aws kms put-key-policy) or move the alias, then deploy again"
+            ) from None
+        raise
+
+
+def _adopt(props: KeyProps, kms: Any, key_id: str, *, sleep: Sleep) -> None:
+    """An existing key behind the alias gets the template's policy, and no grant may bypass it.
+
+    A pre-existing key (a retried create, an adopted key store, a key made by hand) would
+    otherwise keep whatever policy it had. Grants allow use of a key alongside the key policy
+    (KMS Developer Guide, "Grants in AWS KMS"), so a key that carries any grant is refused:
+    the template creates none, and S3 with SSE-KMS needs none.
+    """
+    _put_template_policy(props, kms, key_id, sleep=sleep)
+    try:
+        grants = call(kms.list_grants, sleep=sleep, KeyId=key_id).get("Grants", [])
+    except ClientError as err:
+        if error_code(err) != "AccessDeniedException":
+            raise
+        # The template policy allows ListGrants, but KMS is eventually consistent: a policy change
+        # usually takes seconds, sometimes minutes (KMS Developer Guide, "AWS KMS eventual consistency").
+        raise ProvisioningError(
+            f"key {key_id} got the template policy but its grants could not be listed yet ({explain(err)}); "
+            "it is not adopted. KMS applies policy changes with a delay of seconds to minutes: deploy again"
+        ) from None
+    if grants:
+        ids = ", ".join(g.get("GrantId", "?")[:12] for g in grants)
+        raise ProvisioningError(
+            f"key {key_id} behind alias {props.alias} carries {len(grants)} grant(s) ({ids}...) that allow its use "
+            "outside the key policy; it got the template policy but is not adopted. Review and revoke them "
+            f"(aws kms list-grants --key-id {key_id}; aws kms revoke-grant), then deploy again"
+        )
+    LOG.info("adopted key %s: template key policy applied, no grants", key_id)
+
+
 def _create_key(props: KeyProps, kms: Any, *, sleep: Sleep, replacing: bool) -> dict[str, Any]:
     current = _describe_key(kms, props.alias, sleep=sleep)
     if (
@@ -80,6 +145,7 @@ def _create_key(props: KeyProps, kms: Any, *, sleep: Sleep, replacing: bool) -> 
         and current.get("KeyState") != "PendingDeletion"
     ):
         LOG.info("alias %s already names key %s in the key store; adopting it", props.alias, current["KeyId"])
+        _adopt(props, kms, current["KeyId"], sleep=sleep)
         return current
     if current is not None and not replacing:
         raise ProvisioningError(
@@ -122,14 +188,7 @@ def key_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> di
     if meta is None:
         raise ProvisioningError(f"KMS key {key_id} not found; it was deleted outside CloudFormation")
     if props.policy != old.policy:
-        call(
-            kms.put_key_policy,
-            sleep=sleep,
-            KeyId=key_id,
-            PolicyName="default",
-            Policy=props.policy,
-            BypassPolicyLockoutSafetyCheck=False,
-        )
+        _put_template_policy(props, kms, key_id, sleep=sleep)
     if props.description != old.description:
         call(kms.update_key_description, sleep=sleep, KeyId=key_id, Description=props.description)
     if props.alias != old.alias:

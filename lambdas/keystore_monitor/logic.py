@@ -4,7 +4,8 @@ Three checks, each skipped (and reported as skipped) while its setting is empty,
 phase 1 before the key store exists:
 - the custom key store's ConnectionState (FAILED: its ConnectionErrorCode and remedy);
 - the CloudHSM cluster's state and ACTIVE HSMs, in total and per availability zone;
-- the KMS key: Enabled, Origin AWS_CLOUDHSM, in the expected key store.
+- the KMS key: Enabled, Origin AWS_CLOUDHSM, in the expected key store;
+- the KMS key's live policy (GetKeyPolicy) against the template's (canonical JSON).
 Each check yields metric values (1/0, counts) and, when unhealthy, a remedy.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kommunmoln import names
+from kommunmoln.tier_b import key_policy
 from lambdas.cloudhsm_provisioner.connection_errors import DISCONNECTED_REMEDY, remedy_for
 
 OK = "ok"
@@ -32,18 +34,34 @@ class MonitorSettings:
     cluster_id: str  # "" = no cluster to check
     key_arn: str  # "" = no key yet
     min_hsms: int
+    expected_key_policy: str = ""  # the template's key policy; "" = the policy check is skipped
 
     @staticmethod
     def from_env(env: Mapping[str, str]) -> MonitorSettings:
+        """The settings of a deployed monitor; a key without its key store or its policy is refused.
+
+        Fail closed: with a key ARN but no key store id, a key in another key store could not be
+        told apart; without the expected policy, a rewritten policy would go unnoticed.
+        """
         raw = env.get(names.ENV_MIN_HSMS, "").strip() or "2"
         if not raw.isdigit() or not 1 <= int(raw) <= 28:
             raise ValueError(f"{names.ENV_MIN_HSMS} must be a whole number from 1 to 28, got {raw!r}")
-        return MonitorSettings(
+        settings = MonitorSettings(
             key_store_id=env.get(names.ENV_CUSTOM_KEY_STORE_ID, "").strip(),
             cluster_id=env.get(names.ENV_CLUSTER_ID, "").strip(),
             key_arn=env.get(names.ENV_EXPECTED_KMS_KEY_ARN, "").strip(),
             min_hsms=int(raw),
+            expected_key_policy=env.get(names.ENV_EXPECTED_KEY_POLICY, "").strip(),
         )
+        if settings.key_arn:
+            for variable, value in (
+                (names.ENV_CUSTOM_KEY_STORE_ID, settings.key_store_id),
+                (names.ENV_EXPECTED_KEY_POLICY, settings.expected_key_policy),
+            ):
+                if not value:
+                    raise ValueError(f"{names.ENV_EXPECTED_KMS_KEY_ARN} is set but {variable} is empty")
+            key_policy.canonical(settings.expected_key_policy)  # raises PolicyNotJson (a ValueError)
+        return settings
 
 
 @dataclass(frozen=True)
@@ -209,11 +227,41 @@ def check_key(kms: Any, key_arn: str, key_store_id: str) -> Check:
     return Check("kms-key", PROBLEM, f"KMS key {key_arn}: " + "; ".join(problems), remedy, {metric: 0})
 
 
+def check_key_policy(kms: Any, key_arn: str, expected: str) -> Check:
+    """The live key policy against the template's, as canonical JSON (kommunmoln.tier_b.key_policy)."""
+    if not key_arn or not expected:
+        return Check("key-policy", SKIPPED, f"{names.ENV_EXPECTED_KEY_POLICY} or the key ARN is empty (no key yet)")
+    metric = names.METRIC_KEY_POLICY_AS_TEMPLATE
+    try:
+        live = kms.get_key_policy(KeyId=key_arn, PolicyName="default")["Policy"]
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "NotFoundException":
+            raise
+        return Check("key-policy", PROBLEM, f"KMS key {key_arn} not found", "see the kms-key check", {metric: 0})
+    try:
+        found = key_policy.differences(expected, live)
+    except key_policy.PolicyNotJson as err:
+        found = [str(err)]
+    if not found:
+        return Check("key-policy", OK, f"the key policy of {key_arn} is the template's", metrics={metric: 1})
+    return Check(
+        "key-policy",
+        PROBLEM,
+        f"the key policy of {key_arn} differs from the template's: " + "; ".join(found),
+        "find who called PutKeyPolicy in CloudTrail (the KeyChangeAlarm fired too) and treat an unsanctioned "
+        f"change as an incident; restore the template's policy (the monitor's {names.ENV_EXPECTED_KEY_POLICY}) "
+        "as the break-glass role with MFA: aws kms put-key-policy --policy-name default --policy file://... "
+        "- docs/use-case-2.md#key-state",
+        {metric: 0},
+    )
+
+
 def check_health(*, kms: Any, cloudhsm: Any, settings: MonitorSettings) -> HealthReport:
     return HealthReport(
         (
             check_key_store(kms, settings.key_store_id),
             check_cluster(cloudhsm, settings.cluster_id, settings.min_hsms, phase_1=not settings.key_store_id),
             check_key(kms, settings.key_arn, settings.key_store_id),
+            check_key_policy(kms, settings.key_arn, settings.expected_key_policy),
         )
     )

@@ -4,7 +4,8 @@ Thin on purpose: settings are validated once per cold start, boto3 clients are c
 first use (not at import), logs are structured JSON without object content, and metrics
 go out as CloudWatch embedded metric format. Anything that prevents a decision (access
 denied, throttling after retries, a malformed event) raises: Lambda retries the event and
-then sends it to the dead-letter queue, where an alarm fires.
+then sends it to the dead-letter queue, where an alarm fires. An S3 Batch Operations
+invocation (`batch.py`) gets one result per task instead, in the documented result format.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
 from kommunmoln import names
+from lambdas.tier_a_validator.batch import handle_batch, is_batch_event
 from lambdas.tier_a_validator.logic import (
     STATUS_QUARANTINED,
     STATUS_VALIDATED,
+    ObjectRef,
+    Outcome,
     Settings,
     object_refs,
     validate_object,
@@ -56,27 +60,41 @@ def reset() -> None:
     _clients.clear()
 
 
+def _validate(ref: ObjectRef) -> Outcome:
+    return validate_object(
+        client("s3"), client("sns"), bucket=ref.bucket, key=ref.key, version_id=ref.version_id, settings=settings()
+    )
+
+
+def _checked(outcome: Outcome) -> None:
+    """Log one decision and count it (a repeated one was counted when it was made)."""
+    logger.info("object checked", extra=outcome.as_log())
+    if not outcome.repeated and outcome.status == STATUS_VALIDATED:
+        metrics.add_metric(name=names.METRIC_OBJECTS_VALIDATED, unit=MetricUnit.Count, value=1)
+    elif not outcome.repeated and outcome.status == STATUS_QUARANTINED:
+        metrics.add_metric(name=names.METRIC_OBJECTS_QUARANTINED, unit=MetricUnit.Count, value=1)
+
+
+def _not_checked(ref: ObjectRef | None, error: Exception) -> None:
+    where = {"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id} if ref else {}
+    logger.exception("object not checked", extra={**where, "error": type(error).__name__})
+
+
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    config = settings()
+    settings()  # a bad configuration fails the invocation before anything is read
+    if is_batch_event(event):  # S3 Batch Operations (kommunmoln batch-verify): one result per task
+        return handle_batch(event, _validate, on_outcome=_checked, on_error=_not_checked)
     refs = object_refs(event)
     outcomes = []
     for ref in refs:
         try:
-            outcome = validate_object(
-                client("s3"), client("sns"), bucket=ref.bucket, key=ref.key, version_id=ref.version_id, settings=config
-            )
-        except Exception:
+            outcome = _validate(ref)
+        except Exception as error:
             # No decision: Lambda retries, then the event goes to the dead-letter queue.
-            logger.exception(
-                "object not checked", extra={"bucket": ref.bucket, "key": ref.key, "versionId": ref.version_id}
-            )
+            _not_checked(ref, error)
             raise
-        logger.info("object checked", extra=outcome.as_log())
-        if not outcome.repeated and outcome.status == STATUS_VALIDATED:
-            metrics.add_metric(name=names.METRIC_OBJECTS_VALIDATED, unit=MetricUnit.Count, value=1)
-        elif not outcome.repeated and outcome.status == STATUS_QUARANTINED:
-            metrics.add_metric(name=names.METRIC_OBJECTS_QUARANTINED, unit=MetricUnit.Count, value=1)
+        _checked(outcome)
         outcomes.append(outcome.as_log())
     return {"outcomes": outcomes}

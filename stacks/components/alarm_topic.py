@@ -80,7 +80,7 @@ class AlarmTopic(Construct):
     ) -> events.Rule:
         """An EventBridge rule on CloudTrail management events ("AWS API Call via CloudTrail") to this topic.
 
-        Needs a trail logging management events in the region (AuditTrail does).
+        Needs a trail logging management events in the region: the network stack's multi-Region trail.
         """
         pattern = {"eventSource": [f"{source}.amazonaws.com"], "eventName": event_names, **(detail or {})}
         rule = events.Rule(

@@ -59,8 +59,8 @@ class CloudHsmCluster(Construct):
 
     CloudHSM creates the cluster security group itself (attribute `SecurityGroup`). Its
     default rules allow 2223-2225 only between members of that group (the HSMs and the
-    ENIs KMS creates for the key store); we add 2223-2225 from the VPC CIDR (the configured
-    literal, so tests can check it) for the admin host, and nothing from outside the VPC.
+    ENIs KMS creates for the key store); we add 2223-2225 from the client security group
+    (the admin host) only, not from the VPC CIDR, so nothing else in the VPC reaches the HSMs.
 
     Attributes:
         resource: the CfnCluster, or the CustomResource of a restored cluster.
@@ -70,7 +70,7 @@ class CloudHsmCluster(Construct):
         restored_from_backup: the source backup id of a restored cluster, else "".
         security_group_id: the security group CloudHSM created for the cluster.
         client_security_group: for clients of the HSMs (admin host): no inbound rules,
-            egress 2223-2225 to the VPC and HTTPS to the VPC endpoints.
+            egress 2223-2225 to the cluster security group and HTTPS to the VPC endpoints.
     """
 
     def __init__(
@@ -79,7 +79,6 @@ class CloudHsmCluster(Construct):
         construct_id: str,
         *,
         network: IsolatedNetwork,
-        vpc_cidr: str,
         backup_retention_days: int,
         restore_backup_id: str,
         workshop_mode: bool,
@@ -98,24 +97,34 @@ class CloudHsmCluster(Construct):
             self._create(subnet_ids=subnets.subnet_ids, backup_retention_days=backup_retention_days,
                          workshop_mode=workshop_mode)  # fmt: skip
 
-        ec2.CfnSecurityGroupIngress(
-            self,
-            "HsmPortsFromVpc",
-            group_id=self.security_group_id,
-            ip_protocol="tcp",
-            from_port=2223,
-            to_port=2225,
-            cidr_ip=vpc_cidr,
-            description="CloudHSM client ports 2223-2225 from inside the VPC only",
-        )
+        # Clients of the HSMs (the admin host): no inbound rules; out only to the cluster's HSM ports and HTTPS.
         self.client_security_group = ec2.SecurityGroup(
             self,
             "ClientSecurityGroup",
             vpc=network.vpc,
             allow_all_outbound=False,
-            description="CloudHSM clients: no inbound; 2223-2225 to the VPC, HTTPS to endpoints and S3",
+            description="CloudHSM clients: no inbound; 2223-2225 to the cluster, HTTPS to endpoints and S3",
         )
-        self.client_security_group.add_egress_rule(ec2.Peer.ipv4(vpc_cidr), HSM_PORTS, "CloudHSM client to HSMs")
+        # HSM ports only from the clients' security group, not from the VPC CIDR: a Lambda or any other
+        # ENI in the VPC cannot reach the HSMs. KMS needs no rule here: it reaches the HSMs through the
+        # cluster security group's own rules (2223-2225 with the group itself as source and destination,
+        # set by CloudHSM at creation, which KMS requires unchanged: CloudHsmClusterInvalidConfigurationException,
+        # https://docs.aws.amazon.com/kms/latest/APIReference/API_ConnectCustomKeyStore.html; "Connect an AWS
+        # CloudHSM key store", https://docs.aws.amazon.com/kms/latest/developerguide/connect-keystore.html).
+        # The provisioner and monitor Lambdas use the CloudHSM and KMS APIs (HTTPS), never these ports.
+        ec2.CfnSecurityGroupIngress(
+            self,
+            "HsmPortsFromClients",
+            group_id=self.security_group_id,
+            ip_protocol="tcp",
+            from_port=2223,
+            to_port=2225,
+            source_security_group_id=self.client_security_group.security_group_id,
+            description="CloudHSM client ports 2223-2225 from the HSM client security group only",
+        )
+        self.client_security_group.add_egress_rule(
+            ec2.Peer.security_group_id(self.security_group_id), HSM_PORTS, "CloudHSM client to the cluster's HSMs"
+        )
         # HTTPS to the interface endpoints (VPC CIDR) and to S3 through the gateway endpoint
         # (S3 addresses are public; the VPC has no route to the internet, only the endpoint).
         self.client_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to endpoints/S3")
@@ -216,6 +225,11 @@ class HsmProvisioner(Construct):
             # Longer than the longest wait inside one invocation (common.MAX_WAIT_IN_INVOCATION_SECONDS);
             # waits longer than that belong to is_complete (tests/infrastructure: test_provisioner_timeouts).
             "timeout": cdk.Duration.seconds(PROVISIONER_FUNCTION_TIMEOUT_SECONDS),
+            # CreateHsm and DeleteHsm (called by the code) need ec2:CreateNetworkInterface and
+            # DeleteNetworkInterface on the caller (Service Authorization Reference, CloudHSM, dependent
+            # actions), so the provisioner's code keeps the network-interface permissions that the other
+            # functions' code is denied (function.deny_network_interfaces_to_function_code).
+            "code_needs_network_interfaces": True,
         }
         self.on_event = HardenedFunction(
             self,

@@ -39,6 +39,35 @@ POWERTOOLS_VERSION = "3.37.0"  # keep equal to aws-lambda-powertools in requirem
 POWERTOOLS_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.14/{POWERTOOLS_VERSION}"
 
 
+# What Lambda needs to attach a function to the VPC (AWSLambdaVPCAccessExecutionRole's EC2 actions).
+NETWORK_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+SID_NO_NETWORK_INTERFACES_FROM_CODE = "DenyNetworkInterfaceActionsToFunctionCode"
+
+
+def deny_network_interfaces_to_function_code() -> iam.PolicyStatement:
+    """The network-interface permissions serve Lambda only: function code cannot use them.
+
+    Lambda puts `lambda:SourceFunctionArn` into the credentials context of every request made from
+    the execution environment (the function code), but not into the EC2 calls that create the
+    function's network interfaces outside it ("Using source function ARN to control function access
+    behavior", https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html).
+    Denying these actions whenever the key is present leaves Lambda's own calls allowed.
+    """
+    return iam.PolicyStatement(
+        sid=SID_NO_NETWORK_INTERFACES_FROM_CODE,
+        effect=iam.Effect.DENY,
+        actions=list(NETWORK_INTERFACE_ACTIONS),
+        resources=["*"],
+        conditions={"Null": {"lambda:SourceFunctionArn": "false"}},
+    )
+
+
 @jsii.implements(cdk.IAspect)
 class WithoutReservedConcurrency:
     """Config `lambda_reserved_concurrency=false`: no function of the app reserves concurrency.
@@ -121,21 +150,14 @@ class HardenedFunction(Construct):
         workshop_mode: bool,
         timeout: cdk.Duration | None = None,
         memory_size: int = 256,
+        code_needs_network_interfaces: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         self.role = ServiceRole(self, "Role", service="lambda.amazonaws.com", description=description)
         # Network interfaces in the VPC and log delivery: what every function needs.
-        self.role.allow(
-            [
-                "ec2:CreateNetworkInterface",
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DeleteNetworkInterface",
-                "ec2:AssignPrivateIpAddresses",
-                "ec2:UnassignPrivateIpAddresses",
-            ],
-            ["*"],
-            sid="LambdaVpcNetworkInterfaces",
-        )
+        self.role.allow(list(NETWORK_INTERFACE_ACTIONS), ["*"], sid="LambdaVpcNetworkInterfaces")
+        if not code_needs_network_interfaces:
+            self.role.policy.add_statements(deny_network_interfaces_to_function_code())
         self.log_group = log_encryption.log_group(self, "Logs")
         self.role.allow(
             ["logs:CreateLogStream", "logs:PutLogEvents"],

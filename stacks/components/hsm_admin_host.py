@@ -7,17 +7,21 @@ inbound rules and no public address; operators reach it with SSM Session Manager
 the VPC endpoints, and every session is logged by CloudTrail.
 
 The VPC has no internet path (by design), so the CloudHSM CLI cannot be downloaded on the
-host. The operator stages the CLI package (from AWS's download page, checksum verified on
-the operator's machine) and the cluster's trust anchor in the staging bucket made here,
-then installs it on the host without any repository (`aws s3 cp s3://<staging>/cloudhsm-cli.rpm .
-&& sudo dnf install -y --disablerepo='*' ./cloudhsm-cli.rpm`), or pushes it with an SSM Run Command
-document. `--disablerepo='*'` matters: the Amazon Linux repositories are S3 buckets AWS owns, which
-the account-only S3 endpoint policy does not reach, so a plain `dnf install` fails fetching their
-metadata; the CLI's dependencies (glibc, OpenSSL) are already in the AMI. Nothing here opens a
-route to the internet.
+host: AWS serves it from a bucket in us-east-1, which an S3 gateway endpoint does not reach.
+The operator downloads the package from AWS's download page on their own machine, computes
+its SHA-256 (`sha256sum cloudhsm-cli-latest.amzn2023.x86_64.rpm`), pins it in the config
+(`tier_b_cloudhsm_cli_sha256`), deploys, and stages the package (and the cluster's trust
+anchor) in the staging bucket made here. On the host, `sudo /usr/local/sbin/kommunmoln-install-cloudhsm-cli`
+(written by the user data, source `admin_host_install.sh`) copies the package, refuses it
+unless its SHA-256 is the pinned one, and installs it with `dnf --repo amazonlinux
+--setopt=gpgcheck=1`: the CLI's dependencies come from the Amazon Linux 2023 repository,
+signed with the Amazon Linux key in the AMI, which the S3 gateway endpoint policy admits
+read-only (`network.AL2023_REPOSITORY_BUCKET`). Nothing here opens a route to the internet.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import aws_cdk as cdk
 import jsii
@@ -33,9 +37,12 @@ from stacks.components.network import IsolatedNetwork
 from stacks.components.tier_b_buckets import hardened_bucket
 
 INSTALL_NOTE = (
-    "No internet path: stage the CloudHSM CLI package in the staging bucket and install it from there "
-    "(or with an SSM Run Command document); see docs/use-case-2.md#admin-host."
+    "No internet path: pin the SHA-256 of the CloudHSM CLI package (tier_b_cloudhsm_cli_sha256), stage it as "
+    "cloudhsm-cli.rpm in the staging bucket, then run sudo /usr/local/sbin/kommunmoln-install-cloudhsm-cli (it refuses any "
+    "other package); see docs/use-case-2.md#admin-host."
 )
+INSTALL_SCRIPT = Path(__file__).resolve().parent / "admin_host_install.sh"
+INSTALL_COMMAND = "/usr/local/sbin/kommunmoln-install-cloudhsm-cli"
 
 
 def _machine_image(ami_id: str) -> ec2.IMachineImage:
@@ -88,6 +95,7 @@ class HsmAdminHost(Construct):
         noncurrent_version_days: int | None,
         workshop_mode: bool,
         ami_id: str = "",
+        cli_sha256: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.staging_bucket = hardened_bucket(
@@ -197,5 +205,8 @@ class HsmAdminHost(Construct):
         self.instance.user_data.add_commands(
             f"echo 'CLUSTER_ID={cluster.cluster_id}' > /etc/kommunmoln-cloudhsm.env",
             f"echo 'STAGING_BUCKET={self.staging_bucket.bucket_name}' >> /etc/kommunmoln-cloudhsm.env",
+            f"echo 'CLI_SHA256={cli_sha256}' >> /etc/kommunmoln-cloudhsm.env",
+            f"cat > {INSTALL_COMMAND} <<'KOMMUNMOLN_SCRIPT'\n{INSTALL_SCRIPT.read_text(encoding='utf-8')}KOMMUNMOLN_SCRIPT",
+            f"chmod 0755 {INSTALL_COMMAND}",
             f"echo '{INSTALL_NOTE}' > /etc/motd.d/kommunmoln",
         )

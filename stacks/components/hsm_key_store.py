@@ -205,10 +205,13 @@ class HsmKey(Construct):
       * `usage_role` may Encrypt/Decrypt/GenerateDataKey* only through S3 in this Region
         (`kms:ViaService`), i.e. only as SSE-KMS for the bucket.
     A key administrator can still rewrite the policy (PutKeyPolicy); that is inherent to
-    KMS and logged by CloudTrail as a management event.
+    KMS and logged by CloudTrail as a management event. A key already behind the alias (a
+    retried create, an adopted key store) gets this policy too and must carry no grants; the
+    key store monitor compares the live policy with this one and alarms on any difference.
 
     Attributes:
         admin_role / usage_role: the named roles of the key policy.
+        policy_json: the key policy as the JSON text the custom resource applies (a token).
         key_id / key_arn: from the custom resource.
         alias_name: alias/kommunmoln-<municipality>-tier-b.
         key: `kms.IKey` for the key ARN (for L2 constructs such as the bucket).
@@ -293,6 +296,9 @@ class HsmKey(Construct):
                 ),
             ]
         )
+        # One JSON text for both: the provisioner applies it (also to an adopted key), the monitor
+        # compares the live policy with it.
+        self.policy_json = stack.to_json_string(policy.to_json())
         self.resource = cdk.CustomResource(
             self,
             "Resource",
@@ -301,7 +307,7 @@ class HsmKey(Construct):
             properties={
                 "CustomKeyStoreId": key_store.key_store_id,
                 "Description": description,
-                "KeyPolicy": stack.to_json_string(policy.to_json()),
+                "KeyPolicy": self.policy_json,
                 "AliasName": alias_name,
                 "WorkshopMode": str(workshop_mode).lower(),
             },
@@ -323,8 +329,15 @@ def _grant_key(provisioner: HsmProvisioner, alias_name: str) -> None:
         sid="CreateHsmBackedKeysOnly",
         conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM", "kms:KeySpec": "SYMMETRIC_DEFAULT"}},
     )
+    # kms:ListGrants: an adopted key must carry no grant (grants allow use outside the key policy).
     provisioner.allow(
-        ["kms:PutKeyPolicy", "kms:UpdateKeyDescription", "kms:ScheduleKeyDeletion", "kms:TagResource"],
+        [
+            "kms:PutKeyPolicy",
+            "kms:UpdateKeyDescription",
+            "kms:ScheduleKeyDeletion",
+            "kms:TagResource",
+            "kms:ListGrants",
+        ],
         [f"{kms_arn}:key/*"],
         sid="ManageHsmBackedKeysOnly",
         conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM"}},

@@ -32,13 +32,38 @@ _SSM_SERVICES: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
 # Services whose endpoints accept a restrictive endpoint policy (checked in AWS docs).
 _POLICY_CAPABLE = {"Kms", "Sts", "Logs", "Sns", "Monitoring", "CloudHsm", "Ssm"}
 
+# The Amazon Linux 2023 package repositories are an AWS-owned bucket per Region, read anonymously
+# by dnf through the S3 gateway endpoint: `al2023-repos-<region>-de612dc2` (AWS's data perimeter
+# examples, "AllowRequestsToAWSOwnedResources", citing the AL2023 User Guide, Kernel Live Patching:
+# https://docs.aws.amazon.com/linux/al2023/ug/live-patching.html; the same ARN is in the Application
+# Migration Service network requirements). A gateway endpoint policy that names only this account's
+# buckets blocks it, so `dnf install` on the admin host fails fetching the repository metadata.
+AL2023_REPOSITORY_BUCKET = "al2023-repos-{region}-de612dc2"
+# AWS-owned Systems Manager resources (account field empty in their ARNs) that an SSM-managed host
+# reads: public parameters under /aws/ and AWS-owned documents (AWS's data perimeter example
+# ssm_endpoint_policy.json, "AllowRequestsByOrgsIdentitiesToAWSResources"). Read actions only.
+SSM_AWS_OWNED_ACTIONS = ("ssm:Describe*", "ssm:List*", "ssm:Get*")
+
+
+def endpoint_perimeter(account: str) -> dict[str, dict[str, str]]:
+    """The condition every endpoint statement starts from: this account's principals on this account's resources.
+
+    `aws:ResourceAccount` is the account that owns the resource a request acts on; with
+    `aws:PrincipalAccount` it makes the endpoint a two-sided perimeter: nobody else's credentials
+    through it, and none of our credentials towards anybody else's resources (IAM User Guide,
+    "AWS global condition context keys"; AWS's data perimeter examples use the same pair).
+    """
+    return {"StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}}
+
 
 class IsolatedNetwork(Construct):
     """A VPC with isolated subnets in the given zones, VPC endpoints and flow logs.
 
     No public subnet exists, so CDK creates no internet gateway and no NAT gateway:
     nothing in the VPC can reach the internet, only AWS APIs through the endpoints,
-    whose policies admit principals and buckets of this account alone.
+    whose policies admit this account's principals acting on this account's resources alone
+    (with two read-only exceptions for AWS-owned resources the admin host needs: the Amazon
+    Linux 2023 repository bucket and AWS's public SSM parameters and documents).
 
     Attributes:
         vpc: the VPC.
@@ -104,6 +129,20 @@ class IsolatedNetwork(Construct):
                 conditions={"StringEquals": {"aws:ResourceAccount": account}},
             )
         )
+        if ssm_endpoints:
+            # The admin host installs the CloudHSM CLI's dependencies from the Amazon Linux repositories
+            # (GPG-checked by dnf): read-only, this Region's repository bucket only. dnf's requests are
+            # unsigned, so no principal condition can apply; GetObject cannot carry data out.
+            stack = cdk.Stack.of(self)
+            repository = AL2023_REPOSITORY_BUCKET.format(region=stack.region)
+            self.s3_endpoint.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AmazonLinuxRepositoriesReadOnly",
+                    principals=[iam.AnyPrincipal()],
+                    actions=["s3:GetObject"],
+                    resources=[f"arn:{stack.partition}:s3:::{repository}/*"],
+                )
+            )
 
         services = dict(_BASE_INTERFACE_SERVICES)
         if cloudhsm_endpoint:
@@ -133,10 +172,22 @@ class IsolatedNetwork(Construct):
             if name in _POLICY_CAPABLE:
                 endpoint.add_to_policy(
                     iam.PolicyStatement(
-                        sid="OnlyThisAccountsPrincipals",
+                        sid="OnlyThisAccountsPrincipalsAndResources",
                         principals=[iam.AnyPrincipal()],
                         actions=["*"],
                         resources=["*"],
+                        conditions=endpoint_perimeter(account),
+                    )
+                )
+            if name == "Ssm":
+                stack = cdk.Stack.of(self)
+                ssm_arn = f"arn:{stack.partition}:ssm:{stack.region}:"
+                endpoint.add_to_policy(
+                    iam.PolicyStatement(
+                        sid="ReadAwsOwnedParametersAndDocuments",
+                        principals=[iam.AnyPrincipal()],
+                        actions=list(SSM_AWS_OWNED_ACTIONS),
+                        resources=[f"{ssm_arn}:parameter/aws/*", f"{ssm_arn}:document/*"],
                         conditions={"StringEquals": {"aws:PrincipalAccount": account}},
                     )
                 )

@@ -36,6 +36,67 @@ DATA_ACTIONS: tuple[str, ...] = (
 _LOGS_BY_POLICY_FLAG = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
 
 
+def access_log_lifecycle_rules(retention_days: int | None) -> list[s3.LifecycleRule]:
+    """The one retention rule of every server-access-log bucket of the app (both tiers and the network stack).
+
+    Access logs are records too (arkivlagen): they expire only under a gallring decision, i.e. when
+    `retention_days` is not None (`AppConfig.expiry_days(log_retention_days)`); then a log object
+    expires after that many days and its noncurrent version 30 days later. Without a decision
+    nothing expires; only incomplete multipart uploads (never records) are aborted after a day.
+    """
+    return [
+        s3.LifecycleRule(
+            id="ExpireAccessLogs" if retention_days else "AbortIncompleteMultipartUploads",
+            expiration=cdk.Duration.days(retention_days) if retention_days else None,
+            noncurrent_version_expiration=cdk.Duration.days(30) if retention_days else None,
+            abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
+        )
+    ]
+
+
+def access_log_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    workshop_mode: bool,
+    retention_days: int | None,
+    bucket_name: str | None = None,
+) -> s3.Bucket:
+    """A hardened target for S3 server access logs, with `access_log_lifecycle_rules(retention_days)`.
+
+    S3 delivers server access logs only to SSE-S3 buckets (no SSE-KMS target), and not to a bucket
+    with Object Lock (S3 user guide, "Configuring S3 Object Lock"), so this bucket has neither.
+    """
+    bucket = s3.Bucket(
+        scope,
+        construct_id,
+        bucket_name=bucket_name,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        lifecycle_rules=access_log_lifecycle_rules(retention_days),
+        removal_policy=removal_policy(workshop_mode=workshop_mode),
+        auto_delete_objects=workshop_mode,
+    )
+    resource = bucket.node.default_child
+    acknowledge(
+        resource,
+        "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
+        "S3 server access logging delivers only to buckets encrypted with SSE-S3 (SSE-KMS targets are not "
+        "supported), so this log bucket must use S3-managed keys.",
+    )
+    acknowledge(
+        resource,
+        "NIST.800.53.R5::NIST.800.53.R5-S3BucketReplicationEnabled",
+        "Access logs stay in the deployment region by design (data residency); versioning protects them, and a "
+        "replica in another region would move metadata about Secrecy-Act objects out of the region.",
+    )
+    return bucket
+
+
 class SecureBucket(Construct):
     """A private, versioned, TLS-only bucket whose server access logs go to a second bucket.
 
@@ -75,41 +136,12 @@ class SecureBucket(Construct):
         stack = cdk.Stack.of(self)
         removal = removal_policy(workshop_mode=workshop_mode)
 
-        # Server access logs: S3 delivers them only to SSE-S3 buckets (no SSE-KMS target).
-        self.access_log_bucket = s3.Bucket(
+        self.access_log_bucket = access_log_bucket(
             self,
             "AccessLogs",
+            workshop_mode=workshop_mode,
+            retention_days=access_log_days,
             bucket_name=access_log_bucket_name,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            # Access logs are records too: they expire only under a gallring decision (None: keep).
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="ExpireAccessLogs" if access_log_days else "AbortIncompleteMultipartUploads",
-                    expiration=cdk.Duration.days(access_log_days) if access_log_days else None,
-                    noncurrent_version_expiration=cdk.Duration.days(30) if access_log_days else None,
-                    abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
-                )
-            ],
-            removal_policy=removal,
-            auto_delete_objects=workshop_mode,
-        )
-        log_resource = self.access_log_bucket.node.default_child
-        acknowledge(
-            log_resource,
-            "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
-            "S3 server access logging delivers only to buckets encrypted with SSE-S3 (SSE-KMS targets are not "
-            "supported), so this log bucket must use S3-managed keys.",
-        )
-        acknowledge(
-            log_resource,
-            "NIST.800.53.R5::NIST.800.53.R5-S3BucketReplicationEnabled",
-            "Access logs stay in the deployment region by design (data residency); versioning protects them, and a "
-            "replica in another region would move metadata about Secrecy-Act objects out of the region.",
         )
 
         self.bucket = s3.Bucket(
@@ -155,10 +187,7 @@ class SecureBucket(Construct):
             self.bucket_arn = self.bucket.bucket_arn
         self.objects_arn = f"{self.bucket_arn}/*"
 
-        self.auto_delete_role_arn: str | None = None
-        if workshop_mode:
-            provider = stack.node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
-            self.auto_delete_role_arn = provider.role_arn if provider is not None else None
+        self.auto_delete_role_arn = auto_delete_role_arn(self) if workshop_mode else None
 
     @property
     def cfn_bucket(self) -> s3.CfnBucket:
@@ -182,3 +211,9 @@ class SecureBucket(Construct):
             ]
         )
         self.cfn_bucket.add_resource_dependency(permission)
+
+
+def auto_delete_role_arn(scope: Construct) -> str | None:
+    """The role of CDK's one auto-delete provider of the stack (workshop mode), or None if there is none."""
+    provider = cdk.Stack.of(scope).node.try_find_child("Custom::S3AutoDeleteObjectsCustomResourceProvider")
+    return provider.role_arn if provider is not None else None

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 
 from kommunmoln import names
-from stacks.components.secure_bucket import DATA_ACTIONS, SecureBucket
+from stacks.components.secure_bucket import DATA_ACTIONS
 
 SID_ENCRYPTION_TAG = "DenyTaggedUploadsWithoutEncryptionTag"
 SID_TAG_ALLOW_LIST = "DenyObjectTagKeysOutsideAllowList"
@@ -37,6 +38,9 @@ SID_CONFIGURATION = "DenyConfigurationChangesExceptBreakGlass"
 SID_BREAK_GLASS_MFA = "DenyBreakGlassWithoutMfa"
 SID_NO_DELETION = "DenyDeletionExceptSecurityRole"
 SID_PERIMETER = "DenyDataAccessOutsideEndpointAndPrincipals"
+SID_SERVICE_LISTERS = "DenyServiceListersAnythingButListing"
+LISTING_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions")
+SID_CLIENT_SOURCE_IPS = "DenyOnPremisesPrincipalsOutsideTheirNetworks"
 
 TAGGING_ACTIONS = ("s3:PutObjectTagging", "s3:PutObjectVersionTagging")
 UNTAGGING_ACTIONS = ("s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging")
@@ -97,6 +101,15 @@ CONFIGURATION_EVENT_NAMES = (
 REPLICATION_ACTIONS = ("s3:ReplicateObject", "s3:ReplicateTags", "s3:ReplicateDelete")
 
 
+class GuardedBucket(Protocol):
+    """What the guards need of a bucket (tier A's SecureBucket, tier B's SseKmsBucket)."""
+
+    bucket_arn: str
+    objects_arn: str
+
+    def add_policy_statement(self, statement: iam.PolicyStatement) -> None: ...
+
+
 @dataclass(frozen=True)
 class GuardPrincipals:
     """Who the guards name. ARNs may be CloudFormation tokens.
@@ -106,7 +119,10 @@ class GuardPrincipals:
     break_glass: changes bucket configuration, only with MFA.
     deployment: CloudFormation's execution role (`cdk deploy` changes configuration through it).
     data_access: on-premises principals exempt from the endpoint perimeter.
+    data_access_source_ips: if given, the public networks those principals must call from.
     maintenance: CDK's own housekeeping roles (workshop-mode auto-delete), for `cdk destroy`.
+    service_listers: AWS service roles that list the bucket from AWS (S3 Batch Operations' manifest
+        generator), exempt from the endpoint perimeter only; their own policies allow nothing else.
     """
 
     security: str
@@ -116,6 +132,8 @@ class GuardPrincipals:
     s3_endpoint_id: str
     data_access: Sequence[str] = field(default_factory=tuple)
     maintenance: Sequence[str] = field(default_factory=tuple)
+    data_access_source_ips: Sequence[str] = field(default_factory=tuple)
+    service_listers: Sequence[str] = field(default_factory=tuple)
 
 
 def deployment_role_arn(stack: cdk.Stack) -> str:
@@ -146,7 +164,15 @@ def _not_principals(*arns: str) -> dict[str, dict[str, list[str]]]:
     return {"ArnNotEquals": {"aws:PrincipalArn": list(arns)}}
 
 
-def add_configuration_guards(bucket: SecureBucket, who: GuardPrincipals) -> None:
+class ConfigurationExemptions(Protocol):
+    """Who the configuration guards exempt (GuardPrincipals has these, and so does a trail's)."""
+
+    break_glass: str
+    deployment: str
+    maintenance: Sequence[str]
+
+
+def add_configuration_guards(bucket: GuardedBucket, who: ConfigurationExemptions) -> None:
     """Configuration and replication changes only by the deployment role or the break-glass role with MFA.
 
     Shared by both tiers. CloudFormation applies every template change with its execution
@@ -174,8 +200,13 @@ def add_configuration_guards(bucket: SecureBucket, who: GuardPrincipals) -> None
     )
 
 
-def add_data_guards(bucket: SecureBucket, who: GuardPrincipals) -> None:
-    """Deletion, perimeter, access-point and tag-key guards (shared by both tiers)."""
+def add_data_guards(
+    bucket: GuardedBucket, who: GuardPrincipals, *, tag_keys: Sequence[str] = names.OBJECT_TAG_KEYS_ALLOWED
+) -> None:
+    """Deletion, perimeter, access-point and tag-key guards (shared by both tiers).
+
+    `tag_keys` is the allow-list of object tag keys (tier B: only the validator's status tags).
+    """
     objects = [bucket.objects_arn]
     # Nothing is lost: only the security role deletes versions or bypasses governance retention.
     bucket.add_policy_statement(
@@ -190,10 +221,43 @@ def add_data_guards(bucket: SecureBucket, who: GuardPrincipals) -> None:
             [bucket.bucket_arn, bucket.objects_arn],
             {
                 "StringNotEquals": {"aws:SourceVpce": who.s3_endpoint_id},
-                **_not_principals(who.security, *who.data_access, *who.maintenance),
+                **_not_principals(who.security, *who.data_access, *who.maintenance, *who.service_listers),
             },
         )
     )
+    # A service role exempt from the perimeter (S3 Batch Operations' manifest generator) may only
+    # list: the bucket policy itself takes everything else away, whatever its IAM policy says.
+    if who.service_listers:
+        bucket.add_policy_statement(
+            iam.PolicyStatement(
+                sid=SID_SERVICE_LISTERS,
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                not_actions=list(LISTING_ACTIONS),
+                resources=[bucket.bucket_arn, bucket.objects_arn],
+                conditions={"ArnEquals": {"aws:PrincipalArn": list(who.service_listers)}},
+            )
+        )
+    # Optionally, the on-premises principals only from the municipality's networks: stolen client
+    # credentials used from anywhere else get nothing. aws:SourceIp is the requester's public address
+    # and is absent through a VPC endpoint (hence the endpoint exception); requests a service makes
+    # with the principal's credentials come from the service's address, hence aws:ViaAWSService
+    # (IAM User Guide, "AWS global condition context keys"; example "AWS: Denies access to AWS based
+    # on the source IP").
+    if who.data_access and who.data_access_source_ips:
+        bucket.add_policy_statement(
+            _deny(
+                SID_CLIENT_SOURCE_IPS,
+                DATA_ACTIONS,
+                [bucket.bucket_arn, bucket.objects_arn],
+                {
+                    "ArnEquals": {"aws:PrincipalArn": list(who.data_access)},
+                    "NotIpAddress": {"aws:SourceIp": list(who.data_access_source_ips)},
+                    "StringNotEquals": {"aws:SourceVpce": who.s3_endpoint_id},
+                    "BoolIfExists": {"aws:ViaAWSService": "false"},
+                },
+            )
+        )
     # Access points (and Object Lambda, which reads through one) would be a second door with
     # its own policy: no request through any access point.
     bucket.add_policy_statement(
@@ -211,33 +275,15 @@ def add_data_guards(bucket: SecureBucket, who: GuardPrincipals) -> None:
             SID_TAG_ALLOW_LIST,
             ["s3:PutObject", *TAGGING_ACTIONS],
             objects,
-            {"ForAnyValue:StringNotEquals": {"s3:RequestObjectTagKeys": list(names.OBJECT_TAG_KEYS_ALLOWED)}},
+            {"ForAnyValue:StringNotEquals": {"s3:RequestObjectTagKeys": list(tag_keys)}},
         )
     )
 
 
-def add_tier_a_guards(bucket: SecureBucket, who: GuardPrincipals, *, storage_classes: Sequence[str]) -> None:
-    """Add the tier A deny statements to `bucket`'s policy (including the shared guards)."""
+def add_status_tag_guards(bucket: GuardedBucket, who: GuardPrincipals) -> None:
+    """The status tags are the validator's (and the security role's) alone (shared by both tiers)."""
     objects = [bucket.objects_arn]
     status_tag = f"s3:ExistingObjectTag/{names.OBJECT_TAG_STATUS}"
-
-    # Uploads that carry tags must carry the client's encryption tag. Requests without any
-    # tag are not denied here because UploadPart and CompleteMultipartUpload are authorized
-    # as s3:PutObject and never carry tags (boto/boto3#2675); an untagged single PUT stays
-    # unreadable (SID_READ_UNVALIDATED) until the validator has checked it.
-    bucket.add_policy_statement(
-        _deny(
-            SID_ENCRYPTION_TAG,
-            ["s3:PutObject"],
-            objects,
-            {
-                "Null": {"s3:RequestObjectTagKeys": "false"},
-                "StringNotEquals": {
-                    f"s3:RequestObjectTag/{names.OBJECT_TAG_ENCRYPTION}": names.OBJECT_TAG_ENCRYPTION_VALUE
-                },
-            },
-        )
-    )
     # Only the validator (and the security role) may write the status tags: a client that
     # uploads with `kommunmoln-status=validated` would otherwise skip validation.
     bucket.add_policy_statement(
@@ -260,18 +306,6 @@ def add_tier_a_guards(bucket: SecureBucket, who: GuardPrincipals, *, storage_cla
             {"StringEquals": {status_tag: names.STATUS_QUARANTINED}, **_not_principals(who.security)},
         )
     )
-    # Fail closed: a version is readable only once its status tag says `validated`. Untagged
-    # (not yet checked, or the validator could not decide) and quarantined versions alike.
-    # StringNotEquals is true when the tag is missing (AWS: a negated operator on an absent
-    # key matches), so an untagged version is denied.
-    bucket.add_policy_statement(
-        _deny(
-            SID_READ_UNVALIDATED,
-            READ_ACTIONS,
-            objects,
-            {"StringNotEquals": {status_tag: names.STATUS_VALIDATED}, **_not_principals(who.validator, who.security)},
-        )
-    )
     # The validator's exemptions hold only for the function in the VPC: a new function (or
     # anyone) given the validator's role outside the VPC's S3 endpoint gets nothing.
     # lambda:SourceFunctionArn would be the tighter key, but AWS documents that it cannot be
@@ -285,6 +319,42 @@ def add_tier_a_guards(bucket: SecureBucket, who: GuardPrincipals, *, storage_cla
                 "ArnEquals": {"aws:PrincipalArn": [who.validator]},
                 "StringNotEquals": {"aws:SourceVpce": who.s3_endpoint_id},
             },
+        )
+    )
+
+
+def add_tier_a_guards(bucket: GuardedBucket, who: GuardPrincipals, *, storage_classes: Sequence[str]) -> None:
+    """Add the tier A deny statements to `bucket`'s policy (including the shared guards)."""
+    objects = [bucket.objects_arn]
+    status_tag = f"s3:ExistingObjectTag/{names.OBJECT_TAG_STATUS}"
+
+    # Uploads that carry tags must carry the client's encryption tag. Requests without any
+    # tag are not denied here because UploadPart and CompleteMultipartUpload are authorized
+    # as s3:PutObject and never carry tags (boto/boto3#2675); an untagged single PUT stays
+    # unreadable (SID_READ_UNVALIDATED) until the validator has checked it.
+    bucket.add_policy_statement(
+        _deny(
+            SID_ENCRYPTION_TAG,
+            ["s3:PutObject"],
+            objects,
+            {
+                "Null": {"s3:RequestObjectTagKeys": "false"},
+                "StringNotEquals": {
+                    f"s3:RequestObjectTag/{names.OBJECT_TAG_ENCRYPTION}": names.OBJECT_TAG_ENCRYPTION_VALUE
+                },
+            },
+        )
+    )
+    # Fail closed: a version is readable only once its status tag says `validated`. Untagged
+    # (not yet checked, or the validator could not decide) and quarantined versions alike.
+    # StringNotEquals is true when the tag is missing (AWS: a negated operator on an absent
+    # key matches), so an untagged version is denied.
+    bucket.add_policy_statement(
+        _deny(
+            SID_READ_UNVALIDATED,
+            READ_ACTIONS,
+            objects,
+            {"StringNotEquals": {status_tag: names.STATUS_VALIDATED}, **_not_principals(who.validator, who.security)},
         )
     )
     # Uploads that cannot be valid are refused at the door. The storage-class, SSE and
@@ -332,5 +402,6 @@ def add_tier_a_guards(bucket: SecureBucket, who: GuardPrincipals, *, storage_cla
             {"Null": {"s3:x-amz-copy-source": "false"}},
         )
     )
+    add_status_tag_guards(bucket, who)
     add_data_guards(bucket, who)
     add_configuration_guards(bucket, who)

@@ -1,10 +1,13 @@
-"""Tier B buckets: a hardened bucket helper, the access-log bucket and the SSE-KMS data bucket.
+"""Tier B buckets: a hardened bucket helper and the SSE-KMS data bucket (the access-log bucket is
+secure_bucket.access_log_bucket, shared with tier A).
 
 (Tier B's own copy; the tier A engineer writes `secure_bucket.py` in parallel. To be
 deduplicated later.)
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -16,6 +19,13 @@ from constructs import Construct
 from kommunmoln import names
 from stacks.compliance import acknowledge
 from stacks.components.lifecycle import removal_policy
+from stacks.components.secure_bucket import auto_delete_role_arn
+from stacks.components.tier_a_guards import (
+    GuardPrincipals,
+    add_configuration_guards,
+    add_data_guards,
+    add_status_tag_guards,
+)
 
 REPLICATION_REASON = (
     "Data and logs must stay in the one configured EU Region; cross-Region replication of tier B data "
@@ -79,29 +89,6 @@ def hardened_bucket(
     return bucket
 
 
-def access_log_bucket(
-    scope: Construct, construct_id: str, *, workshop_mode: bool, retention_days: int | None
-) -> s3.Bucket:
-    """The target of S3 server access logs (which S3 can deliver only to SSE-S3 buckets)."""
-    bucket = hardened_bucket(
-        scope, construct_id, workshop_mode=workshop_mode, noncurrent_version_days=retention_days, access_log_bucket=None
-    )
-    resource = bucket.node.default_child
-    acknowledge(
-        resource,
-        "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
-        "Server access log delivery supports only SSE-S3 on the target bucket; the logs hold request "
-        "metadata, never object content.",
-    )
-    self_logging = (
-        "This is the server access log target itself; logging it into itself would loop. Access to it is "
-        "recorded by the CloudTrail management events."
-    )
-    acknowledge(resource, "AwsSolutions::AwsSolutions-S1", self_logging)
-    acknowledge(resource, "NIST.800.53.R5::NIST.800.53.R5-S3BucketLoggingEnabled", self_logging)
-    return bucket
-
-
 class SseKmsBucket(Construct):
     """The tier B data bucket: SSE-KMS with the HSM-backed key, S3 Bucket Keys on.
 
@@ -116,13 +103,23 @@ class SseKmsBucket(Construct):
     authorized as s3:PutObject but carry no SSE headers, so denying absent headers would
     break multipart uploads; the validator checks every new object's encryption anyway.
 
+    Tier A's shared guards too (stacks/components/tier_a_guards.py; the encryption rules above
+    replace tier A's SSE-S3 ones): only the security role deletes versions; data only through
+    the VPC's S3 endpoint or by the usage role (`guards.data_access`) and the security role;
+    no access points; object tags only the validator's status tags, written only by the
+    validator (from inside the VPC) or the security role, a quarantine lifted only by the
+    security role; bucket configuration only by CloudFormation or the break-glass role with MFA.
+    Reads are not gated on `validated` as in tier A: S3 itself decrypts with the HSM key, so an
+    object of the wrong encryption is a misfiled object, not readable plaintext left behind.
+
     Object-created notifications go straight to the validator (CloudFormation
     NotificationConfiguration, no CDK notifications custom resource). The bucket has an
     explicit name so the Lambda permission can name it without a dependency cycle.
 
     Attributes:
-        bucket, bucket_name, bucket_arn (the name-derived ARN, usable in policies before the
-        bucket exists), data_access_policy (S3 access for the usage role).
+        bucket, bucket_name, bucket_arn / objects_arn (name-derived ARNs, usable in policies before
+        the bucket exists), data_access_policy (S3 access for the usage role), guards (who the
+        guards name, with CDK's auto-delete role in workshop mode).
     """
 
     def __init__(
@@ -137,12 +134,14 @@ class SseKmsBucket(Construct):
         usage_role: iam.IRole,
         validator: lambda_.IFunction,
         noncurrent_version_days: int | None,
+        guards: GuardPrincipals,
         workshop_mode: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.bucket_name = bucket_name
         self.bucket_arn = f"arn:{stack.partition}:s3:::{bucket_name}"
+        self.objects_arn = f"{self.bucket_arn}/*"
         permission = lambda_.CfnPermission(
             self,
             "InvokeValidator",
@@ -172,11 +171,17 @@ class SseKmsBucket(Construct):
         cdk.Tags.of(self.bucket).add(names.TAG_CLASSIFICATION, names.CLASSIFICATION_PROTECTED)
         cdk.Tags.of(self.bucket).add(names.TAG_TIER, names.TIER_B)
 
-        objects = f"{self.bucket_arn}/*"
+        objects = self.objects_arn
         sse = "s3:x-amz-server-side-encryption"
+        # Null "false" + StringNotEquals, not StringNotEqualsIfExists: an ...IfExists operator is true when
+        # the key is absent (IAM User Guide, "...IfExists condition operators"), so in a Deny it refused every
+        # PutObject without the header, UploadPart and CompleteMultipartUpload included.
         for sid, conditions in (
-            ("DenyOtherEncryptionModes", {"StringNotEqualsIfExists": {sse: "aws:kms"}}),
-            ("DenyOtherKmsKeys", {"StringNotEqualsIfExists": {f"{sse}-aws-kms-key-id": key_arn}}),
+            ("DenyOtherEncryptionModes", {"Null": {sse: "false"}, "StringNotEquals": {sse: "aws:kms"}}),
+            (
+                "DenyOtherKmsKeys",
+                {"Null": {f"{sse}-aws-kms-key-id": "false"}, "StringNotEquals": {f"{sse}-aws-kms-key-id": key_arn}},
+            ),
             ("DenyKmsWithoutKeyId", {"StringEquals": {sse: "aws:kms"}, "Null": {f"{sse}-aws-kms-key-id": "true"}}),
             ("DenySseC", {"Null": {f"{sse}-customer-algorithm": "false"}}),
         ):
@@ -190,6 +195,14 @@ class SseKmsBucket(Construct):
                     conditions=conditions,
                 )
             )
+
+        maintenance = auto_delete_role_arn(self) if workshop_mode else None
+        self.guards = dataclasses.replace(
+            guards, maintenance=[*guards.maintenance, *([maintenance] if maintenance else [])]
+        )
+        add_status_tag_guards(self, self.guards)
+        add_data_guards(self, self.guards, tag_keys=names.OBJECT_TAG_KEYS_STATUS)
+        add_configuration_guards(self, self.guards)
 
         self.data_access_policy = iam.ManagedPolicy(
             self,
@@ -211,6 +224,9 @@ class SseKmsBucket(Construct):
             "The usage role reads and writes any object of the tier B bucket, which is its purpose; "
             "the wildcard is confined to that one bucket's objects.",
         )
+
+    def add_policy_statement(self, statement: iam.PolicyStatement) -> None:
+        self.bucket.add_to_resource_policy(statement)
 
 
 def finding_text(scope: Construct, value: str) -> str:

@@ -72,6 +72,7 @@ class KeyStoreMonitor(Construct):
         key_arn: str,
         interval_minutes: int,
         workshop_mode: bool,
+        expected_key_policy: str = "",
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = HardenedFunction(
@@ -85,6 +86,9 @@ class KeyStoreMonitor(Construct):
                 names.ENV_CLUSTER_ID: cluster_id,
                 names.ENV_MIN_HSMS: str(min_hsms),
                 names.ENV_EXPECTED_KMS_KEY_ARN: key_arn,
+                # The template's key policy, the same JSON text the provisioner applies (about 2.5 KB
+                # deployed; Lambda allows 4 KB of environment variables in total).
+                names.ENV_EXPECTED_KEY_POLICY: expected_key_policy,
                 names.ENV_ALARM_TOPIC_ARN: alarms.topic.topic_arn,
             },
             network=network,
@@ -94,7 +98,7 @@ class KeyStoreMonitor(Construct):
         )
         alarms.grant_publish(self.function.role)
         if key_arn:
-            self.function.role.allow(["kms:DescribeKey"], [key_arn], sid="DescribeHsmBackedKey")
+            self.function.role.allow(["kms:DescribeKey", "kms:GetKeyPolicy"], [key_arn], sid="DescribeHsmBackedKey")
         _read_only_policy(
             self.function,
             [
@@ -146,8 +150,13 @@ class KeyStoreMonitor(Construct):
                 ),
                 below(
                     "KeyUnusableAlarm", names.METRIC_KEY_USABLE, 1,
-                    f"HSM-backed KMS key disabled, pending deletion or of the wrong origin: {STATUS_COMMAND} "
-                    "and see docs/use-case-2.md#key-state",
+                    f"HSM-backed KMS key disabled, pending deletion, of the wrong origin or in another key store: "
+                    f"{STATUS_COMMAND} and see docs/use-case-2.md#key-state",
+                ),
+                below(
+                    "KeyPolicyDriftAlarm", names.METRIC_KEY_POLICY_AS_TEMPLATE, 1,
+                    f"The HSM key's live policy differs from the template's: {STATUS_COMMAND}, find the "
+                    "PutKeyPolicy call in CloudTrail and see docs/use-case-2.md#key-state",
                 ),
             ]  # fmt: skip
         self.alarms.append(_errors_alarm(self, alarms, self.function, "Key store monitor"))

@@ -487,6 +487,13 @@ class ControlPlane:
         self._key(request["KeyId"]).policy = request["Policy"]
         return {}
 
+    def _kms_GetKeyPolicy(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"Policy": self._key(request["KeyId"]).policy, "PolicyName": "default"}
+
+    def _kms_ListGrants(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._key(request["KeyId"])  # the model's keys carry no grants (CreateGrant is never called)
+        return {"Grants": [], "Truncated": False}
+
     def _kms_UpdateKeyDescription(self, request: dict[str, Any]) -> dict[str, Any]:
         self._key(request["KeyId"]).description = request["Description"]
         return {}

@@ -22,6 +22,28 @@ from typing import Any
 # botocore service name -> IAM service prefix, where they differ
 _PREFIX = {"cloudhsmv2": "cloudhsm"}
 
+# S3 operations whose IAM action differs from the operation name ("Required permissions for Amazon S3
+# API operations", https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html):
+# (action without VersionId, action with VersionId). HeadObject needs s3:GetObject (HeadObject API reference).
+_S3_ACTIONS = {
+    "GetObject": ("s3:GetObject", "s3:GetObjectVersion"),
+    "HeadObject": ("s3:GetObject", "s3:GetObjectVersion"),
+    "GetObjectTagging": ("s3:GetObjectTagging", "s3:GetObjectVersionTagging"),
+    "PutObjectTagging": ("s3:PutObjectTagging", "s3:PutObjectVersionTagging"),
+    "DeleteObjectTagging": ("s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"),
+    "GetObjectAttributes": ("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"),
+    "ListObjectVersions": ("s3:ListBucketVersions", "s3:ListBucketVersions"),
+    "ListObjectsV2": ("s3:ListBucket", "s3:ListBucket"),
+}
+
+
+def iam_action(prefix: str, operation: str, params: Mapping[str, Any]) -> str:
+    """The IAM action one API call is authorized as."""
+    if prefix == "s3" and operation in _S3_ACTIONS:
+        plain, versioned = _S3_ACTIONS[operation]
+        return versioned if params.get("VersionId") else plain
+    return f"{prefix}:{operation}"
+
 
 @dataclass(frozen=True)
 class Call:
@@ -39,7 +61,7 @@ class Recorder:
         prefix = _PREFIX.get(client.meta.service_model.service_name, client.meta.service_model.service_name)
 
         def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-            self.calls.append(Call(f"{prefix}:{model.name}", dict(params)))
+            self.calls.append(Call(iam_action(prefix, model.name, params), dict(params)))
 
         client.meta.events.register("before-parameter-build", record)
         return client
@@ -68,7 +90,16 @@ class Arns:
     def alias(self, alias: str) -> str:
         return f"arn:{self.partition}:kms:{self.region}:{self.account}:{alias}"
 
+    def s3_object(self, params: Mapping[str, Any]) -> str:
+        return f"arn:{self.partition}:s3:::{params['Bucket']}/{params['Key']}"
 
+    def s3_bucket(self, params: Mapping[str, Any]) -> str:
+        return f"arn:{self.partition}:s3:::{params['Bucket']}"
+
+
+_S3_OBJECT_ACTIONS = sorted(
+    {action for pair in _S3_ACTIONS.values() for action in pair} - {"s3:ListBucketVersions", "s3:ListBucket"}
+)
 _ANY: ResourceRule = lambda p, a: ["*"]  # noqa: E731 - actions without resource-level permissions
 RESOURCES: dict[str, ResourceRule] = {
     "cloudhsm:DescribeClusters": _ANY,
@@ -89,6 +120,8 @@ RESOURCES: dict[str, ResourceRule] = {
     "kms:CreateKey": _ANY,
     "kms:DescribeKey": lambda p, a: [a.key(p["KeyId"])],
     "kms:PutKeyPolicy": lambda p, a: [a.key(p["KeyId"])],
+    "kms:GetKeyPolicy": lambda p, a: [a.key(p["KeyId"])],
+    "kms:ListGrants": lambda p, a: [a.key(p["KeyId"])],
     "kms:UpdateKeyDescription": lambda p, a: [a.key(p["KeyId"])],
     "kms:ScheduleKeyDeletion": lambda p, a: [a.key(p["KeyId"])],
     # Alias actions authorize on the alias and on the key (CreateAlias/UpdateAlias: the target key).
@@ -97,6 +130,10 @@ RESOURCES: dict[str, ResourceRule] = {
     "kms:DeleteAlias": lambda p, a: [a.alias(p["AliasName"]), a.key(p["AliasName"])],
     "secretsmanager:GetSecretValue": lambda p, a: [p["SecretId"]],
     "sns:Publish": lambda p, a: [p["TopicArn"]],
+    # S3 object actions authorize on the object ARN, bucket actions on the bucket ARN.
+    **dict.fromkeys(_S3_OBJECT_ACTIONS, lambda p, a: [a.s3_object(p)]),
+    "s3:ListBucketVersions": lambda p, a: [a.s3_bucket(p)],
+    "s3:ListBucket": lambda p, a: [a.s3_bucket(p)],
 }
 
 

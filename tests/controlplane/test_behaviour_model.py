@@ -213,14 +213,16 @@ def test_model_rejects_a_request_botocore_would_not_send(world: World) -> None:
         world.clients.cloudhsm.create_hsm(ClusterId="cluster-x")
 
 
-def _monitor(world: World, cluster_id: str, *, key_store_id: str = "", key_arn: str = "", min_hsms: int = 1):
+def _monitor(
+    world: World, cluster_id: str, *, key_store_id: str = "", key_arn: str = "", min_hsms: int = 1, key_policy: str = ""
+):
     from lambdas.keystore_monitor import handler as monitor_handler
     from lambdas.keystore_monitor import logic as monitor_logic
 
     session = boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
     sns = world.aws.attach(session.client("sns", endpoint_url=f"https://sns.{REGION}.amazonaws.com"))
     settings = monitor_handler.Settings(
-        checks=monitor_logic.MonitorSettings(key_store_id, cluster_id, key_arn, min_hsms),
+        checks=monitor_logic.MonitorSettings(key_store_id, cluster_id, key_arn, min_hsms, key_policy),
         topic_arn=f"arn:aws:sns:{REGION}:111122223333:alarms",
     )
     return monitor_handler.run(settings, kms=world.clients.kms, cloudhsm=world.clients.cloudhsm, sns=sns)

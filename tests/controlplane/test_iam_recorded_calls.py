@@ -51,6 +51,8 @@ def _lifecycle(world: World, recorder: iam_check.Recorder) -> None:
     store_id = world.run(store_event(cluster_id))["PhysicalResourceId"]
     created = world.run(key_event(store_id))
     key_id = created["PhysicalResourceId"]
+    # A retried create finds the key behind the alias and adopts it: PutKeyPolicy, ListGrants.
+    assert world.run(key_event(store_id))["PhysicalResourceId"] == key_id
     props = key_event(store_id)["ResourceProperties"]
     # Updates: description and policy change in place (the alias is fixed by the config and in the policy).
     new_props = {**props, "Description": "tier B key (renamed)",
@@ -77,6 +79,8 @@ def test_every_call_of_the_provisioner_is_allowed_by_its_role(workshop_phase2: S
         "kms:CreateCustomKeyStore",
         "kms:CreateKey",
         "kms:DisconnectCustomKeyStore",
+        "kms:PutKeyPolicy",
+        "kms:ListGrants",
     } <= actions
     # AND the role policy of each provisioner function (on_event and is_complete share one managed policy)
     template = workshop_phase2.template("-tier-b")
@@ -119,17 +123,18 @@ def test_every_call_of_the_key_store_monitor_is_allowed_by_its_role(workshop_pha
     initialize_and_activate(world, cluster_id)
     world.run(hsms_event(cluster_id, 2, request="Update"))
     store_id = world.run(store_event(cluster_id))["PhysicalResourceId"]
-    key_arn = world.aws._arn(world.run(key_event(store_id))["PhysicalResourceId"])
+    created = key_event(store_id)
+    key_arn = world.aws._arn(world.run(created)["PhysicalResourceId"])
+    policy = created["ResourceProperties"]["KeyPolicy"]
     recorder.calls.clear()  # only the monitor's own calls from here on
-    _monitor(world, cluster_id, key_store_id=store_id, key_arn=key_arn, min_hsms=2)
+    _monitor(world, cluster_id, key_store_id=store_id, key_arn=key_arn, min_hsms=2, key_policy=policy)
     world.clients.kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
     recorder.calls = [c for c in recorder.calls if c.action != "kms:DisconnectCustomKeyStore"]
     world.aws.advance(120)
-    _monitor(world, cluster_id, key_store_id=store_id, key_arn=key_arn, min_hsms=2)
+    _monitor(world, cluster_id, key_store_id=store_id, key_arn=key_arn, min_hsms=2, key_policy=policy)
     calls = [*recorder.calls, *(iam_check.Call("sns:Publish", p) for p in world.aws.published)]
-    assert {"cloudhsm:DescribeClusters", "kms:DescribeCustomKeyStores", "kms:DescribeKey", "sns:Publish"} <= {
-        c.action for c in calls
-    }
+    assert {"cloudhsm:DescribeClusters", "kms:DescribeCustomKeyStores", "kms:DescribeKey", "kms:GetKeyPolicy",
+            "sns:Publish"} <= {c.action for c in calls}  # fmt: skip
     # AND the monitor function's role in the template
     template = workshop_phase2.template("-tier-b")
     (function,) = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"

@@ -93,6 +93,33 @@ def test_healthy_account_passes_every_check_but_names_the_missing_settings(
     # AND outside workshop mode the two required settings are problems naming the setting
     assert not results["alarm-email"].ok and "alarm_email" in results["alarm-email"].remedy
     assert not results["tier-a-clients"].ok and "tier_a_data_access_principals" in results["tier-a-clients"].line()
+    assert not results["cloudhsm-cli-pin"].ok and "tier_b_cloudhsm_cli_sha256" in results["cloudhsm-cli-pin"].line()
+
+
+def test_configured_clients_their_networks_and_the_cli_pin_pass(fake: Fake, synthesized: Synthesized) -> None:
+    # GIVEN a production config naming its on-premises principal, its network and the CLI package checksum
+    assembly = preflight.Assembly.read(synthesized.outdir)
+    script_healthy(fake, assembly)
+    settings = config(
+        alarm_email="it@kommun.se",
+        tier_a_data_access_principals=["arn:aws:iam::111122223333:role/FileServer"],
+        tier_a_client_source_ips=["193.44.0.0/24"],
+        tier_b_cloudhsm_cli_sha256="ab" * 32,
+    )
+    results = {r.name: r for r in preflight.run_checks(settings, assembly, fake)}
+    # THEN the settings checks pass and say what they allow
+    assert results["tier-a-clients"].ok and "only from 193.44.0.0/24" in results["tier-a-clients"].detail
+    assert results["cloudhsm-cli-pin"].ok and "ab" * 32 in results["cloudhsm-cli-pin"].detail
+    # AND in workshop mode neither is required
+    workshop = {
+        r.name: r for r in preflight.run_checks(config(workshop_mode=True), assembly, _rescripted(fake, assembly))
+    }
+    assert "tier-a-clients" not in workshop and workshop["settings"].ok
+
+
+def _rescripted(fake: Fake, assembly: preflight.Assembly) -> Fake:
+    script_healthy(fake, assembly)
+    return fake
 
 
 def test_small_lambda_quota_and_taken_bucket_names_are_problems_with_remedies(

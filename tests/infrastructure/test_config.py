@@ -72,6 +72,10 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"tier_a_key_namespaces": ["aws-kms"]}, "tier_a_key_namespaces", "reserved by AWS"),
     ({"tier_a_key_namespaces": []}, "tier_a_key_namespaces", "at least one"),
     ({"tier_a_object_lock_days": -1}, "tier_a_object_lock_days", "0 to 3650"),
+    # Compliance-mode Object Lock on the trail buckets: at least a day (S3 DefaultRetention Days >= 1), never off.
+    ({"trail_object_lock_days": 0}, "trail_object_lock_days", "1 to 3650"),
+    ({"trail_object_lock_days": 3651}, "trail_object_lock_days", "1 to 3650"),
+    ({"trail_object_lock_days": True}, "trail_object_lock_days", "1 to 3650"),
     ({"tier_a_data_access_principals": ["*"]}, "tier_a_data_access_principals", "IAM role"),
     ({"tier_a_header_read_bytes": 10}, "tier_a_header_read_bytes", "1024"),
     ({"tier_b_hsm_count": 0}, "tier_b_hsm_count", "1 to 28"),
@@ -155,3 +159,12 @@ def test_non_eu_regions_are_refused_even_when_listed_as_allowed(region: str) -> 
 
 def test_every_allowed_region_is_in_an_eu_member_state() -> None:
     assert set(EU_REGIONS) <= EU_MEMBER_STATE_REGIONS
+
+
+def test_trail_object_lock_days_defaults_to_a_year_and_comes_from_the_context() -> None:
+    # GIVEN no setting, then `cdk synth -c trail_object_lock_days=400` (a string, as the CLI passes it)
+    default, configured = load_config({}), load_config({"trail_object_lock_days": "400"})
+    # THEN the default is 365 days (as cdk.json repeats) and the given value is used as a number
+    assert default.trail_object_lock_days == 365
+    assert json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["trail_object_lock_days"] == 365
+    assert configured.trail_object_lock_days == 400

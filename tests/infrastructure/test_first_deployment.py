@@ -5,7 +5,11 @@ Each test names the AWS rule it encodes (issue 10, defects 2, 3, 7, 8, 9, 10).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +130,67 @@ def test_phase_2_asks_for_the_configured_hsm_count_and_the_monitor_knows_the_pha
         r["Properties"].get("MetricName") for r in synthesized.resources("-tier-b", "AWS::CloudWatch::Alarm").values()
     }
     assert names.METRIC_MIN_HSMS_PER_AZ not in alarms
+
+
+def _phase_1_step(text: str) -> str:
+    """Step 1 of the initialization runbook in docs/use-case-2.md (up to step 2)."""
+    start = text.index("1. Deploy (phase 1):")
+    return " ".join(text[start : text.index("\n2. ", start)].split())
+
+
+def test_use_case_2_step_1_names_exactly_what_phase_1_creates(synthesized: Synthesized) -> None:
+    # Rule (issue 10 defect 13, and CloudHSM's "already contains an HSM but has not yet been fully activated"):
+    # phase 1 creates one HSM and nothing that needs an activated cluster; the runbook must say what is billed.
+    # GIVEN the default (phase 1) tier B template and step 1 of the runbook
+    template = synthesized.template("-tier-b")
+    resources = template["Resources"].values()
+    step = _phase_1_step((REPO_ROOT / "docs" / "use-case-2.md").read_text(encoding="utf-8"))
+    kinds = {r["Type"] for r in resources}
+    buckets = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::S3::Bucket"]
+    functions = [k for k, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"]
+    created = {
+        # what the doc says exists -> whether the template has it
+        "the cluster": "AWS::CloudHSM::Cluster" in kinds,
+        "exactly **one** HSM": [
+            r["Properties"]["HsmCount"] for r in resources if r["Type"] == names.RESOURCE_CLOUDHSM_HSMS
+        ]
+        == ["1"],
+        "the admin host with its staging bucket (and that bucket's access-log bucket)": "AWS::EC2::Instance" in kinds
+        and any("StagingBucket" in b for b in buckets)
+        and any("AccessLogs" in b for b in buckets),
+        "the `kmsuser` secret": "AWS::SecretsManager::Secret" in kinds,
+        "the alarm topic": "AWS::SNS::Topic" in kinds,
+        "the monitor": any("Monitor" in f for f in functions),
+    }
+    absent = {
+        "No key store": {"Custom::KmsCustomKeyStore"} & kinds,
+        "no key,": {"Custom::KmsHsmKey"} & kinds,
+        "no data bucket": [
+            b for b in buckets if not any(p in b for p in ("StagingBucket", "TrailBucket", "AccessLogs"))
+        ],
+        "no object validator": [f for f in functions if "Validator" in f],
+    }
+    # THEN every component the step names exists, every one it rules out is absent
+    for phrase, exists in created.items():
+        assert phrase in step and exists, phrase
+    for phrase, found in absent.items():
+        assert phrase in step and not found, (phrase, found)
+    # AND every bucket and every project function of phase 1 is one the step names (nothing billed unnamed)
+    assert len(buckets) == 2
+    project = [f for f in functions if "framework" not in f]
+    assert all(any(part in f for part in ("Provisioner", "Monitor")) for f in project), project
+
+
+def test_synthesis_prints_whether_workshop_mode_deletes_everything(tmp_path: Path) -> None:
+    # GIVEN workshop mode, handed to app.py as the CDK CLI does (CDK_CONTEXT_JSON, CDK_OUTDIR; a new process,
+    # because the jsii kernel of this one read its environment at start)
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    context.update({"workshop_mode": True, "use_cases": ["client-side-encryption"]})
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    # WHEN app.py synthesizes
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "app.py")], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)  # fmt: skip
+    # THEN it says, before anything else, that the stacks delete their data (make deploy synthesizes first too)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.lstrip().startswith("kommunmoln: WORKSHOP MODE") and "DELETED" in done.stderr
+    assert list(tmp_path.glob("*.template.json"))

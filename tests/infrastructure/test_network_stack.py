@@ -59,19 +59,26 @@ def test_endpoint_policies_confine_traffic_to_this_account(synthesized: Synthesi
     endpoints = synthesized.resources(NETWORK, "AWS::EC2::VPCEndpoint").values()
     gateway = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
     interface = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
-    # THEN the S3 gateway endpoint reaches only this account's buckets
+    # THEN the S3 gateway endpoint reaches only this account's buckets (and, read-only, the AL2023
+    # repository: tests/infrastructure/test_endpoint_perimeter.py evaluates both)
     (s3,) = gateway
-    (statement,) = s3["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert statement["Condition"] == {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}
-    # AND every interface endpoint that takes a policy admits only this account's principals
+    statements = {st["Sid"]: st for st in s3["Properties"]["PolicyDocument"]["Statement"]}
+    assert set(statements) == {"OnlyThisAccountsBuckets", "AmazonLinuxRepositoriesReadOnly"}
+    account_only = statements["OnlyThisAccountsBuckets"]
+    assert account_only["Effect"] == "Allow"
+    assert account_only["Condition"] == {"StringEquals": {"aws:ResourceAccount": {"Ref": "AWS::AccountId"}}}
+    # AND every interface endpoint that takes a policy admits only this account's principals on its resources
     services = {_service(e) for e in interface}
     assert {"kms", "sts", "logs", "sns", "monitoring"} <= services
+    account = {"Ref": "AWS::AccountId"}
     for endpoint in interface:
         if _service(endpoint) in {"ssmmessages", "ec2messages"}:
             continue  # these endpoints take no custom policy
-        (statement,) = endpoint["Properties"]["PolicyDocument"]["Statement"]
-        assert statement["Condition"] == {"StringEquals": {"aws:PrincipalAccount": {"Ref": "AWS::AccountId"}}}
+        first, *exceptions = endpoint["Properties"]["PolicyDocument"]["Statement"]
+        assert first["Condition"] == {"StringEquals": {"aws:PrincipalAccount": account, "aws:ResourceAccount": account}}
+        assert [e["Sid"] for e in exceptions] == (
+            ["ReadAwsOwnedParametersAndDocuments"] if _service(endpoint) == "ssm" else []
+        )
         assert endpoint["Properties"]["PrivateDnsEnabled"] is True
 
 

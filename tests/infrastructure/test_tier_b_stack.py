@@ -180,18 +180,34 @@ def test_provider_waits_long_enough_for_hsm_creation(synthesized: Synthesized) -
     assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
 
 
-def test_hsm_ports_are_open_only_from_inside_the_vpc(synthesized: Synthesized) -> None:
+def test_hsm_ports_are_open_only_to_the_client_security_group_not_the_vpc(synthesized: Synthesized) -> None:
+    # Rule (#11 item 13): only the clients that need the HSMs reach 2223-2225. KMS reaches them through the
+    # cluster security group's own self-referencing rules, which CloudHSM creates and KMS requires unchanged
+    # (ConnectCustomKeyStore, CloudHsmClusterInvalidConfigurationException:
+    # https://docs.aws.amazon.com/kms/latest/APIReference/API_ConnectCustomKeyStore.html), so no rule here.
     # GIVEN every ingress rule of the tier B stack
     ingress = list(synthesized.resources(TIER_B, "AWS::EC2::SecurityGroupIngress").values())
     for group in synthesized.resources(TIER_B, "AWS::EC2::SecurityGroup").values():
         ingress += group["Properties"].get("SecurityGroupIngress", [])
     ingress = [r.get("Properties", r) for r in ingress]
-    # THEN the only ingress is 2223-2225/tcp from the VPC CIDR, on the cluster's own security group
+    # THEN the only ingress is 2223-2225/tcp, on the cluster's own security group, from the client group
     assert len(ingress) == 1
     (rule,) = ingress
     assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 2223, 2225)
-    assert rule["CidrIp"] == VPC_CIDR
+    assert "CidrIp" not in rule and "CidrIpv6" not in rule
     assert rule["GroupId"]["Fn::GetAtt"][1] == "SecurityGroup"
+    (source_group, attribute) = rule["SourceSecurityGroupId"]["Fn::GetAtt"]
+    assert "ClientSecurityGroup" in source_group and attribute == "GroupId"
+    # AND the client group is the admin host's, and its HSM egress goes to the cluster group, not the CIDR
+    instance = _one(synthesized, "AWS::EC2::Instance")["Properties"]
+    assert {"Fn::GetAtt": [source_group, "GroupId"]} in instance["SecurityGroupIds"]
+    client = synthesized.resources(TIER_B, "AWS::EC2::SecurityGroup")[source_group]["Properties"]
+    (hsm_egress,) = [e for e in client["SecurityGroupEgress"] if e["FromPort"] == 2223]
+    assert hsm_egress["DestinationSecurityGroupId"] == rule["GroupId"]
+    # AND no Lambda's security group is the client group (they call the HSM APIs over HTTPS only)
+    for function in synthesized.resources(TIER_B, "AWS::Lambda::Function").values():
+        groups = function["Properties"].get("VpcConfig", {}).get("SecurityGroupIds", [])
+        assert {"Fn::GetAtt": [source_group, "GroupId"]} not in groups
 
 
 def test_admin_host_has_no_inbound_no_key_pair_and_requires_imdsv2(synthesized: Synthesized) -> None:
@@ -270,12 +286,16 @@ def test_every_alarm_names_a_remedy_and_notifies_the_encrypted_topic(synthesized
     assert "Fn::GetAtt" in topic["Properties"]["KmsMasterKeyId"]
 
 
-def test_trail_logs_management_events_with_validation_to_an_encrypted_bucket(synthesized: Synthesized) -> None:
-    # GIVEN the trail
-    trail = _one(synthesized, "AWS::CloudTrail::Trail")["Properties"]
-    # THEN it records all management events (KMS key use included), validated and KMS-encrypted
-    assert trail["EnableLogFileValidation"] is True
-    assert {"IncludeManagementEvents": True, "ReadWriteType": "All"} in trail["EventSelectors"]
+def test_phase_1_records_key_and_cluster_calls_in_the_network_stacks_trail(synthesized: Synthesized) -> None:
+    # AWS rule: a second trail recording management events in the same Region bills every event again
+    # ("The first copy of management events is free. You are charged for additional copies", CloudTrail API
+    # reference, EventSelector.IncludeManagementEvents). KMS and CloudHSM calls are management events.
+    # GIVEN phase 1 THEN tier B has no trail of its own (no data bucket, so no data events yet)
+    assert not synthesized.resources(TIER_B, "AWS::CloudTrail::Trail")
+    # AND the network stack's trail records all management events, in every Region, validated and KMS-encrypted
+    (trail,) = [r["Properties"] for r in synthesized.resources("-network", "AWS::CloudTrail::Trail").values()]
+    assert trail["EventSelectors"] == [{"IncludeManagementEvents": True, "ReadWriteType": "All"}]
+    assert trail["IsMultiRegionTrail"] is True and trail["EnableLogFileValidation"] is True
     assert "KMSKeyId" in trail and "CloudWatchLogsLogGroupArn" in trail
 
 
@@ -383,8 +403,14 @@ def test_bucket_policy_denies_other_encryption_modes_keys_sse_c_and_insecure_tra
     key_arn = {"Fn::GetAtt": [next(iter(phase2.resources(TIER_B, "Custom::KmsHsmKey"))), "KeyArn"]}
     sse = "s3:x-amz-server-side-encryption"
     # THEN any other encryption mode and any other key are denied when requested
-    assert denies["DenyOtherEncryptionModes"]["Condition"] == {"StringNotEqualsIfExists": {sse: "aws:kms"}}
-    assert denies["DenyOtherKmsKeys"]["Condition"] == {"StringNotEqualsIfExists": {f"{sse}-aws-kms-key-id": key_arn}}
+    # (only when the header is sent: multipart parts carry none; test_tier_b_bucket_matrix.py evaluates both)
+    assert denies["DenyOtherEncryptionModes"]["Condition"] == {
+        "Null": {sse: "false"},
+        "StringNotEquals": {sse: "aws:kms"},
+    }
+    assert denies["DenyOtherKmsKeys"]["Condition"] == {
+        "Null": {f"{sse}-aws-kms-key-id": "false"}, "StringNotEquals": {f"{sse}-aws-kms-key-id": key_arn}
+    }  # fmt: skip
     # AND aws:kms without a key id (S3 might choose aws/s3) and SSE-C are denied
     assert denies["DenyKmsWithoutKeyId"]["Condition"] == {
         "StringEquals": {sse: "aws:kms"}, "Null": {f"{sse}-aws-kms-key-id": "true"}
@@ -406,9 +432,9 @@ def test_trail_records_data_events_of_the_data_bucket(phase2: Synthesized) -> No
     # GIVEN the trail in phase 2
     trail = _one(phase2, "AWS::CloudTrail::Trail")["Properties"]
     logical_id, _ = _data_bucket(phase2)
-    # THEN one event selector covers every object of the data bucket, reads and writes
-    data = [s for s in trail["EventSelectors"] if "DataResources" in s]
-    (selector,) = data
+    # THEN its one event selector covers every object of the data bucket, reads and writes, and no management events
+    (selector,) = trail["EventSelectors"]
+    assert selector["IncludeManagementEvents"] is False
     (resource,) = selector["DataResources"]
     assert resource["Type"] == "AWS::S3::Object"
     assert [_render(v) for v in resource["Values"]] == [f"<{logical_id}.Arn>/"]
@@ -468,14 +494,14 @@ def test_workshop_mode_deletes_what_production_retains(workshop: Synthesized) ->
 
 
 def test_workshop_mode_empties_every_tier_b_bucket_so_one_destroy_removes_it(workshop: Synthesized) -> None:
-    # GIVEN workshop mode (access logs, trail logs and staging bucket in phase 1; the phase 2 data
-    # bucket comes from the same hardened_bucket helper)
+    # GIVEN workshop mode (access logs and staging bucket in phase 1; the phase 2 data and trail
+    # buckets come from the same hardened_bucket helper)
     buckets = workshop.resources(TIER_B, "AWS::S3::Bucket")
     emptied = [
         r["Properties"]["BucketName"] for r in workshop.resources(TIER_B, "Custom::S3AutoDeleteObjects").values()
     ]
     # THEN every bucket is deleted with the stack and emptied first (versions included) by CDK's provider
-    assert len(buckets) >= 3
+    assert len(buckets) >= 2
     for logical_id, bucket in buckets.items():
         assert bucket["DeletionPolicy"] == "Delete", logical_id
         assert {"Ref": logical_id} in emptied, logical_id

@@ -177,6 +177,11 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
         _NON_STRING | st.sampled_from(["GLACIER", "DEEP_ARCHIVE", "ONEZONE_IA", "REDUCED_REDUNDANCY", "standard", ""]),
         empty_is_bad=True,
     ),
+    # Private, documentation and malformed ranges (aws:SourceIp only ever holds a public address).
+    "tier_a_client_source_ips": _bad_list(
+        _NON_STRING | st.sampled_from(["10.0.0.0/8", "172.16.0.0/12", "192.0.2.0/24", "1.2.3.4/8", "::1/128", "x"]),
+        empty_is_bad=False,
+    ),
     "tier_b_hsm_count": _bad_int(1, 28),
     "tier_b_backup_retention_days": _bad_int(7, 379),
     "tier_b_restore_backup_id": _NON_STRING | _not_matching(r"|backup-[2-7a-zA-Z]{11,16}"),
@@ -186,8 +191,10 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tier_b_existing_key_store_id": _NON_STRING | _not_matching(r"|cks-[a-z0-9]{17}"),
     "tier_b_admin_host": _bad_bool(),
     "tier_b_admin_host_ami": _NON_STRING | _not_matching(r"|ami-[0-9a-f]{8,17}"),
+    "tier_b_cloudhsm_cli_sha256": _NON_STRING | _not_matching(r"|[0-9a-f]{64}"),
     "tier_b_noncurrent_version_days": _bad_int(1, 3650),
     "tier_b_monitor_interval_minutes": _bad_int(1, 60),
+    "trail_object_lock_days": _bad_int(1, 3650),
     "residency_guardrail_policy_ids": _bad_list(
         _NON_STRING | _not_matching(r"p-[0-9a-zA-Z_]{8,128}"), empty_is_bad=False
     ),
@@ -305,6 +312,7 @@ def test_fuzzed_valid_config_synthesizes(tmp_path, ledger) -> None:
         "tier_a_validator_concurrency": rng.randint(1, 100),
         "tier_b_hsm_count": rng.randint(2, 6),
         "tier_b_backup_retention_days": rng.randint(7, 379),
+        "trail_object_lock_days": rng.randint(1, 3650),
     }
     ledger.add(CATEGORY, inputs=1)
     # WHEN the whole app is synthesized with the compliance gates

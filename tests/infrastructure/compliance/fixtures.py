@@ -24,6 +24,8 @@ from constructs import Construct
 
 from kommunmoln import names
 from kommunmoln.compliance import SwedishPublicSectorChecks
+from kommunmoln.compliance.model import AppModel, StackModel
+from kommunmoln.compliance.results import FORMAT as RESULTS_FORMAT
 
 REGION = "eu-north-1"
 OTHER_ACCOUNT = "111122223333"
@@ -341,3 +343,40 @@ def synth_findings(app: cdk.App, outdir: Path) -> Findings:
                 for construct in violation["violatingConstructs"]:
                     target.setdefault(construct["constructPath"], set()).add(violation["ruleName"])
     return Findings(failed, acknowledged, descriptions, error)
+
+
+def protected_bucket_model(encryption: dict[str, Any] | None, key: dict[str, Any] | None) -> AppModel:
+    """Stack `C` with a protected bucket `Data` tagged tier B, its default encryption `encryption`
+    (a ServerSideEncryptionByDefault, or None for none) and, if given, the key resource `Key`."""
+    bucket: dict[str, Any] = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {
+            "Tags": [
+                {"Key": names.TAG_CLASSIFICATION, "Value": names.CLASSIFICATION_PROTECTED},
+                {"Key": names.TAG_TIER, "Value": names.TIER_B},
+            ]
+        },
+    }
+    if encryption:
+        bucket["Properties"]["BucketEncryption"] = {
+            "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": encryption}]
+        }
+    model = AppModel()
+    model.add(StackModel("C", {"Resources": {"Data": bucket, **({"Key": key} if key else {})}}, REGION, None))
+    return model
+
+
+def write_results(path: Path, commit: str, tests: dict[str, tuple[str, str]], run: tuple[str, str]) -> Path:
+    """A results file as the pytest plugin writes it: test id -> (outcome, finished), run = (started, finished)."""
+    path.write_text(
+        json.dumps(
+            {
+                "format": RESULTS_FORMAT,
+                "commit": commit,
+                "started": run[0],
+                "finished": run[1],
+                "tests": {test: {"outcome": o, "finished": f} for test, (o, f) in tests.items()},
+            }
+        )
+    )
+    return path

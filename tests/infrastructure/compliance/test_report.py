@@ -12,7 +12,7 @@ from kommunmoln import names
 from kommunmoln.compliance import REQUIREMENTS, RULES
 from kommunmoln.compliance.catalog import REQUIREMENTS_BY_ID
 from kommunmoln.compliance.checks import Evaluator, Options
-from kommunmoln.compliance.model import AppModel, StackModel
+from kommunmoln.compliance.model import AppModel
 from kommunmoln.compliance.report import (
     ACKNOWLEDGED,
     EXTERNAL_CONTROLS,
@@ -30,7 +30,7 @@ from kommunmoln.compliance.report import (
     write_reports,
 )
 from tests.conftest import REPO_ROOT
-from tests.infrastructure.compliance.fixtures import REGION, build_main_app, synth_findings
+from tests.infrastructure.compliance.fixtures import REGION, build_main_app, protected_bucket_model, synth_findings
 
 
 @pytest.fixture(scope="module")
@@ -152,23 +152,10 @@ def test_residency_guardrails_absent_show_not_met_with_the_fix(evidence: Evidenc
 
 def test_bucket_on_an_external_key_store_key_is_not_met_under_no_disclosure() -> None:
     # GIVEN a protected tier B bucket whose key has Origin EXTERNAL_KEY_STORE (tier C, XKS)
-    bucket = {
-        "Type": "AWS::S3::Bucket",
-        "Properties": {
-            "Tags": [
-                {"Key": names.TAG_CLASSIFICATION, "Value": names.CLASSIFICATION_PROTECTED},
-                {"Key": names.TAG_TIER, "Value": names.TIER_B},
-            ],
-            "BucketEncryption": {
-                "ServerSideEncryptionConfiguration": [
-                    {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "Xks"}}}
-                ]
-            },
-        },
-    }
-    key = {"Type": names.RESOURCE_KMS_HSM_KEY, "Properties": {"Origin": "EXTERNAL_KEY_STORE"}}
-    model = AppModel()
-    model.add(StackModel("C", {"Resources": {"Data": bucket, "Xks": key}}, "eu-north-1", None))
+    model = protected_bucket_model(
+        {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "Key"}},
+        {"Type": names.RESOURCE_KMS_HSM_KEY, "Properties": {"Origin": "EXTERNAL_KEY_STORE"}},
+    )
     rows = Evidence(config={}, rows=_pack_rows(Evaluator(model, Options()), {}, {}, {}))
     # WHEN rule 2 evaluates it THEN it is protected (rule 2 passes) ...
     (rule2,) = [r for r in rows.rows if r.control == "KommunmolnOSL-2"]

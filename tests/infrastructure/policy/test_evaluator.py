@@ -156,3 +156,16 @@ def test_numeric_operators_compare_numbers() -> None:
     # IAM User Guide, "Condition operators", numeric condition operators.
     assert condition_holds({"NumericLessThan": {"s3:TlsVersion": 1.2}}, {"s3:TlsVersion": "1.1"}) is True
     assert condition_holds({"NumericLessThan": {"s3:TlsVersion": 1.2}}, {"s3:TlsVersion": "1.3"}) is False
+
+
+# IAM User Guide, "IP address condition operators" (IpAddress / NotIpAddress, CIDR ranges) and the
+# example "AWS: Denies access to AWS based on the source IP": a request from outside the listed ranges
+# matches NotIpAddress; aws:SourceIp is absent through a VPC endpoint, so a negated operator holds then.
+def test_ip_address_operators_match_cidr_ranges() -> None:
+    ranges = {"aws:SourceIp": ["192.0.2.0/24", "203.0.113.0/24"]}
+    assert condition_holds({"IpAddress": ranges}, {"aws:SourceIp": "203.0.113.7"}) is True
+    assert condition_holds({"NotIpAddress": ranges}, {"aws:SourceIp": "203.0.113.7"}) is False
+    assert condition_holds({"NotIpAddress": ranges}, {"aws:SourceIp": "198.51.100.1"}) is True
+    assert condition_holds({"IpAddress": {"aws:SourceIp": "2001:db8::/32"}}, {"aws:SourceIp": "2001:db8::1"}) is True
+    assert condition_holds({"IpAddress": ranges}, {}) is False
+    assert condition_holds({"NotIpAddress": ranges}, {}) is True

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Synthesized, synthesize
+from tests.conftest import Synthesized
 from tests.infrastructure.policy.evaluator import (
     ACCOUNT,
     ALLOW,
@@ -24,7 +24,6 @@ from tests.infrastructure.policy.evaluator import (
     evaluate,
 )
 from tests.infrastructure.policy.scenarios import ADMIN_POLICY, Scenario
-from tests.infrastructure.test_tier_b_stack import _write_trust_anchor
 
 TIER_B = "-tier-b"
 VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
@@ -55,13 +54,6 @@ SCENARIOS = [
     Scenario("provisioner applies the template policy", "legitimate", "provisioner", "kms:PutKeyPolicy", "key", A),
     Scenario("account reads the key policy (monitor)", "legitimate", "admin", "kms:GetKeyPolicy", "key", A),
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def phase2(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
-    trust_anchor = _write_trust_anchor(tmp_path_factory.mktemp("pki") / "trust-anchor.pem")
-    context = {"tier_b_keystore_enabled": True, "tier_b_trust_anchor_path": str(trust_anchor.resolve())}
-    return synthesize(tmp_path_factory.mktemp("cdk.out.keymatrix"), context)
 
 
 class KeyMatrix:
@@ -109,3 +101,30 @@ def test_tier_b_key_scenario(matrix: KeyMatrix, scenario: Scenario) -> None:
 
 def test_attacks_never_allowed() -> None:
     assert all(s.expected in (IMPLICIT_DENY, EXPLICIT_DENY) for s in SCENARIOS if s.category != "legitimate")
+
+
+def test_the_monitor_compares_the_live_policy_with_the_one_the_key_gets(phase2: Synthesized) -> None:
+    # GIVEN the phase 2 tier B template
+    resolver = Resolver(phase2.templates)
+    template = resolver.template_of(TIER_B)
+    (key,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::KmsHsmKey"]
+    (monitor,) = [v for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Function"
+                  and "keystore_monitor" in str(v["Properties"].get("Handler", ""))]  # fmt: skip
+    env = monitor["Properties"]["Environment"]["Variables"]
+    # THEN the monitor's expected policy is the very JSON the custom resource applies (one source)
+    assert env["KOMMUNMOLN_EXPECTED_KEY_POLICY"] == key["Properties"]["KeyPolicy"]
+    # AND with real-length names (role names ~60 characters longer than the resolved logical ids) the
+    # environment stays inside Lambda's 4 KB for all variables together (Lambda quotas, "Environment variables")
+    resolved = {k: str(resolver.resolve(v, template)) for k, v in env.items()}
+    roles = json.loads(resolved["KOMMUNMOLN_EXPECTED_KEY_POLICY"]).__repr__().count(":role/")
+    size = sum(len(k) + len(v) for k, v in resolved.items()) + 60 * roles
+    assert size < 4096, size
+    # AND a drifted policy (metric below 1, or a silent monitor) raises an alarm that names the remedy
+    (drift,) = [v["Properties"] for v in template["Resources"].values() if v["Type"] == "AWS::CloudWatch::Alarm"
+                and v["Properties"].get("MetricName") == "KmsKeyPolicyAsTemplate"]  # fmt: skip
+    assert drift["Threshold"] == 1 and drift["ComparisonOperator"] == "LessThanThreshold"
+    assert drift["TreatMissingData"] == "breaching" and "PutKeyPolicy" in json.dumps(drift["AlarmDescription"])
+    # AND the monitor may read the key's policy
+    assert "kms:GetKeyPolicy" in json.dumps(
+        resolver.role_policies(TIER_B, monitor["Properties"]["Role"]["Fn::GetAtt"][0])
+    )

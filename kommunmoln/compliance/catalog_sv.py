@@ -1,0 +1,101 @@
+"""The Swedish text of the requirement catalogue and of the report's fixed wording.
+
+The English catalogue (`catalog.py`) is the one the rules and tests use; this module gives the
+Swedish title and summary of every requirement for the Swedish report. Sources are the same
+(`Requirement.source`) and are printed as they are. Control details are machine output and stay in
+English in both versions (the report says so).
+"""
+
+from __future__ import annotations
+
+from kommunmoln.compliance import catalog as c
+
+# requirement id -> (title, summary)
+REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
+    c.REQ_DISCLOSURE: (
+        "Inget röjande av sekretessbelagda uppgifter för leverantören",
+        "eSam (nov 2018): sekretessbelagda uppgifter som görs tekniskt tillgängliga för en leverantör som genom "
+        "ägande eller på annat sätt är bunden av utländsk rätt som kan tvinga den att lämna ut uppgifter 'kan anses "
+        "röjda'. Om kryptering säger eSam att den 'inte utesluter' att det kan fungera men att det 'inte är prövat "
+        "i praktiken' (14 dec 2018): inget undantag som kommunen kan luta sig mot utan egen bevisning. SOU 2021:1 "
+        "gör motsatt läsning (ett utlämnande är röjande oavsett kryptering); OSL 10 kap. 2 a § är den prövning som "
+        "gäller. Nivå A är byggd för att ge den bevisningen (leverantören har bara chiffertext); nivå B och C är "
+        "'inte uppfyllt'.",
+    ),
+    c.REQ_OSL_10_2A: (
+        "Utlämnande till en teknisk leverantör är inte olämpligt (OSL 10 kap. 2 a §)",
+        "Sekretess hindrar inte att uppgifter lämnas till den som 'för den utlämnande myndighetens räkning' har "
+        "fått i uppdrag att 'endast tekniskt bearbeta eller tekniskt lagra' dem, om det inte är olämpligt med "
+        "hänsyn till omständigheterna. Kommunen gör den bedömningen; att dokumentera den är god praxis, inte en "
+        "lagstadgad skyldighet. Kontrollerna här är fakta för bedömningen, inte bedömningen själv.",
+    ),
+    c.REQ_EDPB_UC1: (
+        "Effektiv kompletterande åtgärd: stark kryptering, nycklar endast hos dataexportören",
+        "Lagring hos en leverantör som omfattas av tredjelandsåtkomst kan godtas när uppgifterna är starkt "
+        "krypterade innan de lämnar den personuppgiftsansvarige och endast denne har nycklarna (användningsfall 1). "
+        "Där leverantören behöver klartexten (användningsfall 6) fann EDPB ingen effektiv åtgärd, därför är nivå B "
+        "och C 'inte uppfyllt'. IMY:s beslut 2023 är en analogi om överföringar, inte ett avgörande om lagring i en "
+        "EU-region.",
+    ),
+    c.REQ_PROTECTIVE_SECURITY: (
+        "Säkerhetsskydd vid säkerhetskänslig utkontraktering",
+        "Ingen nivå är byggd för säkerhetsskyddsklassificerade uppgifter (det kräver kryptografiska funktioner "
+        "godkända av Försvarsmakten). Säkerhetskänslig utkontraktering kräver säkerhetsskyddsanalys, särskild "
+        "säkerhetsskyddsbedömning och lämplighetsprövning före upphandlingen, samråd med tillsynsmyndigheten där "
+        "det krävs (för kommuner länsstyrelsen), avtal, uppföljning och anmälan. Kontrollerna begränsar vem som "
+        "når uppgifterna och nycklarna; stegen är kommunens.",
+    ),
+    c.REQ_RESIDENCY: (
+        "Uppgifter och nycklar stannar i EU-regioner på tillåtelselistan",
+        "Att hålla uppgifter och nycklar i en EU-region (standard eu-north-1, Stockholm) minskar men tar inte bort "
+        "överföringar enligt dataskyddsförordningen kapitel V: fjärrsupport är en överföring (EDPB FAQ 23 jul 2020; "
+        "riktlinjer 05/2021), och CloudTrail-händelser för globala tjänster behandlas utanför EU. Regel 8 flaggar "
+        "när en organisationspolicy som nekar andra regioner och kopior mellan regioner saknas.",
+    ),
+    c.REQ_LOGGING: (
+        "Varje nyckelanvändning och varje åtkomst till objekt loggas",
+        "Utan loggar på objekt- och nyckelnivå kan kommunen inte visa vem som läst vad eller upptäcka ett röjande. "
+        "CloudTrail-datahändelser för S3, KMS-hanteringshändelser och serveråtkomstloggar ger dem. Loggar sparas "
+        "tills ett gallringsbeslut finns; där HSLF-FS 2016:40 gäller, sätt log_retention_days till minst 1827 med "
+        "beslutet.",
+    ),
+    c.REQ_DELETION: (
+        "Inget raderas av misstag",
+        "Buckets, nycklar, logggrupper, HSM-klustret, hemligheter och tabeller finns kvar efter `cdk destroy`; "
+        "raderade eller överskrivna objekt går att återställa; en nyckel som schemaläggs för radering väntar hela "
+        "30 dagar. Gallring genom beslut är nästa avsnitt (arkivlagen), inte detta.",
+    ),
+    c.REQ_ARCHIVES: (
+        "Allmänna handlingar bevaras och gallras endast efter beslut",
+        "Lagrade objekt, deras äldre versioner, serveråtkomstloggar och logghändelser är allmänna handlingar "
+        "oavsett om de är hemliga. Att låta dem löpa ut är gallring, som kräver beslut av kommunens "
+        "arkivmyndighet (eller föreskrift): inget gallras som standard. Med gallring_decision satt gäller de "
+        "konfigurerade tiderna och varje bucket och logggrupp märks med beslutets referens. Inte belagt här: en "
+        "daterad övning i att dekryptera och lämna ut (TF 2 kap.) och övningar i att återställa nycklar ur "
+        "deposition.",
+    ),
+    c.REQ_CYBERSECURITY: (
+        "Riskhanteringsåtgärder och incidentrapportering enligt cybersäkerhetslagen",
+        "Kommuner omfattas. Belagt här: loggning och larm som incidentrapporter bygger på, kvarhållet tillstånd "
+        "och versionshantering (kontinuitet), nyckelpolicyer och rotation där nyckeltypen tillåter det "
+        "(kryptografi, behörighet) och dessa kontroller vid varje syntes. Inte belagt här: rapporteringen inom "
+        "24 h / 72 h / en månad, daterade återläsningstester, SBOM och hash-låsta beroenden, en daterad plan för "
+        "postkvantkryptografi och MFA.",
+    ),
+    c.REQ_GDPR_SECURITY: (
+        "Säkerhet i behandlingen (art. 32.1 a-d); dokumentation enligt art. 28, 30 och 35",
+        "Art. 32.1 a kryptering: regel 2 och standardkryptering; b konfidentialitet, riktighet, tillgänglighet: "
+        "regel 3-6; c återställning: versionshantering och kvarhållet tillstånd (ett daterat återläsningstest är "
+        "inte belagt); d regelbunden testning: kontrollerna körs vid varje syntes. Art. 28 (biträdesvillkor med "
+        "AWS), art. 30 (registerförteckning) och art. 35 (konsekvensbedömning; se bilagan) är kommunens dokument.",
+    ),
+}
+
+STATUS_SV = {
+    "pass": "godkänd",
+    "acknowledged": "kvitterad",
+    "fail": "underkänd",
+    "not met": "inte uppfyllt",
+    "fact": "fakta",
+    "not applicable": "ej tillämplig",
+}

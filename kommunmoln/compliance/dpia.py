@@ -1,0 +1,150 @@
+"""The DPIA annex (GDPR Art. 35): what AWS sees per tier, a data-flow diagram, the key policies.
+
+The key policies are exported as they stand in the synthesized templates (intrinsic functions kept
+as `${Ref}` placeholders by `model.flatten`), so the annex shows exactly what CloudFormation will
+deploy. The diagram is given as Mermaid text (for Markdown viewers) and as an SVG drawn here (for
+the PDF). The annex is input to the municipality's DPIA, not the DPIA itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kommunmoln import names
+from kommunmoln.compliance.model import AppModel, policy_document, properties
+
+KEY_TYPES = ("AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY)
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    stack: str
+    logical_id: str
+    resource_type: str
+    description: str
+    origin: str
+    document: dict[str, Any] | None  # None: the template's policy could not be read as JSON
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.stack}.{self.logical_id}.json"
+
+    def text(self) -> str:
+        if self.document is None:
+            return "(the policy could not be read from the template: not checked)"
+        return json.dumps(self.document, indent=2, sort_keys=True)
+
+
+def key_policies(model: AppModel) -> list[KeyPolicy]:
+    """Every KMS key of the app (AWS::KMS::Key and the HSM-backed custom resource), with its policy."""
+    found = []
+    for resource_type in KEY_TYPES:
+        for ref, key in model.all_of_type(resource_type):
+            props = properties(key)
+            description = props.get("Description")
+            found.append(
+                KeyPolicy(
+                    stack=model.stacks[ref.stack].display_name,
+                    logical_id=ref.logical_id,
+                    resource_type=resource_type,
+                    description=description if isinstance(description, str) else "",
+                    origin=str(
+                        props.get("Origin") or ("AWS_CLOUDHSM" if resource_type != "AWS::KMS::Key" else "AWS_KMS")
+                    ),
+                    document=policy_document(props.get("KeyPolicy")),
+                )
+            )
+    return sorted(found, key=lambda k: (k.stack, k.logical_id))
+
+
+def export_key_policies(policies: list[KeyPolicy], directory: Path) -> list[Path]:
+    """Write one JSON file per key policy (the annex's exported key policies)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for policy in policies:
+        path = directory / policy.file_name
+        path.write_text(policy.text() + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+# --- the data-flow diagram ---------------------------------------------------------------------
+# (id, label en, label sv, x column, y row)
+_NODES = (
+    ("user", "Municipality staff", "Kommunens personal", 0, 0),
+    ("client", "kommunmoln client (tier A encrypts here)", "kommunmoln-klient (nivå A krypterar här)", 0, 1),
+    ("keys", "Municipality keys / HSM, escrow offline", "Kommunens nycklar / HSM, deposition offline", 0, 2),
+    ("s3", "Amazon S3 bucket (eu-north-1)", "Amazon S3-bucket (eu-north-1)", 1, 1),
+    (
+        "kms",
+        "AWS KMS + CloudHSM (tier B) / XKS proxy (tier C)",
+        "AWS KMS + CloudHSM (nivå B) / XKS-proxy (nivå C)",
+        1,
+        2,
+    ),
+    ("trail", "CloudTrail, access logs, alarms (at AWS)", "CloudTrail, åtkomstloggar, larm (hos AWS)", 1, 0),
+)
+# (from, to, label en, label sv)
+_EDGES = (
+    ("user", "client", "files", "filer"),
+    ("client", "keys", "wrap/unwrap data keys (A)", "slå in/packa upp datanycklar (A)"),
+    ("client", "s3", "TLS: ciphertext (A) / plaintext (B, C)", "TLS: chiffertext (A) / klartext (B, C)"),
+    ("s3", "kms", "GenerateDataKey / Decrypt (B, C)", "GenerateDataKey / Decrypt (B, C)"),
+    ("s3", "trail", "data events, access logs", "datahändelser, åtkomstloggar"),
+)
+
+
+def mermaid(language: str = "en") -> str:
+    """The data-flow diagram as Mermaid flowchart text."""
+    index = 1 if language == "en" else 2
+    lines = ["flowchart LR"]
+    lines += [f'  {node[0]}["{node[index]}"]' for node in _NODES]
+    lines += [f'  {edge[0]} -- "{edge[index + 1]}" --> {edge[1]}' for edge in _EDGES]
+    return "\n".join(lines)
+
+
+def svg(language: str = "en") -> str:
+    """The same diagram drawn as SVG (boxes in two columns: the municipality, AWS)."""
+    esc = html.escape
+    width, box_w, box_h, row_h = 780, 285, 46, 95
+    col_x = (5, 490)
+    top = 40
+    index = 1 if language == "en" else 2
+    centre = {}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {top + 3 * row_h}" '
+        'font-family="DejaVu Sans, sans-serif" font-size="10">',
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
+        '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
+        f'<text x="{col_x[0]}" y="20" font-weight="bold">{esc("Municipality" if language == "en" else "Kommunen")}</text>',
+        f'<text x="{col_x[1]}" y="20" font-weight="bold">{esc("AWS (provider)" if language == "en" else "AWS (leverantören)")}</text>',
+    ]
+    for node in _NODES:
+        x, y = col_x[node[3]], top + node[4] * row_h
+        centre[node[0]] = (x + box_w / 2, y + box_h / 2, x, y)
+        parts.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="#eef" stroke="#336"/>')
+        parts.append(f'<text x="{x + 8}" y="{y + 27}">{esc(node[index])}</text>')
+    for source, target, *labels in _EDGES:
+        sx, sy, _, _ = centre[source]
+        tx, ty, _, _ = centre[target]
+        if abs(sx - tx) < 1:  # same column: vertical arrow between boxes
+            y1, y2 = (sy + box_h / 2, ty - box_h / 2) if ty > sy else (sy - box_h / 2, ty + box_h / 2)
+            x1 = x2 = sx
+        else:
+            x1, x2 = (sx + box_w / 2, tx - box_w / 2) if tx > sx else (sx - box_w / 2, tx + box_w / 2)
+            y1, y2 = sy, ty
+        parts.append(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="#333" marker-end="url(#arrow)"/>')
+        label = esc(labels[index - 1])
+        if x1 == x2:  # beside a vertical arrow, on the side away from the page edge
+            side = f'x="{x1 - 5}" text-anchor="end"' if x1 > width / 2 else f'x="{x1 + 5}"'
+            parts.append(f'<text {side} y="{(y1 + y2) / 2 + 3}" fill="#533">{label}</text>')
+        else:  # centred above a horizontal arrow
+            parts.append(
+                f'<text x="{(x1 + x2) / 2}" y="{(y1 + y2) / 2 - 5}" text-anchor="middle" fill="#533">{label}</text>'
+            )
+    parts.append("</svg>")
+    return "\n".join(parts)
