@@ -130,7 +130,7 @@ def bench_rerun(files: int, workdir: Path, endpoint: str) -> dict[str, float]:
         def put(item):
             path, stored = item
             return stored, entry_for_upload(
-                upload_encrypted(s3, source_path=path, bucket=bucket, key=stored, key_provider=keyring, plaintext_digest=True)
+                upload_encrypted(s3, source_path=path, bucket=bucket, key=stored, key_provider=keyring)
             )
 
         with ThreadPoolExecutor(8) as pool:

@@ -532,7 +532,8 @@ def cmd_upload(args: argparse.Namespace) -> int:
             with args.reporter.progress("upload", stored_size_estimate(path.stat().st_size)) as bar:
                 result = upload_encrypted(aws.s3, source_path=path, bucket=location.bucket, key=key,
                                           key_provider=custody.encrypting_keyring(), extra_context=extra,
-                                          settings=transfer, on_bytes=bar.update)  # fmt: skip
+                                          settings=transfer, on_bytes=bar.update,
+                                          plaintext_digest=False)  # no manifest entry here  # fmt: skip
                 bar.finish()
             how = f"{result.parts} parts" if result.parts else "single put"
             _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "

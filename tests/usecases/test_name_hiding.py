@@ -8,16 +8,18 @@ implements all three.
 
 from __future__ import annotations
 
+import json
 import os
 import unicodedata
 from pathlib import Path
 
 import pytest
 
+from kommunmoln.tier_a import cli, size_padding
 from kommunmoln.tier_a.bucket_names import open_bucket_names
 from kommunmoln.tier_a.codec import HEADER_PEEK_BYTES, summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
-from kommunmoln.tier_a.keys import RawAesKey, write_key_file
+from kommunmoln.tier_a.keys import RawAesKey, write_escrow_pair, write_key_file
 from kommunmoln.tier_a.manifest import (
     RollbackError,
     check_current,
@@ -62,8 +64,7 @@ def _upload_all(s3, custody, bucket: str, plan: list[tuple[Path, str]]):
         stored = names_.stored(name)
         names_.write_long_names(stored)
         result = upload_encrypted(
-            s3, source_path=path, bucket=bucket, key=stored.key, key_provider=custody.encrypting_keyring(),
-            plaintext_digest=True,
+            s3, source_path=path, bucket=bucket, key=stored.key, key_provider=custody.encrypting_keyring()
         )
         updates[stored.key] = entry_for_upload(result)
     return names_, save_manifest(s3, custody, bucket, manifest, updates)
@@ -160,8 +161,7 @@ def test_rolled_back_object_is_refused(s3, bucket, tmp_path, custody) -> None:
     for text in (b"decision: rejected", b"decision: approved"):
         path.write_bytes(text)
         result = upload_encrypted(
-            s3, source_path=path, bucket=bucket, key=stored, key_provider=custody.encrypting_keyring(),
-            plaintext_digest=True,
+            s3, source_path=path, bucket=bucket, key=stored, key_provider=custody.encrypting_keyring()
         )
         manifest = save_manifest(s3, custody, bucket, manifest, {stored: entry_for_upload(result)})
     current = message_id_of(read_object_head(s3, bucket, stored, HEADER_PEEK_BYTES))
@@ -188,3 +188,192 @@ def test_concurrent_manifest_writers_merge(s3, bucket, tmp_path, custody) -> Non
     merged = save_manifest(s3, custody, bucket, stale, {"ours": stale.entries[next(iter(stale.entries))]})
     assert {"other", "ours"} <= set(merged.entries)
     assert {"other", "ours"} <= set(load_manifest(s3, custody, bucket).entries)
+
+
+# --- The CLI end to end: every command speaks plaintext names, S3 holds none -------------------
+def _cli(capsys, *argv: str) -> tuple[int, list[dict], str]:
+    code = cli.main(["--json", *argv])
+    captured = capsys.readouterr()
+    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+def _everything_stored(s3, bucket: str) -> str:
+    """Every key, header, metadata value, tag and ESDK header field of every version S3 holds."""
+    seen: list[str] = []
+    for version in s3.list_object_versions(Bucket=bucket).get("Versions", []):
+        key, version_id = version["Key"], version["VersionId"]
+        seen.append(key)
+        head = s3.head_object(Bucket=bucket, Key=key, VersionId=version_id)
+        seen.extend(f"{k}={v}" for k, v in head["ResponseMetadata"]["HTTPHeaders"].items())
+        seen.extend(f"{k}={v}" for k, v in head.get("Metadata", {}).items())
+        tags = s3.get_object_tagging(Bucket=bucket, Key=key, VersionId=version_id)["TagSet"]
+        seen.extend(f"{t['Key']}={t['Value']}" for t in tags)
+        body = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id, Range="bytes=0-65535")["Body"].read()
+        summary = summarize_header(body)
+        seen.extend(f"{k}={v}" for k, v in summary.encryption_context.items())
+        seen.extend(f"{ns}/{name}" for ns, name in summary.wrapping_keys)
+    return "\n".join(seen).lower()
+
+
+def _segments() -> set[str]:
+    segments = {unicodedata.normalize(f, s) for name in TREE for s in name.split("/") for f in ("NFC", "NFD")}
+    return segments | {s.rsplit(".", 1)[0] for s in set(segments) if "." in s} | {"tree"}
+
+
+def test_cli_stores_no_plaintext_name_and_serves_every_command_by_name(
+    s3, bucket, tmp_path, moto_endpoint, capsys
+) -> None:
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-names"))
+    _write_tree(tmp_path / "tree")
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / "Överklagande Lisa Ek.pdf").write_bytes(b"overklagande")
+    base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    # GIVEN a tree with sensitive names uploaded through the CLI (a directory, a padded file, a sync)
+    assert _cli(capsys, *base, "upload", str(tmp_path / "tree"), f"s3://{bucket}/")[0] == 0
+    single = tmp_path / "single" / "Överklagande Lisa Ek.pdf"
+    assert _cli(capsys, *base, "upload", "--pad", str(single), f"s3://{bucket}/socialnamnden/")[0] == 0
+    code, events, _ = _cli(capsys, *base, "sync", str(tmp_path / "tree"), f"s3://{bucket}/kopia/")
+    assert code == 0 and events[-1]["uploaded"] == len(TREE)
+    # WHEN everything the emulation stores is collected
+    text = _everything_stored(s3, bucket)
+    # THEN no plaintext path segment appears in any key, header, tag, metadata value or ESDK header
+    names_used = _segments() | {"Överklagande Lisa Ek.pdf", "Överklagande Lisa Ek", "kopia"}
+    assert sorted(s for s in names_used if s.lower() in text) == []
+    # AND ls shows plaintext names with plaintext sizes
+    code, events, _ = _cli(capsys, *base, "ls", f"s3://{bucket}/socialnamnden/")
+    listed = {e["key"]: e["plaintext_bytes"] for e in events if e["event"] == "result"}
+    assert code == 0 and listed == {
+        "socialnamnden/2025/anna-andersson-191212.pdf": len(TREE["socialnamnden/2025/anna-andersson-191212.pdf"]),
+        "socialnamnden/2025/Örjan Åkesson 19700101-1234.docx": len(TREE["socialnamnden/2025/Örjan Åkesson 19700101-1234.docx"]),
+        "socialnamnden/Överklagande Lisa Ek.pdf": len(b"overklagande"),
+    }  # fmt: skip
+    # AND verify passes by plaintext name (folder and one file, the latter typed in NFD as macOS does)
+    code, events, _ = _cli(capsys, *base, "verify", f"s3://{bucket}/barn-och-utbildning/")
+    assert code == 0 and events[-1]["passed"] == 2
+    nfd = unicodedata.normalize("NFD", "socialnamnden/2025/Örjan Åkesson 19700101-1234.docx")
+    code, events, _ = _cli(capsys, *base, "verify", f"s3://{bucket}/{nfd}")
+    assert code == 0 and events[0]["key"] == unicodedata.normalize("NFC", nfd) and events[0]["status"] == "validated"
+    # AND a folder downloads by plaintext name to the same tree, the padded file without its padding
+    code, _, err = _cli(capsys, *base, "download", f"s3://{bucket}/", str(tmp_path / "out"))
+    assert code == 0, err
+    for name, data in TREE.items():
+        assert (tmp_path / "out").joinpath(*name.split("/")).read_bytes() == data
+        assert (tmp_path / "out" / "kopia").joinpath(*name.split("/")).read_bytes() == data
+    assert (tmp_path / "out" / "socialnamnden" / "Överklagande Lisa Ek.pdf").read_bytes() == b"overklagande"
+    # AND rm takes a plaintext name, and that object is gone from the listing
+    assert _cli(capsys, *base, "rm", f"s3://{bucket}/kopia/", "--recursive")[0] == 0
+    code, events, _ = _cli(capsys, *base, "ls", f"s3://{bucket}/")
+    assert not any(e.get("key", "").startswith("kopia/") for e in events if e["event"] == "result")
+
+
+def test_cli_errors_name_the_plaintext_locally(s3, bucket, tmp_path, moto_endpoint, capsys) -> None:
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-errors"))
+    (tmp_path / "anna.txt").write_bytes(b"x")
+    base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    assert _cli(capsys, *base, "upload", str(tmp_path / "anna.txt"), f"s3://{bucket}/sekretess/anna.txt")[0] == 0
+    # GIVEN the stored object replaced by something that is not a message
+    stored = open_names(s3, key_file, bucket).stored("sekretess/anna.txt").key
+    s3.put_object(Bucket=bucket, Key=stored, Body=b"garbage")
+    # WHEN downloaded  THEN the one-line error names the plaintext name, not the stored key
+    code, events, _ = _cli(capsys, *base, "download", f"s3://{bucket}/sekretess/anna.txt", str(tmp_path / "o"))
+    assert code == 1 and "sekretess/anna.txt" in events[-1]["message"] and stored not in events[-1]["message"]
+
+
+def open_names(s3, key_file: Path, bucket: str):
+    with open_custody(CustodyOptions(key_file=str(key_file)), need_primary=False) as opened:
+        return open_bucket_names(s3, opened, bucket, plain_names=False, create=False)
+
+
+def test_cli_sync_rerun_costs_a_listing_and_reads_no_content(
+    s3, bucket, tmp_path, moto_endpoint, capsys, monkeypatch
+) -> None:
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-sync"))
+    plan = _write_tree(tmp_path / "tree")
+    base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    sync = [*base, "sync", str(tmp_path / "tree"), f"s3://{bucket}/nas/"]
+    assert _cli(capsys, *sync)[0] == 0
+    calls: list[str] = []
+    real = cli.s3_client
+
+    def counted(*args, **kwargs):
+        client = real(*args, **kwargs)
+        client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+        return client
+
+    monkeypatch.setattr(cli, "s3_client", counted)
+    # WHEN nothing changed
+    code, events, _ = _cli(capsys, *sync)
+    # THEN nothing is uploaded; the run cost one listing page and the two control objects, no content GET
+    assert code == 0 and events[-1]["uploaded"] == 0 and events[-1]["unchanged"] == len(TREE)
+    assert sorted(calls) == ["GetObject", "GetObject", "ListObjectsV2"]
+    # WHEN a file is edited keeping its size and mtime
+    path = plan[0][0]
+    stat = path.stat()
+    path.write_bytes(b"beslut om avslag!")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    code, events, _ = _cli(capsys, *sync)
+    # THEN exactly that file is uploaded (the digest lives only in the encrypted manifest)
+    uploads = [e["key"] for e in events if e["event"] == "result"]
+    assert code == 0 and uploads == ["nas/" + plan[0][1]]
+    # AND the new content is what downloads
+    assert _cli(capsys, *base, "download", f"s3://{bucket}/nas/{plan[0][1]}", str(tmp_path / "back"))[0] == 0
+    assert (tmp_path / "back").read_bytes() == b"beslut om avslag!"
+
+
+def test_cli_plain_names_and_encrypted_names_never_mix(s3, make_bucket, tmp_path, moto_endpoint, capsys) -> None:
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-modes"))
+    (tmp_path / "a.txt").write_bytes(b"a")
+    base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    plain, hidden = make_bucket(), make_bucket()
+    # GIVEN one bucket written with --plain-names (keys are names, as before) and one with encrypted names
+    assert _cli(capsys, *base, "--plain-names", "upload", str(tmp_path / "a.txt"), f"s3://{plain}/x/a.txt")[0] == 0
+    assert s3.head_object(Bucket=plain, Key="x/a.txt")
+    assert _cli(capsys, *base, "upload", str(tmp_path / "a.txt"), f"s3://{hidden}/x/a.txt")[0] == 0
+    # WHEN either is used in the other mode  THEN refused with a usage error that says what to do
+    code, events, _ = _cli(capsys, *base, "upload", str(tmp_path / "a.txt"), f"s3://{plain}/x/b.txt")
+    assert code == 2 and "was written with --plain-names" in events[-1]["message"]
+    code, events, _ = _cli(capsys, *base, "--plain-names", "download", f"s3://{hidden}/x/a.txt", str(tmp_path / "o"))
+    assert code == 2 and "uses encrypted names; drop --plain-names" in events[-1]["message"]
+    # AND each works in its own mode
+    assert _cli(capsys, *base, "--plain-names", "download", f"s3://{plain}/x/a.txt", str(tmp_path / "p"))[0] == 0
+    assert _cli(capsys, *base, "download", f"s3://{hidden}/x/a.txt", str(tmp_path / "h"))[0] == 0
+
+
+def test_cli_escrow_only_recovery_restores_names(s3, bucket, tmp_path, moto_endpoint, capsys) -> None:
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-escrow"))
+    public, private = write_escrow_pair(tmp_path / "escrow")
+    _write_tree(tmp_path / "tree")
+    common = ["--endpoint-url", moto_endpoint]
+    # GIVEN a tree uploaded with the escrow key added
+    assert _cli(capsys, *common, "--key", str(key_file), "upload", str(tmp_path / "tree"), f"s3://{bucket}/",
+                "--escrow-public-key", str(public))[0] == 0  # fmt: skip
+    key_file.unlink()  # the municipality's key is lost
+    # WHEN only the offline escrow private key is used  THEN names and contents come back
+    code, _, err = _cli(capsys, *common, "download", f"s3://{bucket}/", str(tmp_path / "out"),
+                        "--escrow-private-key", str(private))  # fmt: skip
+    assert code == 0, err
+    for name, data in TREE.items():
+        assert (tmp_path / "out").joinpath(*name.split("/")).read_bytes() == data
+
+
+def test_cli_padding_hides_exact_sizes_and_round_trips(s3, bucket, tmp_path, moto_endpoint, capsys) -> None:
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-pad"))
+    base = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    sizes = (0, 1, 1000, 1001, 70_000)
+    for size in sizes:
+        (tmp_path / f"f{size}").write_bytes(os.urandom(size))
+    # GIVEN files of near sizes uploaded with --pad
+    for size in sizes:
+        assert _cli(capsys, *base, "upload", "--pad", str(tmp_path / f"f{size}"), f"s3://{bucket}/p/f{size}")[0] == 0
+    names_ = open_names(s3, key_file, bucket)
+    stored = {
+        size: s3.head_object(Bucket=bucket, Key=names_.stored(f"p/f{size}").key)["ContentLength"] for size in sizes
+    }
+    # THEN 1000 and 1001 bytes are stored at the same size (one Padmé bucket), the context names only the scheme
+    assert stored[1000] == stored[1001]
+    head = summarize_header(read_object_head(s3, bucket, names_.stored("p/f1000").key, HEADER_PEEK_BYTES))
+    assert head.encryption_context[size_padding.CONTEXT_KEY] == "padme-v1"
+    # AND every file downloads exactly, padding removed
+    for size in sizes:
+        assert _cli(capsys, *base, "download", f"s3://{bucket}/p/f{size}", str(tmp_path / f"o{size}"))[0] == 0
+        assert (tmp_path / f"o{size}").read_bytes() == (tmp_path / f"f{size}").read_bytes()
