@@ -112,8 +112,7 @@ def kommunmoln_upload(endpoint: str, key_file: Path, path: Path, bucket: str, ke
     from kommunmoln.tier_a.transfer import upload_encrypted
 
     s3, settings = _our_client(endpoint, tuning)
-    upload_encrypted(s3, source_path=path, bucket=bucket, key=key, key_provider=_keyring(key_file), settings=settings,
-                     plaintext_digest=False)  # as `kommunmoln upload` of one file  # fmt: skip
+    upload_encrypted(s3, source_path=path, bucket=bucket, key=key, key_provider=_keyring(key_file), settings=settings)
 
 
 def kommunmoln_download(endpoint: str, key_file: Path, bucket: str, key: str, dest: Path, tuning: Tuning) -> None:

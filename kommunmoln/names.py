@@ -114,6 +114,7 @@ CONTEXT_BUCKET = "kommunmoln:bucket"
 CONTEXT_KEY = "kommunmoln:key"
 CONTEXT_MUNICIPALITY = "kommunmoln:municipality"
 REQUIRED_CONTEXT_KEYS = (CONTEXT_BUCKET, CONTEXT_KEY)
+CONTEXT_PADDING = "kommunmoln:padding"  # set on `upload --pad` objects: the padding scheme, never a size
 # Set by `kommunmoln rotate`: the ESDK message ID (base64) of the message a rotated one replaces.
 CONTEXT_ROTATED_FROM = "kommunmoln:rotated-from"
 

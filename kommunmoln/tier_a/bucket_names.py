@@ -207,8 +207,13 @@ def _bucket_has_objects(s3, bucket: str) -> bool:
     return any(not item["Key"].startswith(RESERVED_PREFIX) for item in page.get("Contents", []))
 
 
-def open_bucket_names(s3, custody, bucket: str, *, plain_names: bool, create: bool) -> BucketNames:
+def open_bucket_names(
+    s3, custody, bucket: str, *, plain_names: bool, create: bool, dry_run: bool = False
+) -> BucketNames:
     """Read the bucket record (creating it when `create` and the bucket is new).
+
+    With `dry_run` a record that would be created is not written: the names of a throwaway
+    key are good enough to plan a first upload (nothing is listed under them).
 
     Refuses a mode that differs from the bucket's, and a bucket with objects but no record
     unless `plain_names` (a bucket written before name encryption). When writing with a
@@ -223,7 +228,7 @@ def open_bucket_names(s3, custody, bucket: str, *, plain_names: bool, create: bo
                 raise UsageError(f"s3://{bucket} uses encrypted names; drop --plain-names")
             if not plain_names and mode == MODE_PLAIN:
                 raise UsageError(f"s3://{bucket} was written with --plain-names; give --plain-names to use it")
-            if create and custody.primary is not None:
+            if create and not dry_run and custody.primary is not None:
                 _extend_wrapping(s3, custody, bucket, found, mode, name_key)
             return BucketNames(s3, custody, bucket, mode == MODE_PLAIN, NameCipher(name_key) if name_key else None)
         has_objects = _bucket_has_objects(s3, bucket)
@@ -238,6 +243,8 @@ def open_bucket_names(s3, custody, bucket: str, *, plain_names: bool, create: bo
             raise UsageError(f"s3://{bucket} has no {BUCKET_RECORD} yet: nothing was uploaded with this client")
         mode = MODE_PLAIN if plain_names else MODE_ENCRYPTED
         name_key = None if plain_names else NameCipher.generate_key()
+        if dry_run:
+            return BucketNames(s3, custody, bucket, plain_names, NameCipher(name_key) if name_key else None)
         if put_control_object(s3, custody, bucket, BUCKET_RECORD, _record_bytes(mode, name_key), create_only=True):
             return BucketNames(s3, custody, bucket, plain_names, NameCipher(name_key) if name_key else None)
         # 412: another client created the record at the same moment; read theirs

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from kommunmoln.tier_a.errors import Interrupted, TierAError, TransferError, UsageError
 from kommunmoln.tier_a.transfer import TransferSettings, UploadResult, upload_encrypted
@@ -49,6 +50,7 @@ def upload_many(
     files_in_flight: int = DEFAULT_FILES_IN_FLIGHT,
     on_bytes: Callable[[int], None] | None = None,
     on_outcome: Callable[[Outcome], None],
+    pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
 ) -> None:
     """Upload every job; `on_outcome` is called in the calling thread once per job (any order).
 
@@ -67,7 +69,7 @@ def upload_many(
         try:
             return Outcome(job, upload_encrypted(s3, source_path=job.path, bucket=bucket, key=job.key,
                                                  key_provider=key_provider, extra_context=extra_context,
-                                                 settings=settings, on_bytes=on_bytes), None)  # fmt: skip
+                                                 settings=settings, on_bytes=on_bytes, pad_source=pad_source), None)  # fmt: skip
         except TierAError as error:
             return Outcome(job, None, error)
         except Exception as error:  # a bug or an unexpected library error: still this file's outcome

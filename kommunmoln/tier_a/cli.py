@@ -7,12 +7,16 @@ Commands (a stable interface, documented in docs/use-case-1.md):
   keygen   --out KEYFILE [--namespace NS] [--name NAME] [--escrow-out PREFIX]
   encrypt  IN OUT --key KEYFILE [--escrow-public-key PEM] [--context k=v ...]
   decrypt  IN OUT --key KEYFILE [--expect-context k=v ...] [--escrow-private-key PEM]
-  upload   PATH... s3://bucket/prefix [--context k=v ...]
-  download s3://bucket/key-or-prefix DEST [--expect-context k=v ...]
+  upload   PATH... s3://bucket/prefix [--context k=v ...] [--pad]
+  download s3://bucket/key-or-prefix DEST [--expect-context k=v ...] [--allow-unrecorded]
   verify   s3://bucket/key-or-prefix
   ls       s3://bucket/prefix
-  sync     DIR s3://bucket/prefix [--dryrun] [--exclude P] [--include P] [--delete]
+  sync     DIR s3://bucket/prefix [--dryrun] [--exclude P] [--include P] [--delete] [--pad]
   rm       s3://bucket/key... [--recursive]
+
+Names are plaintext on the command line and in every message; in S3 they are encrypted
+(AES-SIV per path segment) unless the bucket was written with --plain-names
+(named_bucket.py, docs/use-case-1.md section 10).
 
 Exit codes: 0 success, 1 a check or an operation failed (wrong key, tampered data,
 quarantined object, S3 error), 2 bad input (usage, missing file, bad key file, bad URL,
@@ -37,7 +41,7 @@ import kommunmoln
 from kommunmoln import names, object_check
 from kommunmoln.config import DEFAULTS
 from kommunmoln.tier_a import batch_verify, rotate
-from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT, Job, Outcome, upload_many
+from kommunmoln.tier_a.bulk import DEFAULT_FILES_IN_FLIGHT
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
     decrypt_file,
@@ -50,17 +54,11 @@ from kommunmoln.tier_a.codec import (
 from kommunmoln.tier_a.custody import Custody, CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, Interrupted, TierAError, UsageError
 from kommunmoln.tier_a.keys import DEFAULT_NAMESPACE, RawAesKey, check_key_name, write_escrow_pair, write_key_file
+from kommunmoln.tier_a.named_bucket import NamedBucket, upload_context
+from kommunmoln.tier_a.named_upload import pad_source, report_upload, upload_files
 from kommunmoln.tier_a.outputs import is_stdio, stdout_spool
 from kommunmoln.tier_a.report import Reporter
-from kommunmoln.tier_a.sync import (
-    Filters,
-    RemoteObject,
-    SizeModel,
-    delete_current,
-    plan_sync,
-    require_versioning,
-    size_and_time,
-)
+from kommunmoln.tier_a.sync import Filters, SizeModel, delete_current, plan_sync, require_versioning
 from kommunmoln.tier_a.transfer import (
     DEFAULT_CONCURRENCY,
     DEFAULT_PART_SIZE,
@@ -79,7 +77,6 @@ from kommunmoln.tier_a.transfer import (
     read_object_head,
     resolve_location,
     s3_client,
-    scan_downloads,
     scan_uploads,
     stack_outputs,
     stored_size_estimate,
@@ -94,7 +91,7 @@ examples:
   kommunmoln keygen --out ~/.kommunmoln/key.json
   kommunmoln upload --key key.json /srv/arende s3://my-bucket/arende/
   kommunmoln download --key key.json s3://my-bucket/arende/ ./restore/
-  kommunmoln verify s3://my-bucket/arende/
+  kommunmoln verify --key key.json s3://my-bucket/arende/
   kommunmoln sync --key key.json --dryrun /srv/arende s3://my-bucket/arende/
   kommunmoln ls --key key.json s3://my-bucket/arende/
   kommunmoln encrypt --key key.json protokoll.pdf protokoll.pdf.esdk
@@ -182,6 +179,9 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     aws.add_argument("--endpoint-url", default=default(None), help="S3 endpoint (e.g. a local moto server)")
     aws.add_argument("--stack-name", default=default(None),
                      help=f"tier A stack: s3://{STACK_BUCKET}/... means its data bucket (output {names.OUTPUT_DATA_BUCKET})")  # fmt: skip
+    aws.add_argument("--plain-names", action="store_true", default=default(False),
+                     help="object keys are the plaintext names (a bucket written that way; default: names encrypted, "
+                          "AWS sees opaque keys). A bucket is one or the other; mixing is refused")  # fmt: skip
     out = parser.add_argument_group("output")
     out.add_argument("--quiet", "-q", action="store_true", default=default(False),
                      help="no progress, no result lines (errors still on stderr; the exit code tells)")  # fmt: skip
@@ -196,6 +196,12 @@ class _Filter(argparse.Action):
         rules = list(getattr(namespace, self.dest, None) or [])
         rules.append((option_string.lstrip("-"), values))
         setattr(namespace, self.dest, rules)
+
+
+def _add_pad(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pad", action="store_true",
+                        help="pad each file to a Padmé length before encryption so AWS learns less from sizes: "
+                             "+1 byte and at most 12.5%% (under 256 B), 6.25%% (to 64 KiB), 3.13%% (to 4 GiB)")  # fmt: skip
 
 
 def _add_force(parser: argparse.ArgumentParser) -> None:
@@ -264,6 +270,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
         "--escrow-key", metavar="KEYFILE", help="also wrap every data key for this offline AES escrow key file"
     )
     upload.add_argument("--context", action="append", metavar="k=v", help="extra encryption context entry (plaintext!)")
+    _add_pad(upload)
     _add_transfer(upload)
     _add_files_in_flight(upload)
 
@@ -274,6 +281,9 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     download.add_argument("--expect-context", action="append", metavar="k=v", help="extra required context entry")
     download.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
     download.add_argument("--escrow-key", metavar="KEYFILE", help="recover with the offline AES escrow key file")
+    download.add_argument("--allow-unrecorded", action="store_true",
+                          help="accept objects the bucket's manifest does not record (written outside this client); "
+                               "a recorded object whose version differs (rollback) is still refused")  # fmt: skip
 
     verify = command("verify", "run the validator's header check from the client (read-only)")
     verify.add_argument("source", metavar="S3URL")
@@ -298,6 +308,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     sync.add_argument(
         "--escrow-key", metavar="KEYFILE", help="also wrap every data key for this offline AES escrow key file"
     )
+    _add_pad(sync)
     _add_transfer(sync)
     _add_files_in_flight(sync)
 
@@ -472,54 +483,22 @@ class _Aws:
         return resolve_location(parse_s3_url(url), stack_bucket=self.stack_bucket)
 
 
-@dataclass
-class _Totals:
-    uploaded: int = 0
-    failed: int = 0
-    plaintext_bytes: int = 0
-    stored_bytes: int = 0
+def _has_keys(args: argparse.Namespace) -> bool:
+    """Whether any key custody was given (a key file, an HSM or an escrow key)."""
+    options = custody_options(args)
+    return bool(options.key_file or options.uses_hsm or options.escrow_private_key or options.escrow_key_file)
 
 
-def _upload_files(args: argparse.Namespace, aws: _Aws, keyring, files: list[tuple[Path, str]], *, bucket: str,
-                  extra: dict[str, str], transfer: TransferSettings, label: str) -> _Totals:  # fmt: skip
-    """Upload files (small ones many at a time), reporting each; failures are counted, not raised."""
-    report = args.reporter
-    totals = _Totals()
-    jobs = [Job(path, key, path.stat().st_size) for path, key in files]
-
-    def reported(outcome: Outcome) -> None:
-        bar.file_done()
-        if outcome.error is not None:
-            totals.failed += 1
-            report.error(str(outcome.error), path=str(outcome.job.path), key=outcome.job.key)
-            return
-        result = outcome.result
-        assert result is not None
-        totals.uploaded += 1
-        totals.plaintext_bytes += result.plaintext_bytes
-        totals.stored_bytes += result.stored_bytes
-        how = f"{result.parts} parts" if result.parts else "single put"
-        _say(args, f"{label} {result.path} -> s3://{result.bucket}/{result.key} "
-                   f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
-             path=str(result.path), bucket=result.bucket, key=result.key, version_id=result.version_id,
-             plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes, parts=result.parts)  # fmt: skip
-
-    with report.progress(label, sum(stored_size_estimate(j.size) for j in jobs), files=len(jobs)) as bar:
-        try:
-            upload_many(aws.s3, jobs, bucket=bucket, key_provider=keyring, extra_context=extra, settings=transfer,
-                        files_in_flight=args.files_in_flight, on_bytes=bar.update, on_outcome=reported)  # fmt: skip
-        except Interrupted as interrupted:
-            raise Interrupted(f"{interrupted.reason}; {totals.uploaded} of {len(jobs)} files were uploaded",
-                              stored=interrupted.stored) from None  # fmt: skip
-        bar.finish()
-    return totals
+def _named(args: argparse.Namespace, aws: _Aws, custody: Custody, bucket: str, *, create: bool = False) -> NamedBucket:
+    return NamedBucket.open(aws.s3, custody, bucket, plain_names=args.plain_names, create=create,
+                            dry_run=getattr(args, "dryrun", False))  # fmt: skip
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
     if len(args.paths) < 2:
         raise UsageError("upload needs at least one PATH and the destination s3://bucket/prefix")
     *sources, url = args.paths
-    extra = parse_context_items(args.context)
+    extra = upload_context(parse_context_items(args.context), pad=args.pad)
     transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
     aws = _Aws(args, concurrency=max(transfer.concurrency, args.files_in_flight))
     location = aws.location(url)
@@ -527,23 +506,28 @@ def cmd_upload(args: argparse.Namespace) -> int:
     for skipped in plan.skipped:
         args.reporter.skipped(skipped.name, skipped.reason)
     with open_custody(custody_options(args), need_primary=True) as custody:
+        nb = _named(args, aws, custody, location.bucket, create=True)
         if len(plan.items) == 1 and not plan.skipped:  # one file: its error is the command's error
-            path, key = plan.items[0]
-            with args.reporter.progress("upload", stored_size_estimate(path.stat().st_size)) as bar:
-                result = upload_encrypted(aws.s3, source_path=path, bucket=location.bucket, key=key,
-                                          key_provider=custody.encrypting_keyring(), extra_context=extra,
-                                          settings=transfer, on_bytes=bar.update,
-                                          plaintext_digest=False)  # no manifest entry here  # fmt: skip
-                bar.finish()
-            how = f"{result.parts} parts" if result.parts else "single put"
-            _say(args, f"uploaded {path} -> s3://{result.bucket}/{result.key} "
-                       f"({result.plaintext_bytes} -> {result.stored_bytes} bytes, {how})",
-                 path=str(path), bucket=result.bucket, key=result.key, version_id=result.version_id,
-                 plaintext_bytes=result.plaintext_bytes, stored_bytes=result.stored_bytes, parts=result.parts)  # fmt: skip
+            path, name = plan.items[0]
+            stored = nb.stored(name, for_upload=True)
+            try:
+                with args.reporter.progress("upload", stored_size_estimate(path.stat().st_size)) as bar:
+                    result = upload_encrypted(aws.s3, source_path=path, bucket=location.bucket, key=stored,
+                                              key_provider=custody.encrypting_keyring(), extra_context=extra,
+                                              settings=transfer, on_bytes=bar.update, pad_source=pad_source(args.pad))  # fmt: skip
+                    bar.finish()
+                nb.record_upload(result)
+            except TierAError as error:
+                raise type(error)(nb.localize(str(error), stored, name)) from None
+            except Interrupted as interrupted:
+                raise Interrupted(nb.localize(interrupted.reason, stored, name), stored=interrupted.stored) from None
+            finally:
+                nb.save()
+            report_upload(args.reporter, "uploaded", result, name)
             return _finish(args, "uploaded", 1, 0, 0, skips_fail=False, plaintext_bytes=result.plaintext_bytes,
                            stored_bytes=result.stored_bytes)  # fmt: skip
-        totals = _upload_files(args, aws, custody.encrypting_keyring(), plan.items, bucket=location.bucket,
-                               extra=extra, transfer=transfer, label="uploaded")  # fmt: skip
+        totals = upload_files(aws.s3, args.reporter, nb, custody.encrypting_keyring(), plan.items, extra=extra,
+                              transfer=transfer, files_in_flight=args.files_in_flight, pad=args.pad, label="uploaded")  # fmt: skip
     return _finish(args, "uploaded", totals.uploaded, totals.failed, len(plan.skipped), skips_fail=False,
                    plaintext_bytes=totals.plaintext_bytes, stored_bytes=totals.stored_bytes)  # fmt: skip
 
@@ -579,7 +563,8 @@ def cmd_download(args: argparse.Namespace) -> int:
     _data_on_stdout(args, args.dest)
     failures = done = 0
     with open_custody(custody_options(args), need_primary=False) as custody:
-        plan = scan_downloads(aws.s3, location, "." if is_stdio(args.dest) else args.dest)
+        nb = _named(args, aws, custody, location.bucket)
+        plan, shown = nb.plan_downloads(location, "." if is_stdio(args.dest) else args.dest)
         if is_stdio(args.dest) and (len(plan.items) != 1 or plan.skipped):
             raise UsageError("'-' (standard output) takes exactly one object, not a prefix")
         for skipped in plan.skipped:
@@ -587,10 +572,11 @@ def cmd_download(args: argparse.Namespace) -> int:
         with report.progress("download", sum(plan.sizes.get(k, 0) for k, _ in plan.items) or None,
                              files=len(plan.items)) as bar:  # fmt: skip
             for key, target in plan.items:
-                keyring = _decrypting_keyring(
-                    custody, lambda k=key: read_object_head(aws.s3, location.bucket, k, HEADER_PEEK_BYTES)
-                )
+                name = shown[key]
                 try:
+                    keyring = _decrypting_keyring(
+                        custody, lambda k=key: read_object_head(aws.s3, location.bucket, k, HEADER_PEEK_BYTES)
+                    )
                     with contextlib.ExitStack() as stack:
                         if is_stdio(args.dest):
                             target = stack.enter_context(stdout_spool())
@@ -599,24 +585,43 @@ def cmd_download(args: argparse.Namespace) -> int:
                         result = download_decrypted(
                             aws.s3, bucket=location.bucket, key=key, dest=target, key_provider=keyring,
                             expected_context=extra, on_bytes=bar.update, overwrite=args.force,
+                            output_filter=nb.output_filter(key, name, allow_unrecorded=args.allow_unrecorded),
                         )  # fmt: skip
                 except TierAError as error:
+                    error = type(error)(nb.localize(str(error), key, name))
                     if len(plan.items) == 1 and not plan.skipped:
-                        raise
+                        raise error from None
                     failures += 1
-                    report.error(str(error), key=key)
+                    report.error(str(error), key=name)
                     continue
                 finally:
                     bar.file_done()
                 done += 1
-                shown = "-" if is_stdio(args.dest) else target
-                _say(args, f"downloaded s3://{location.bucket}/{key} -> {shown} ({result.plaintext_bytes} bytes)",
-                     bucket=location.bucket, key=key, path=str(shown),
+                shown_dest = "-" if is_stdio(args.dest) else target
+                _say(args, f"downloaded s3://{location.bucket}/{name} -> {shown_dest} ({result.plaintext_bytes} bytes)",
+                     bucket=location.bucket, key=name, stored_key=key, path=str(shown_dest),
                      plaintext_bytes=result.plaintext_bytes)  # fmt: skip
     status = _finish(args, "downloaded", done, failures, len(plan.skipped), skips_fail=True)
     if failures:
         print("error: no plaintext was written for the failed objects", file=sys.stderr, flush=True)
     return status
+
+
+def _verify_targets(args: argparse.Namespace, aws: _Aws, location: S3Location) -> list[tuple[str, str]]:
+    """(stored key, shown name) pairs: plaintext names with a key, stored keys as given without one."""
+    if _has_keys(args):
+        with open_custody(custody_options(args), need_primary=False) as custody:
+            _, found = _named(args, aws, custody, location.bucket).objects(location.key)
+        targets = [(item.stored, item.name or item.stored) for item in found]
+    elif object_exists(aws.s3, location.bucket, location.key):
+        targets = [(location.key, location.key)]
+    else:
+        prefix = location.key if not location.key or location.key.endswith("/") else location.key + "/"
+        targets = [(k, k) for k in list_keys(aws.s3, location.bucket, prefix) if not k.endswith("/")]
+    if not targets:
+        hint = "" if _has_keys(args) else " (without --key, names are the stored keys)"
+        raise UsageError(f"no object or prefix s3://{location.bucket}/{location.key}{hint}")
+    return targets
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -627,104 +632,108 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     aws = _Aws(args)
     location = aws.location(args.source)
-    if object_exists(aws.s3, location.bucket, location.key):
-        keys = [location.key]
-    else:
-        prefix = location.key if not location.key or location.key.endswith("/") else location.key + "/"
-        keys = [k for k in list_keys(aws.s3, location.bucket, prefix) if not k.endswith("/")]
-        if not keys:
-            raise UsageError(f"no object or prefix s3://{location.bucket}/{location.key}")
+    targets = _verify_targets(args, aws, location)
     failed = 0
     report = args.reporter
-    for key in keys:
-        where = f"s3://{location.bucket}/{key}"
+    for key, name in targets:
+        where = f"s3://{location.bucket}/{name}"
+        fields = {"bucket": location.bucket, "key": name, "stored_key": key}
         try:
             outcome = object_check.check_object(
                 aws.s3, bucket=location.bucket, key=key, version_id=None, settings=rules
             )
         except Exception as error:  # AccessDenied etc.: no decision is a failure too
             failed += 1
-            reason = f"not checked: {' '.join(str(error).split())}"
-            report.error(f"FAIL {where}: {reason}", bucket=location.bucket, key=key, status="unchecked")
+            reason = f"not checked: {' '.join(str(error).split())}".replace(key, name)
+            report.error(f"FAIL {where}: {reason}", status="unchecked", **fields)
             continue
         if outcome.status == object_check.STATUS_VALIDATED:
-            report.result(f"pass {where}", bucket=location.bucket, key=key, status=outcome.status)
+            report.result(f"pass {where}", status=outcome.status, **fields)
         else:
             failed += 1
-            text = f"FAIL {where}: {'; '.join(outcome.reasons)}"
+            text = f"FAIL {where}: {'; '.join(outcome.reasons)}".replace(key, name)
             if args.json:
-                report.result(text, bucket=location.bucket, key=key, status=outcome.status,
-                              reasons=list(outcome.reasons), reason_codes=list(outcome.reason_codes))  # fmt: skip
+                report.result(text, status=outcome.status, reasons=list(outcome.reasons),
+                              reason_codes=list(outcome.reason_codes), **fields)  # fmt: skip
             else:  # shown even with --quiet: a failed check is what the caller must see
                 print(text, file=sys.stderr if args.quiet else sys.stdout, flush=True)
-    report.summary(f"{len(keys) - failed} passed, {failed} failed", passed=len(keys) - failed, failed=failed)
+    passed = len(targets) - failed
+    report.summary(f"{passed} passed, {failed} failed", passed=passed, failed=failed)
     return EXIT_FAILED if failed else 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
     aws = _Aws(args)
     location = aws.location(args.source)
-    model = None
-    if args.key or args.pkcs11_lib:
-        custody = open_custody(custody_options(args), need_primary=True)
-        with custody:
-            model = SizeModel(custody.encrypting_keyring(), location.bucket)
-    count = 0
-    for item in list_objects(aws.s3, location.bucket, location.key):
-        obj = RemoteObject.from_listing(item)
-        plaintext = model.plaintext_size(obj.size, obj.key) if model else None
-        shown = f"{plaintext:>12}" if plaintext is not None else f"{obj.size:>12}" + ("?" if model else "")
-        count += 1
-        _say(args, f"{obj.last_modified:%Y-%m-%d %H:%M:%S} {shown} s3://{location.bucket}/{obj.key}",
-             bucket=location.bucket, key=obj.key, stored_bytes=obj.size, plaintext_bytes=plaintext,
-             last_modified=obj.last_modified.isoformat())  # fmt: skip
-    if model:
-        args.reporter.summary(f"{count} objects (sizes are plaintext; '?' = not a message of this key and context)",
+    if not _has_keys(args):  # the auditor's view: stored keys and stored sizes
+        count = 0
+        for item in list_objects(aws.s3, location.bucket, location.key):
+            count += 1
+            _say(args, f"{item['LastModified']:%Y-%m-%d %H:%M:%S} {int(item.get('Size', 0)):>12} "
+                       f"s3://{location.bucket}/{item['Key']}", bucket=location.bucket, stored_key=item["Key"],
+                 stored_bytes=int(item.get("Size", 0)), last_modified=item["LastModified"].isoformat())  # fmt: skip
+        args.reporter.summary(f"{count} objects (stored keys and sizes; give --key for names and plaintext sizes)",
                               objects=count)  # fmt: skip
-    else:
-        args.reporter.summary(f"{count} objects (stored sizes; give --key for plaintext sizes)", objects=count)
+        return 0
+    count = 0
+    with open_custody(custody_options(args), need_primary=False) as custody:
+        nb = _named(args, aws, custody, location.bucket)
+        model = SizeModel(custody.encrypting_keyring(), location.bucket) if custody.primary is not None else None
+        for item in nb.listing(location.key):
+            plaintext = nb.plaintext_size(item, model)  # model: unrecorded objects, if unpadded
+            shown = f"{plaintext:>12}" if plaintext is not None else f"{item.size:>12}?"
+            name = item.name if item.name is not None else f"{item.stored} (name does not decrypt)"
+            count += 1
+            _say(args, f"{item.last_modified:%Y-%m-%d %H:%M:%S} {shown} s3://{location.bucket}/{name}",
+                 bucket=location.bucket, key=item.name, stored_key=item.stored, stored_bytes=item.size,
+                 plaintext_bytes=plaintext, last_modified=item.last_modified.isoformat())  # fmt: skip
+    args.reporter.summary(f"{count} objects (plaintext names and sizes; '?' = stored size of an object "
+                          "the manifest does not record)", objects=count)  # fmt: skip
     return 0
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    extra = parse_context_items(args.context)
+    extra = upload_context(parse_context_items(args.context), pad=args.pad)
     transfer = TransferSettings(part_size=args.part_size_mib * MIB, concurrency=args.concurrency)
     aws = _Aws(args, concurrency=max(transfer.concurrency, args.files_in_flight))
     location = aws.location(args.dest)
     report = args.reporter
     dry = "(dryrun) " if args.dryrun else ""
+    uploaded = failures = deleted = 0
     with open_custody(custody_options(args), need_primary=True) as custody:
-        keyring = custody.encrypting_keyring()
-        plan = plan_sync(aws.s3, args.source, location, unchanged=size_and_time(SizeModel(keyring, location.bucket, extra)),
-                         filters=Filters(args.filters or []), delete=args.delete)  # fmt: skip
+        nb = _named(args, aws, custody, location.bucket, create=True)
+        plan = plan_sync(nb, args.source, location, filters=Filters(args.filters or []), delete=args.delete)
         if plan.deletes and not args.dryrun:
             require_versioning(aws.s3, location.bucket, "sync --delete")
         for skipped in plan.skipped:
             report.skipped(skipped.name, skipped.reason)
-        uploaded = failures = 0
         if args.dryrun:
             for local in plan.uploads:
                 _say(args, f"{dry}upload: {local.path} -> s3://{location.bucket}/{local.key}", action="upload",
                      path=str(local.path), key=local.key, dryrun=True)  # fmt: skip
         elif plan.uploads:
-            totals = _upload_files(args, aws, keyring, [(f.path, f.key) for f in plan.uploads], bucket=location.bucket,
-                                   extra=extra, transfer=transfer, label="upload:")  # fmt: skip
+            totals = upload_files(aws.s3, report, nb, custody.encrypting_keyring(), [(f.path, f.key) for f in plan.uploads],
+                                  extra=extra, transfer=transfer, files_in_flight=args.files_in_flight, pad=args.pad,
+                                  label="upload:")  # fmt: skip
             uploaded, failures = totals.uploaded, totals.failed
-    deleted = 0
-    for obj in plan.deletes:
-        where = f"s3://{location.bucket}/{obj.key}"
-        if args.dryrun:
-            _say(args, f"{dry}delete: {where}", action="delete", key=obj.key, dryrun=True)
-            continue
         try:
-            marker = delete_current(aws.s3, location.bucket, obj.key)
-        except TierAError as error:
-            failures += 1
-            report.error(str(error), key=obj.key)
-            continue
-        deleted += 1
-        _say(args, f"delete: {where} (delete marker {marker}; earlier versions kept)", action="delete", key=obj.key,
-             delete_marker_version_id=marker)  # fmt: skip
+            for obj in plan.deletes:
+                where = f"s3://{location.bucket}/{obj.name}"
+                if args.dryrun:
+                    _say(args, f"{dry}delete: {where}", action="delete", key=obj.name, dryrun=True)
+                    continue
+                try:
+                    marker = delete_current(aws.s3, location.bucket, obj.stored)
+                except TierAError as error:
+                    failures += 1
+                    report.error(nb.localize(str(error), obj.stored, str(obj.name)), key=obj.name)
+                    continue
+                nb.record_delete(obj.stored)
+                deleted += 1
+                _say(args, f"delete: {where} (delete marker {marker}; earlier versions kept)", action="delete",
+                     key=obj.name, stored_key=obj.stored, delete_marker_version_id=marker)  # fmt: skip
+        finally:
+            nb.save()
     text = (f"{dry}{len(plan.uploads)} to upload, {len(plan.unchanged)} unchanged, {len(plan.deletes)} to delete"
             if args.dryrun else
             f"uploaded {uploaded}, unchanged {len(plan.unchanged)}, deleted {deleted}, failed {failures}, "
@@ -740,33 +749,34 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_rm(args: argparse.Namespace) -> int:
     aws = _Aws(args)
-    targets: list[tuple[str, str]] = []
-    for url in args.targets:
-        location = aws.location(url)
-        if not location.key or location.key.endswith("/"):
-            if not args.recursive:
-                raise UsageError(f"{url} is a prefix; add --recursive to delete every object under it")
-            targets += [(location.bucket, k) for k in list_keys(aws.s3, location.bucket, location.key)]
-        elif args.recursive:
-            prefix = location.key + "/"
-            targets += [(location.bucket, k) for k in list_keys(aws.s3, location.bucket, prefix)]
-        elif object_exists(aws.s3, location.bucket, location.key):
-            targets.append((location.bucket, location.key))
-        else:
-            raise UsageError(f"no object {url}")
-    for bucket in sorted({b for b, _ in targets}):
-        require_versioning(aws.s3, bucket, "rm")
-    failures = 0
-    for bucket, key in targets:
+    failures = count = 0
+    with open_custody(custody_options(args), need_primary=True) as custody:
+        targets: list[tuple[NamedBucket, str, str]] = []  # (bucket, stored key, name)
+        opened: dict[str, NamedBucket] = {}
+        for url in args.targets:
+            location = aws.location(url)
+            if location.bucket not in opened:
+                opened[location.bucket] = _named(args, aws, custody, location.bucket)
+            nb = opened[location.bucket]
+            targets += [(nb, i.stored, i.name or i.stored) for i in nb.targets(location.key, recursive=args.recursive)]
+        for bucket in sorted(opened):
+            require_versioning(aws.s3, bucket, "rm")
         try:
-            marker = delete_current(aws.s3, bucket, key)
-        except TierAError as error:
-            failures += 1
-            args.reporter.error(str(error), bucket=bucket, key=key)
-            continue
-        _say(args, f"delete: s3://{bucket}/{key} (delete marker {marker}; earlier versions kept)", bucket=bucket,
-             key=key, delete_marker_version_id=marker)  # fmt: skip
-    return _finish(args, "deleted", len(targets) - failures, failures, 0, skips_fail=False)
+            for nb, key, name in targets:
+                try:
+                    marker = delete_current(aws.s3, nb.bucket, key)
+                except TierAError as error:
+                    failures += 1
+                    args.reporter.error(nb.localize(str(error), key, name), bucket=nb.bucket, key=name)
+                    continue
+                nb.record_delete(key)
+                count += 1
+                _say(args, f"delete: s3://{nb.bucket}/{name} (delete marker {marker}; earlier versions kept)",
+                     bucket=nb.bucket, key=name, stored_key=key, delete_marker_version_id=marker)  # fmt: skip
+        finally:
+            for nb in opened.values():
+                nb.save()
+    return _finish(args, "deleted", count, failures, 0, skips_fail=False)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -26,7 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import aws_encryption_sdk
 from aws_encryption_sdk import CommitmentPolicy
@@ -370,6 +370,7 @@ def decrypt_to_file(
     on_bytes: Callable[[int], None] | None = None,
     overwrite: bool = True,
     engine: str | None = None,
+    output_filter: Callable[[Any, BinaryIO], Any] | None = None,
     body: BodyDecryptor | None = None,
 ) -> DecryptResult:
     """Decrypt an ESDK message from `source` into `dest`, all or nothing.
@@ -377,12 +378,18 @@ def decrypt_to_file(
     The ESDK always parses and authenticates the header and derives the key. The body is
     decrypted by kommunmoln.tier_a.frames when the engine is the frame engine and the
     message is framed with this project's suite (no signature); otherwise by the ESDK.
-    `body` replaces `decrypt_body` for such messages (kommunmoln.tier_a.ranged: frames
-    fetched and decrypted in parallel); it writes into the same temporary file.
+    `body` replaces `decrypt_body` for such messages when plaintext goes straight to the
+    temporary file (no `output_filter` sink): kommunmoln.tier_a.ranged, frames fetched and
+    decrypted in parallel into that file.
 
     `expected_context` entries must be present with equal values in the message's
     encryption context (checked before any plaintext is written). `on_bytes` is called
     with the number of ciphertext bytes read (progress).
+
+    `output_filter(header, handle)`, when given, is called once the header authenticated and
+    before any plaintext is written: it may raise to refuse the message (rollback check), and
+    returns the sink plaintext goes to, an object with `write` and `finish() -> int` (the
+    bytes it wrote to `handle`; e.g. removing size padding), or `handle` itself.
     """
     dest = Path(dest)
     recorder = _HeadRecorder(source, on_bytes)
@@ -393,15 +400,18 @@ def decrypt_to_file(
             header = decryptor.header  # parses the header and unwraps the data key
             context = dict(header.encryption_context)
             _check_context(context, expected_context or {})
+            sink = output_filter(header, handle) if output_filter else handle
             stage = "body"
             written = 0
             if codec_engine(engine) == ENGINE_FRAMES and header.algorithm == ALGORITHM and frames_can_decrypt(header):
-                written = (body or decrypt_body)(decryptor, recorder, handle)
+                written = (body if body and sink is handle else decrypt_body)(decryptor, recorder, sink)
             else:
-                written = _pump(decryptor, handle)
+                written = _pump(decryptor, sink)
                 if not hasattr(decryptor, "footer"):
                     raise DecryptionError("message ended before its final frame; no output written")
                 decryptor.close()
+            if sink is not handle:
+                written = sink.finish()
             stage = "end"
             if recorder.read(1):
                 raise DecryptionError("unexpected data after the end of the message; no output written")

@@ -3,34 +3,34 @@
 Semantics follow `aws s3 sync` where the design allows (docs/use-case-1.md, "sync"):
 - direction: local directory -> s3://bucket/prefix (the nightly job of a file server);
 - a file is uploaded when its object is missing or changed. `aws s3 sync` calls a file
-  changed when the sizes differ or the local file is newer than the object. Stored sizes are
-  ciphertext sizes here, so the size compared is the exact size the ESDK message of the local
-  file would have (`SizeModel`), and the time rule is the same (local mtime > LastModified);
-- `--exclude` / `--include` take shell patterns on the path relative to the source, applied
-  in order with the last match winning, everything included by default (as in the AWS CLI);
+  changed when the sizes differ or the local file is newer than the object; here a file is
+  unchanged only when its SHA-256 equals the one the bucket's encrypted manifest recorded
+  for its stored key and the listing's ETag is the one recorded (manifest.py). So an edit
+  that keeps size and mtime is uploaded, an object replaced outside the client is uploaded
+  again, and AWS learns no digest, size or time: a no-change run reads local files and the
+  listing, never an object's content;
+- `--exclude` / `--include` take shell patterns on the (plaintext) path relative to the
+  source, applied in order with the last match winning, everything included by default
+  (as in the AWS CLI);
 - `--delete` removes objects under the prefix that have no local file, with a plain
   DeleteObject: in a versioned bucket that only adds a delete marker (the current version
   becomes noncurrent, every version stays). It is refused on a bucket without versioning,
   where a delete would destroy data;
 - `--dryrun` prints what would happen and changes nothing.
-
-Change detection is one function (`ChangeCheck`): the name-hiding work can plug in a
-stronger one (e.g. a keyed content hash) without touching the command.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import fnmatch
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kommunmoln.tier_a.codec import FRAME_LENGTH, encrypt_stream
 from kommunmoln.tier_a.errors import UsageError
-from kommunmoln.tier_a.transfer import S3Location, Skipped, _s3_error, list_objects, object_context, scan_uploads
+from kommunmoln.tier_a.named_bucket import Listed, NamedBucket, folder
+from kommunmoln.tier_a.transfer import S3Location, Skipped, _s3_error, object_context, scan_uploads
 
 FRAME_OVERHEAD = 32  # per full frame: 4-byte sequence number, 12-byte IV, 16-byte tag (ESDK message format)
 
@@ -38,23 +38,10 @@ FRAME_OVERHEAD = 32  # per full frame: 4-byte sequence number, 12-byte IV, 16-by
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
-    key: str
+    key: str  # plaintext name
+    stored: str  # stored key (the name itself in a --plain-names bucket)
     size: int
     mtime: float  # seconds since the epoch
-
-
-@dataclass(frozen=True)
-class RemoteObject:
-    key: str
-    size: int  # stored (ciphertext) bytes
-    last_modified: _dt.datetime
-
-    @classmethod
-    def from_listing(cls, item: Mapping[str, Any]) -> RemoteObject:
-        return cls(item["Key"], int(item.get("Size", 0)), item["LastModified"])
-
-
-ChangeCheck = Callable[[LocalFile, RemoteObject], bool]  # True = unchanged, skip the upload
 
 
 class SizeModel:
@@ -86,17 +73,6 @@ class SizeModel:
         return plaintext if self.stored_size(plaintext, key) == stored_bytes else None
 
 
-def size_and_time(model: SizeModel) -> ChangeCheck:
-    """`aws s3 sync`'s rule on ciphertext: same (exact message) size and object not older than the file."""
-
-    def unchanged(local: LocalFile, remote: RemoteObject) -> bool:
-        return (
-            remote.size == model.stored_size(local.size, local.key) and remote.last_modified.timestamp() >= local.mtime
-        )
-
-    return unchanged
-
-
 class Filters:
     """--exclude / --include in command-line order; the last matching one decides (AWS CLI rule)."""
 
@@ -115,39 +91,43 @@ class Filters:
 class SyncPlan:
     uploads: list[LocalFile]
     unchanged: list[LocalFile]
-    deletes: list[RemoteObject]
+    deletes: list[Listed]
     skipped: list[Skipped]
 
 
-def _prefix(location: S3Location) -> str:
-    return location.key if not location.key or location.key.endswith("/") else location.key + "/"
+def plan_sync(nb: NamedBucket, source: str, location: S3Location, *, filters: Filters, delete: bool) -> SyncPlan:
+    """What `sync` would do: new and changed files to upload, objects without a file to delete.
 
-
-def plan_sync(
-    s3, source: str, location: S3Location, *, unchanged: ChangeCheck, filters: Filters, delete: bool
-) -> SyncPlan:
-    """What `sync` would do: new and changed files to upload, objects without a file to delete."""
+    `location.key` is a plaintext prefix. Costs the ListObjectsV2 pages of the prefix (names
+    are decrypted only for `--delete`) and, via the manifest, no object read.
+    """
     if not Path(source).is_dir():
         raise UsageError(f"sync needs a local directory as its source; {source} is not one")
-    prefix = _prefix(location)
+    prefix = folder(location.key)
     scan = scan_uploads([source], S3Location(location.bucket, prefix), allow_empty=True)
     plan = SyncPlan([], [], [], list(scan.skipped))
-    remote = {
-        item["Key"]: RemoteObject.from_listing(item)
-        for item in list_objects(s3, location.bucket, prefix)
-        if not item["Key"].endswith("/") and filters.included(item["Key"][len(prefix) :])
-    }
+    remote = {item.stored: item for item in nb.listing(prefix, decrypt=delete)}
     local_keys = set()
     for path, key in scan.items:
         if not filters.included(key[len(prefix) :]):
             continue
+        try:
+            stored = nb.stored(key)
+        except UsageError as error:
+            plan.skipped.append(Skipped(str(path), str(error)))
+            continue
         info = path.stat()
-        local = LocalFile(path, key, info.st_size, info.st_mtime)
-        local_keys.add(key)
-        existing = remote.get(key)
-        (plan.unchanged if existing and unchanged(local, existing) else plan.uploads).append(local)
+        local = LocalFile(path, key, stored, info.st_size, info.st_mtime)
+        local_keys.add(stored)
+        (plan.unchanged if nb.unchanged(path, remote.get(stored)) else plan.uploads).append(local)
     if delete:
-        plan.deletes = [obj for key, obj in sorted(remote.items()) if key not in local_keys]
+        for stored, item in sorted(remote.items()):
+            if stored in local_keys:
+                continue
+            if item.name is None:
+                plan.skipped.append(Skipped(f"s3://{location.bucket}/{stored}", f"not deleted: {item.error}"))
+            elif filters.included(item.name[len(prefix) :]):
+                plan.deletes.append(item)
     return plan
 
 

@@ -178,23 +178,23 @@ class UploadResult:
     parts: int  # 0 = single PutObject
     encryption_context: dict[str, str]
     message_id: bytes = b""  # the ESDK message ID (header, authenticated): names this upload
-    plaintext_sha256: str = ""  # of exactly the bytes encrypted, unless plaintext_digest=False (manifest.py)
+    plaintext_sha256: str = ""  # of exactly the bytes encrypted (change detection, manifest.py)
 
 
 class _Counting(io.RawIOBase):
     """Counts bytes read from a file (progress of the plaintext side)."""
 
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None, *, digest: bool = False) -> None:
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None) -> None:
         self._raw = raw
         self._on_bytes = on_bytes
         self.count = 0
-        # hashed while read, so it covers exactly what was encrypted; only on request: SHA-256
-        # costs about 0.6 CPU-s per GiB here, more than the encryption (docs/BENCHMARKS.md)
-        self.sha256 = hashlib.sha256() if digest else None
+        # hashed while read, so it covers exactly what was encrypted (the manifest entry every
+        # upload records); SHA-256 costs about 0.6 CPU-s per GiB here, more than AES-GCM
+        self.sha256 = hashlib.sha256()
 
     @property
     def hexdigest(self) -> str:
-        return self.sha256.hexdigest() if self.sha256 is not None else ""
+        return self.sha256.hexdigest()
 
     def readable(self) -> bool:
         return True
@@ -202,8 +202,7 @@ class _Counting(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.count += len(data)
-        if self.sha256 is not None:
-            self.sha256.update(data)
+        self.sha256.update(data)
         if self._on_bytes and data:
             self._on_bytes(len(data))
         return data
@@ -215,8 +214,7 @@ class _Counting(io.RawIOBase):
             return len(data)
         n = self._raw.readinto(buffer)
         self.count += n
-        if self.sha256 is not None:
-            self.sha256.update(memoryview(buffer)[:n])
+        self.sha256.update(memoryview(buffer)[:n])
         if self._on_bytes and n:
             self._on_bytes(n)
         return n
@@ -329,16 +327,16 @@ def upload_encrypted(
     extra_context: Mapping[str, str] | None = None,
     settings: TransferSettings | None = None,
     on_bytes: Callable[[int], None] | None = None,
-    plaintext_digest: bool = True,
+    pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
 ) -> UploadResult:
     """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored.
 
+    `pad_source` wraps the file's stream before encryption (size padding, size_padding.py);
+    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes.
+
     `on_bytes` is called with the number of stored (ciphertext) bytes S3 has acknowledged:
     progress counts what was sent, not what the encryptor read ahead. Ctrl-C raises
-    `Interrupted` saying whether the object was stored. `plaintext_digest` hashes the
-    plaintext (SHA-256, in `UploadResult.plaintext_sha256`, for a manifest entry); it costs
-    about 0.6 CPU-s per GiB, more than the encryption, so callers that keep no manifest
-    entry (`kommunmoln upload` of one file) turn it off.
+    `Interrupted` saying whether the object was stored.
     """
     settings = settings or TransferSettings()
     source_path = Path(source_path)
@@ -357,15 +355,14 @@ def upload_encrypted(
     with raw:
         return upload_stream(
             s3, source=raw, size=os.fstat(raw.fileno()).st_size, bucket=bucket, key=key, key_provider=key_provider,
-            context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path,
-            plaintext_digest=plaintext_digest,
+            context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path, pad_source=pad_source,
         )  # fmt: skip
 
 
 def upload_stream(
     s3, *, source: BinaryIO, size: int, bucket: str, key: str, key_provider, context: Mapping[str, str],
     settings: TransferSettings, on_bytes: Callable[[int], None] | None, what: str, path: Path = Path("-"),
-    if_match: str | None = None, plaintext_digest: bool = True,
+    if_match: str | None = None, pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
 ) -> UploadResult:  # fmt: skip
     """Encrypt `source` (at most `size` bytes, which sets the part size) while uploading it.
 
@@ -375,9 +372,9 @@ def upload_stream(
     """
     condition = {"IfMatch": if_match} if if_match else {}
     part_size = _part_size_for(size, settings.part_size)
-    counted = _Counting(source, None, digest=plaintext_digest)
+    counted = _Counting(source, None)
     try:
-        reader = _PartReader(open_encryptor(counted, key_provider, context))
+        reader = _PartReader(open_encryptor(pad_source(counted) if pad_source else counted, key_provider, context))
         first = reader.next_part(part_size)
         second = reader.next_part(part_size) if len(first) == part_size else bytearray()
     except TierAError:
@@ -614,14 +611,15 @@ def download_decrypted(
     version_id: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
     overwrite: bool = True,
+    output_filter: Callable[[Any, BinaryIO], Any] | None = None,
     settings: TransferSettings | None = None,
 ) -> DecryptResult:
     """Download and decrypt s3://bucket/key; `dest` appears only if all of it authenticated.
 
     The frames after the first part-sized range are fetched with up to `settings.concurrency`
     parallel ranged GETs of whole frames, all pinned to the first answer's ETag and version
-    (kommunmoln.tier_a.ranged); with the ESDK engine, or a message of another suite, one
-    stream feeds the ESDK. An existing `dest` is replaced only with `overwrite` (and never
+    (kommunmoln.tier_a.ranged); with the ESDK engine, a message of another suite, or an
+    `output_filter` sink (size padding), one stream feeds the decryptor. An existing `dest` is replaced only with `overwrite` (and never
     when it is a symlink or a special file: `kommunmoln.tier_a.outputs`).
 
     The message's encryption context must name this bucket and key (an object copied or
@@ -639,8 +637,10 @@ def download_decrypted(
         body = ranged.parallel_body(stream, concurrency=settings.concurrency, segment_frames=segment_frames,
                                     on_bytes=on_bytes)  # fmt: skip
         try:
-            result = decrypt_to_file(stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes,
-                                     overwrite=overwrite, body=body)  # fmt: skip
+            result = decrypt_to_file(
+                stream, dest, key_provider, expected_context=expected, on_bytes=on_bytes, overwrite=overwrite,
+                output_filter=output_filter, body=body,
+            )  # fmt: skip
             return dataclasses.replace(result, ciphertext_bytes=stream.length)
         except TierAError as error:
             raise type(error)(f"s3://{bucket}/{key}: {error}") from None

@@ -169,7 +169,14 @@ def test_key_material_never_leaks_in_a_whole_flow(ledger, debug_logging, capsys,
             "--key",
             str(keyfile),
         ],
-        ["--endpoint-url", moto_endpoint, "verify", "s3://rel-secrets/dir/"],
+        [
+            "--endpoint-url",
+            moto_endpoint,
+            "verify",
+            "s3://rel-secrets/dir/",
+            "--key",
+            str(keyfile),
+        ],  # names need the key
     ]
     codes = [cli(step) for step in steps]
     out = capsys.readouterr()

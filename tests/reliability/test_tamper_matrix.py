@@ -28,9 +28,11 @@ import pytest
 
 from kommunmoln import names
 from kommunmoln.tier_a import codec
-from kommunmoln.tier_a.keys import RawAesKey, write_key_file
+from kommunmoln.tier_a.keys import Keyring, RawAesKey, load_key_file, write_key_file
+from kommunmoln.tier_a.transfer import upload_encrypted
 from tests.conftest import REPO_ROOT
 from tests.reliability import esdk_samples as samples
+from tests.stored_names import stored_key
 from usecases.client_side_encryption import main as cli
 
 pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
@@ -251,10 +253,11 @@ def test_swapped_bodies_are_refused(ledger, capsys, tmp_path, keyfile, moto_endp
     for name in ("a", "b"):
         (tmp_path / name).write_bytes(name.encode() * 1000)
         _upload(moto_endpoint, keyfile, tmp_path / name, f"s3://{bucket}/dir/{name}.txt")
-    body_a = s3.get_object(Bucket=bucket, Key="dir/a.txt")["Body"].read()
-    body_b = s3.get_object(Bucket=bucket, Key="dir/b.txt")["Body"].read()
-    s3.put_object(Bucket=bucket, Key="dir/a.txt", Body=body_b)
-    s3.put_object(Bucket=bucket, Key="dir/b.txt", Body=body_a)
+    key_a, key_b = (stored_key(s3, bucket, f"dir/{name}.txt", keyfile) for name in ("a", "b"))
+    body_a = s3.get_object(Bucket=bucket, Key=key_a)["Body"].read()
+    body_b = s3.get_object(Bucket=bucket, Key=key_b)["Body"].read()
+    s3.put_object(Bucket=bucket, Key=key_a, Body=body_b)
+    s3.put_object(Bucket=bucket, Key=key_b, Body=body_a)
     capsys.readouterr()
     out = tmp_path / "out"
     out.mkdir()
@@ -272,7 +275,8 @@ def test_copy_under_another_key_is_refused(ledger, capsys, tmp_path, keyfile, mo
     # GIVEN an object copied server-side to another key (e.g. to pass it off as another case file)
     (tmp_path / "p").write_bytes(b"secret" * 100)
     _upload(moto_endpoint, keyfile, tmp_path / "p", f"s3://{bucket}/case-1.pdf")
-    s3.copy_object(Bucket=bucket, Key="case-2.pdf", CopySource={"Bucket": bucket, "Key": "case-1.pdf"})
+    case_1, case_2 = (stored_key(s3, bucket, name, keyfile) for name in ("case-1.pdf", "case-2.pdf"))
+    s3.copy_object(Bucket=bucket, Key=case_2, CopySource={"Bucket": bucket, "Key": case_1})
     capsys.readouterr()
     out = tmp_path / "out"
     out.mkdir()
@@ -290,10 +294,11 @@ def test_replayed_version_of_another_object_is_refused(
     (tmp_path / "x2").write_bytes(b"x version 2")
     (tmp_path / "y").write_bytes(b"y")
     _upload(moto_endpoint, keyfile, tmp_path / "x1", f"s3://{bucket}/x")
-    old = s3.list_object_versions(Bucket=bucket, Prefix="x")["Versions"][0]["VersionId"]
+    x, y = (stored_key(s3, bucket, name, keyfile) for name in ("x", "y"))
+    old = s3.list_object_versions(Bucket=bucket, Prefix=x)["Versions"][0]["VersionId"]
     _upload(moto_endpoint, keyfile, tmp_path / "x2", f"s3://{bucket}/x")
     _upload(moto_endpoint, keyfile, tmp_path / "y", f"s3://{bucket}/y")
-    s3.copy_object(Bucket=bucket, Key="y", CopySource={"Bucket": bucket, "Key": "x", "VersionId": old})
+    s3.copy_object(Bucket=bucket, Key=y, CopySource={"Bucket": bucket, "Key": x, "VersionId": old})
     capsys.readouterr()
     out = tmp_path / "out"
     out.mkdir()
@@ -311,9 +316,10 @@ def test_replayed_version_is_refused_with_a_generation_in_the_context(
     (tmp_path / "v1").write_bytes(b"decision: rejected")
     (tmp_path / "v2").write_bytes(b"decision: approved")
     _upload(moto_endpoint, keyfile, tmp_path / "v1", f"s3://{bucket}/beslut", "--context", "generation=1")
-    old = s3.list_object_versions(Bucket=bucket, Prefix="beslut")["Versions"][0]["VersionId"]
+    beslut = stored_key(s3, bucket, "beslut", keyfile)
+    old = s3.list_object_versions(Bucket=bucket, Prefix=beslut)["Versions"][0]["VersionId"]
     _upload(moto_endpoint, keyfile, tmp_path / "v2", f"s3://{bucket}/beslut", "--context", "generation=2")
-    s3.copy_object(Bucket=bucket, Key="beslut", CopySource={"Bucket": bucket, "Key": "beslut", "VersionId": old})
+    s3.copy_object(Bucket=bucket, Key=beslut, CopySource={"Bucket": bucket, "Key": beslut, "VersionId": old})
     capsys.readouterr()
     out = tmp_path / "out"
     out.mkdir()
@@ -324,27 +330,50 @@ def test_replayed_version_is_refused_with_a_generation_in_the_context(
     _assert_refused(ledger, capsys, code, out, out / "beslut", set())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP (design): the encryption context binds bucket and key but not the version, so a plain "
-    "download accepts an older version restored as current (rollback). Proposed: upload writes a "
-    "per-object generation/timestamp into the context and download reports it (or --expect-context)",
-)
 def test_replayed_older_version_is_refused_by_default(
     ledger, capsys, tmp_path, keyfile, moto_endpoint, versioned_bucket
 ) -> None:
+    # S3 rule relied on: CopyObject with CopySource VersionId makes a copy of that older version
+    # the current version (Amazon S3 User Guide, "Restoring previous versions"); moto implements it.
     s3, bucket = versioned_bucket
-    # GIVEN version 1 of an object restored over version 2
+    # GIVEN version 1 of an object restored over version 2 (a rollback by someone with S3 access)
     (tmp_path / "v1").write_bytes(b"decision: rejected")
     (tmp_path / "v2").write_bytes(b"decision: approved")
     _upload(moto_endpoint, keyfile, tmp_path / "v1", f"s3://{bucket}/beslut")
-    old = s3.list_object_versions(Bucket=bucket, Prefix="beslut")["Versions"][0]["VersionId"]
+    beslut = stored_key(s3, bucket, "beslut", keyfile)
+    old = s3.list_object_versions(Bucket=bucket, Prefix=beslut)["Versions"][0]["VersionId"]
     _upload(moto_endpoint, keyfile, tmp_path / "v2", f"s3://{bucket}/beslut")
-    s3.copy_object(Bucket=bucket, Key="beslut", CopySource={"Bucket": bucket, "Key": "beslut", "VersionId": old})
+    s3.copy_object(Bucket=bucket, Key=beslut, CopySource={"Bucket": bucket, "Key": beslut, "VersionId": old})
     capsys.readouterr()
     out = tmp_path / "out"
     out.mkdir()
-    # WHEN downloaded without extra expectations  THEN the rollback should be refused
+    # WHEN downloaded without extra expectations
     code = _download(moto_endpoint, keyfile, f"s3://{bucket}/beslut", out / "beslut")
-    ledger.add(CATEGORY + " (known gaps, xfail)", inputs=1, false_passes=int(code == 0))
-    assert code != 0
+    # THEN refused before any plaintext is written: the manifest records version 2's message ID
+    line = _assert_refused(ledger, capsys, code, out, out / "beslut", set())
+    assert "beslut: the stored object is not the version this client last wrote" in line
+    # AND even --allow-unrecorded does not accept a recorded object's older version
+    code = _download(moto_endpoint, keyfile, f"s3://{bucket}/beslut", out / "beslut", "--allow-unrecorded")
+    _assert_refused(ledger, capsys, code, out, out / "beslut", set())
+
+
+def test_object_written_outside_the_client_needs_allow_unrecorded(
+    ledger, capsys, tmp_path, keyfile, moto_endpoint, versioned_bucket
+) -> None:
+    s3, bucket = versioned_bucket
+    # GIVEN a bucket the client wrote, and a valid message for "b" put by a program that skips the manifest
+    (tmp_path / "a").write_bytes(b"a" * 100)
+    _upload(moto_endpoint, keyfile, tmp_path / "a", f"s3://{bucket}/a")
+    keyring = Keyring(load_key_file(keyfile).master_key())
+    upload_encrypted(s3, source_path=tmp_path / "a", bucket=bucket, key=stored_key(s3, bucket, "b", keyfile),
+                     key_provider=keyring)  # fmt: skip
+    capsys.readouterr()
+    out = tmp_path / "out"
+    out.mkdir()
+    # WHEN it is downloaded  THEN it is refused by default (fail closed), naming the way out
+    code = _download(moto_endpoint, keyfile, f"s3://{bucket}/b", out / "b")
+    line = _assert_refused(ledger, capsys, code, out, out / "b", set())
+    assert "not recorded in the bucket's manifest" in line and "--allow-unrecorded" in line
+    # AND accepted when the caller says so explicitly
+    assert _download(moto_endpoint, keyfile, f"s3://{bucket}/b", out / "b", "--allow-unrecorded") == 0
+    assert (out / "b").read_bytes() == b"a" * 100

@@ -70,8 +70,13 @@ def test_fresh_install_runs_help_version_keygen_and_sync(installed: Path, tmp_pa
     argv = ["--endpoint-url", moto_endpoint, "--key", "key.json", "sync", "share", f"s3://{bucket}/arende/"]
     result = _run(installed, work, *argv)
     assert result.returncode == 0, result.stderr
-    assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == [
-        "arende/protokoll.txt", "arende/sub/beslut.txt"]  # fmt: skip
+    stored = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(stored) == 4 and not any("protokoll" in k or "arende" in k for k in stored)  # 2 files + 2 records
+    listing = _run(installed, work, "--endpoint-url", moto_endpoint, "--key", "key.json", "ls", f"s3://{bucket}/")
+    assert (
+        f"s3://{bucket}/arende/protokoll.txt" in listing.stdout
+        and f"s3://{bucket}/arende/sub/beslut.txt" in listing.stdout
+    )
     result = _run(installed, work, *argv)
     assert result.returncode == 0 and "uploaded 0, unchanged 2" in result.stdout
 

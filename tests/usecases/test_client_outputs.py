@@ -26,6 +26,7 @@ from kommunmoln.tier_a.transfer import (
     upload_encrypted,
 )
 from tests.conftest import REPO_ROOT
+from tests.stored_names import listed_names, stored_key
 
 
 @pytest.fixture
@@ -164,8 +165,7 @@ def test_directory_upload_carries_on_past_a_failing_file(
     code, _, err = run(capsys, "--endpoint-url", moto_endpoint, "--key", str(key_file), "upload",
                        str(tmp_path / "in"), f"s3://{bucket}/d/")  # fmt: skip
     # THEN the others are uploaded, the symlink and FIFO are reported, the summary says so, exit 1
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
-    assert keys == ["d/a.txt", "d/c.txt"]
+    assert listed_names(s3, bucket, key_file) == ["d/a.txt", "d/c.txt"]
     assert f"skipped: {tmp_path / 'in' / 'link.txt'}: symlink (not followed)" in err
     assert "fifo: not a regular file" in err
     assert "error: upload of b.txt: AccessDenied: injected" in err
@@ -186,7 +186,8 @@ def test_symlinks_alone_are_reported_but_do_not_fail_the_upload(
 def test_prefix_download_with_an_unsafe_key_downloads_the_rest(
     tmp_path: Path, key_file: Path, capsys, moto_endpoint: str, bucket: str, s3
 ) -> None:
-    common = ["--endpoint-url", moto_endpoint, "--key", str(key_file), "-q"]
+    # (a bucket written with --plain-names: there, S3 keys are what the client turns into local paths)
+    common = ["--endpoint-url", moto_endpoint, "--key", str(key_file), "-q", "--plain-names"]
     (tmp_path / "ok.txt").write_text("ok")
     assert run(capsys, *common, "upload", str(tmp_path / "ok.txt"), f"s3://{bucket}/p/ok.txt")[0] == 0
     s3.put_object(Bucket=bucket, Key="p/../escape.txt", Body=b"whatever")
@@ -284,10 +285,11 @@ def test_verify_quiet_prints_only_failures(
     (tmp_path / "a.txt").write_text("a")
     assert run(capsys, "--endpoint-url", moto_endpoint, "--key", str(key_file), "-q", "upload",
                str(tmp_path / "a.txt"), f"s3://{bucket}/v/a.txt")[0] == 0  # fmt: skip
-    code, out, err = run(capsys, "--endpoint-url", moto_endpoint, "verify", "-q", f"s3://{bucket}/v/")
+    keyed = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    code, out, err = run(capsys, *keyed, "verify", "-q", f"s3://{bucket}/v/")
     assert (code, out, err) == (0, "", "")
-    s3.put_object(Bucket=bucket, Key="v/plain.txt", Body=b"plaintext")
-    code, out, err = run(capsys, "--endpoint-url", moto_endpoint, "verify", "-q", f"s3://{bucket}/v/")
+    s3.put_object(Bucket=bucket, Key=stored_key(s3, bucket, "v/plain.txt", key_file), Body=b"plaintext")
+    code, out, err = run(capsys, *keyed, "verify", "-q", f"s3://{bucket}/v/")
     assert code == 1 and out == "" and err.startswith(f"FAIL s3://{bucket}/v/plain.txt: not-esdk")
     assert err.count("\n") == 1
 

@@ -24,6 +24,7 @@ from kommunmoln.tier_a.transfer import (
     plan_uploads,
     upload_encrypted,
 )
+from tests.stored_names import stored_key
 from usecases.client_side_encryption import main
 
 pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
@@ -288,14 +289,15 @@ def test_cli_upload_download_verify(
         capsys, *common, "upload", str(tmp_path / "in"), f"s3://{bucket}/arende/", "--part-size-mib", "5"
     )
     assert code == 0, err
-    # AND a plaintext object is put around the client
-    s3.put_object(Bucket=bucket, Key="arende/plain.txt", Body=b"not encrypted")
-    # THEN verify passes the encrypted ones, fails the plaintext, exits 1
-    code, out, _ = _cli(capsys, "--endpoint-url", moto_endpoint, "verify", f"s3://{bucket}/arende")
+    # AND a plaintext object is put around the client, under the stored key of arende/plain.txt
+    s3.put_object(Bucket=bucket, Key=stored_key(s3, bucket, "arende/plain.txt", key_file), Body=b"not encrypted")
+    # THEN verify (by plaintext name) passes the encrypted ones, fails the plaintext, exits 1
+    keyed = ["--endpoint-url", moto_endpoint, "--key", str(key_file)]
+    code, out, _ = _cli(capsys, *keyed, "verify", f"s3://{bucket}/arende")
     assert code == 1
     assert f"pass s3://{bucket}/arende/a.txt" in out and f"pass s3://{bucket}/arende/sub/b.bin" in out
     assert f"FAIL s3://{bucket}/arende/plain.txt: not-esdk" in out
-    code, out, _ = _cli(capsys, "--endpoint-url", moto_endpoint, "verify", f"s3://{bucket}/arende/a.txt")
+    code, out, _ = _cli(capsys, *keyed, "verify", f"s3://{bucket}/arende/a.txt")
     assert code == 0 and "1 passed, 0 failed" in out
     # WHEN the prefix is downloaded THEN encrypted files match and the plaintext one fails (exit 1, no file)
     code, _, err = _cli(capsys, *common, "download", f"s3://{bucket}/arende", str(tmp_path / "out"))
@@ -323,7 +325,8 @@ def test_cli_stack_bucket_from_outputs(tmp_path: Path, key_file: Path, capsys, m
                         "upload", str(tmp_path / "p.txt"), "s3://@stack/x/p.txt")  # fmt: skip
     assert code == 0, err
     boto = boto3.client("s3", endpoint_url=moto_endpoint, region_name="eu-north-1")
-    assert boto.head_object(Bucket=bucket, Key="x/p.txt")["ContentLength"] > len("via stack")
+    stored = stored_key(boto, bucket, "x/p.txt", key_file)
+    assert boto.head_object(Bucket=bucket, Key=stored)["ContentLength"] > len("via stack")
     # AND an unknown stack is a usage error
     code, _, err = _cli(capsys, "--endpoint-url", moto_endpoint, "--stack-name", "nope", "--key", str(key_file),
                         "upload", str(tmp_path / "p.txt"), "s3://@stack/x/p.txt")  # fmt: skip
