@@ -30,9 +30,11 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("frame decryption (AES-GCM, frame checks)", ("FrameDecryptor",)),
     ("writing the file (pwrite into the page cache)", ("_decrypt_run",)),
     ("part buffers (ciphertext cut into parts)", ("_PartReader",)),
-    ("waiting for parts or ranges (thread pool)", ("concurrent/futures",)),
+    ("waiting for parts or ranges (thread pool, locks; py-spy counts some waits as busy)",
+     ("concurrent/futures", "threading.py")),
+    ("client set-up (botocore models, key file)", ("_our_client", "_keyring", "botocore/loaders.py")),
     ("other botocore", ("botocore/",)),
-)
+)  # fmt: skip
 _OURS = "kommunmoln/"
 
 

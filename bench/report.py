@@ -253,21 +253,20 @@ def check_targets(results: BenchResults) -> list[TargetCheck]:
     for section, limit in ((UPLOAD, UPLOAD_TARGET), (DOWNLOAD, DOWNLOAD_TARGET)):
         for size in results.sizes(section):
             value = ratio(results, section, OURS, size)
+            loads = load_range(*(results.find(section, p, size) for p in (OURS, BASELINE)))
             checks.append(
-                TargetCheck(
-                    f"encrypted {section} >= {limit:.1f} x plain boto3 ({_size(size)})",
-                    "not measured" if value is None else f"{value:.2f}",
-                    None if value is None else value >= limit,
-                )
+                _check(f"encrypted {section} >= {limit:.1f} x plain boto3 ({_size(size)})", value, limit, load=loads)
             )
     for size in results.sizes(DOWNLOAD):
         value = ratio(results, DOWNLOAD, OURS, size, baseline=SINGLE_STREAM)
         if value is not None:
+            loads = load_range(*(results.find(DOWNLOAD, p, size) for p in (OURS, SINGLE_STREAM)))
             checks.append(
-                TargetCheck(
+                _check(
                     f"encrypted download >= {DOWNLOAD_TARGET:.1f} x plain single-stream get_object ({_size(size)})",
-                    f"{value:.2f}",
-                    value >= DOWNLOAD_TARGET,
+                    value,
+                    DOWNLOAD_TARGET,
+                    load=loads,
                 )
             )
     for section in (MEMORY_UPLOAD, MEMORY_DOWNLOAD):

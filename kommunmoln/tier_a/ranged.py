@@ -188,8 +188,12 @@ def parallel_body(
                              frame_length=header.frame_length)  # fmt: skip
         key, message_id = frame_key(decryptor), bytes(header.message_id)
 
-        def new_decryptor() -> FrameDecryptor:
-            return FrameDecryptor(key=key, message_id=message_id, frame_length=layout.frame_length)
+        per_thread = threading.local()
+
+        def new_decryptor() -> FrameDecryptor:  # one frame buffer per thread, reused for its ranges
+            if getattr(per_thread, "decryptor", None) is None:
+                per_thread.decryptor = FrameDecryptor(key=key, message_id=message_id, frame_length=layout.frame_length)
+            return per_thread.decryptor
 
         first = 0  # frames wholly inside the first answer are read from it, here
         while first < layout.frames and layout.end(first + 1) <= opening.first_end:
