@@ -28,7 +28,7 @@ PREFLIGHT_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),
 # (CI, a pipeline), say what to do instead: review `make diff` and pass APPROVAL=never.
 APPROVAL ?= $(shell [ -t 0 ] && echo broadening || echo none-without-terminal)
 
-.PHONY: help install demo test synth preflight diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean
+.PHONY: help install demo test synth preflight tiers diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ synth: $(VENV_STAMP) $(CDK_STAMP) ## Synthesize all stacks with the compliance g
 preflight: $(VENV_STAMP) $(CDK_STAMP) ## Read-only checks of the account before deploying (AWS_PROFILE, REGION, CONTEXT as for deploy)
 	$(CDK) synth --quiet $(filter-out --profile $(AWS_PROFILE),$(CDK_ARGS))
 	$(PY) -m deploy.preflight $(PREFLIGHT_ARGS)
+
+tiers: $(VENV_STAMP) ## Which tiers a Region offers, from the SDK's endpoint data (REGION=eusc-de-east-1; no credentials)
+	$(PY) -m deploy.preflight --tiers $(or $(REGION),eu-north-1)
 
 diff: $(VENV_STAMP) $(CDK_STAMP) ## Show what a deploy would change (review it before APPROVAL=never)
 	$(CDK) diff --all $(CDK_ARGS)

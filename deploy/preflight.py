@@ -27,7 +27,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from kommunmoln import names
+from kommunmoln import names, regions
 from kommunmoln.config import AppConfig, ConfigError, load_config
 from stacks.components.function import POWERTOOLS_PARAMETER
 
@@ -104,6 +104,7 @@ def run_checks(config: AppConfig, assembly: Assembly, client: Clients) -> list[R
     else:
         results.append(Result("account", True, f"{account} ({arn}), partition {partition}"))
     results.append(_region(config, partition, client))
+    results.append(tiers_offered(config.region))
     for check in (_bootstrap, _lambda_headroom, _powertools, _fixed_names, _required_settings, _hsm_cost):
         try:
             results += check(config, assembly, client, account=account, partition=partition)
@@ -120,12 +121,32 @@ def run_checks(config: AppConfig, assembly: Assembly, client: Clients) -> list[R
 def _region(config: AppConfig, partition: str, client: Clients) -> Result:
     # botocore's endpoint data lists the Regions where each service is offered in a partition (no AWS call).
     available = boto3.Session().get_available_regions
-    needed = ["s3", "lambda", "kms"] + (["cloudhsmv2"] if config.deploys(names.USE_CASE_CLOUDHSM) else [])
+    needed = sorted({service for use_case in config.use_cases for service in regions.TIER_SERVICES[use_case]})
     missing = [s for s in needed if config.region not in available(s, partition_name=partition)]
     if missing:
         return Result("region", False, f"{config.region} in {partition} does not offer {', '.join(missing)}",
                       "choose a Region that offers them (config `region`) or drop the use case (`use_cases`)")  # fmt: skip
     return Result("region", True, f"{config.region} offers {', '.join(needed)}")
+
+
+TIER_LABELS = {
+    names.USE_CASE_CLIENT_SIDE: "A (client-side encryption)",
+    names.USE_CASE_CLOUDHSM: "B (CloudHSM key store)",
+    names.USE_CASE_EXTERNAL_KEY_STORE: "C (external key store, XKS)",
+}
+
+
+def tiers_offered(region: str) -> Result:
+    """Which tiers the Region and its partition offer, from the SDK's endpoint data (no AWS call).
+
+    E.g. eusc-de-east-1 (aws-eusc) offers tiers A and C: its endpoint data lists KMS but not CloudHSM.
+    """
+    partition = regions.partition_of(region)
+    parts = []
+    for use_case, missing in regions.tiers_offered(region).items():
+        label = TIER_LABELS[use_case]
+        parts.append(f"{label}: yes" if not missing else f"{label}: no ({', '.join(missing)} not offered)")
+    return Result("tiers", True, f"{region} ({partition}) offers tier " + "; tier ".join(parts))
 
 
 def _bootstrap(config: AppConfig, assembly: Assembly, client: Clients, **_: str) -> list[Result]:
@@ -280,7 +301,16 @@ def main(
     parser.add_argument("--profile", help="AWS profile (default: the environment's credentials)")
     parser.add_argument("--context", action="append", default=[], metavar="KEY=VALUE",
                         help="a context value as given to cdk -c (repeatable; JSON values allowed)")  # fmt: skip
+    parser.add_argument("--tiers", metavar="REGION",
+                        help="only print which tiers REGION offers (no credentials, no cloud assembly needed)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.tiers:
+        try:
+            print(tiers_offered(args.tiers).line())
+        except ValueError as err:
+            print(f"preflight: {err}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        return 0
     try:
         context = json.loads((REPO_ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
         for item in args.context:

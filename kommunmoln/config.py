@@ -32,6 +32,9 @@ EU_REGIONS: tuple[str, ...] = (
     "eu-central-1",  # Frankfurt
     "eu-south-1",  # Milan
     "eu-south-2",  # Spain
+    # AWS European Sovereign Cloud (partition aws-eusc), Brandenburg, Germany. It offers KMS but, in the
+    # SDK's endpoint data, no CloudHSM: tiers A and C only (kommunmoln.regions, `make preflight`).
+    "eusc-de-east-1",
 )
 
 # The values CloudWatch Logs accepts for a retention period.
@@ -165,6 +168,34 @@ class TierBConfig:
         return path if path.is_absolute() else REPO_ROOT / path
 
 
+XKS_CONNECTIVITY = ("PUBLIC_ENDPOINT", "VPC_ENDPOINT_SERVICE")  # CreateCustomKeyStore XksProxyConnectivity
+
+
+@dataclass(frozen=True)
+class TierCConfig:
+    """Settings of use case 3: a KMS external key store (XKS) on the municipality's own proxy and HSM (tier C).
+
+    The proxy's authentication credential is never a setting: `credential_secret_arn` names the Secrets
+    Manager secret that holds it (JSON {"AccessKeyId": ..., "RawSecretAccessKey": ...}).
+    """
+
+    connectivity: str  # PUBLIC_ENDPOINT or VPC_ENDPOINT_SERVICE
+    proxy_uri_endpoint: str  # https://<host>; with VPC_ENDPOINT_SERVICE the host is the private DNS name
+    proxy_uri_path: str  # [/prefix]/kms/xks/v1
+    credential_secret_arn: str
+    credential_key_arn: str  # "" = the secret uses the AWS managed key aws/secretsmanager
+    xks_key_id: str  # the external key's id in the proxy (its config's key map)
+    proxy_target_ips: tuple[str, ...]  # VPC_ENDPOINT_SERVICE: the proxies' addresses behind the NLB
+    proxy_port: int
+    noncurrent_version_days: int
+    monitor_interval_minutes: int
+
+    @property
+    def private_dns_name(self) -> str:
+        """The host of the proxy URI (the endpoint service's private DNS name with VPC connectivity)."""
+        return self.proxy_uri_endpoint.removeprefix("https://")
+
+
 @dataclass(frozen=True)
 class AppConfig:
     """Everything the CDK app needs, validated once."""
@@ -182,6 +213,7 @@ class AppConfig:
     log_retention_days: int
     tier_a: TierAConfig = field(repr=False)
     tier_b: TierBConfig = field(repr=False)
+    tier_c: TierCConfig | None = field(default=None, repr=False)
     # False: no function reserves concurrency (accounts whose Lambda concurrency quota is too small to
     # reserve any: Lambda keeps 100 unreserved; `make preflight` checks the headroom).
     lambda_reserved_concurrency: bool = True
@@ -217,7 +249,7 @@ DEFAULTS: dict[str, Any] = {
     "region": "eu-north-1",
     "allowed_regions": ["eu-north-1"],
     "availability_zones": ["eu-north-1a", "eu-north-1b"],
-    "use_cases": list(names.USE_CASES),
+    "use_cases": list(names.DEFAULT_USE_CASES),
     "workshop_mode": False,
     "lambda_reserved_concurrency": True,
     "alarm_email": "",
@@ -245,10 +277,20 @@ DEFAULTS: dict[str, Any] = {
     "tier_b_noncurrent_version_days": 365,
     "tier_b_monitor_interval_minutes": 5,
     "tier_b_cloudhsm_cli_sha256": "",
+    "tier_c_connectivity": "PUBLIC_ENDPOINT",
+    "tier_c_proxy_uri_endpoint": "",
+    "tier_c_proxy_uri_path": "/kms/xks/v1",
+    "tier_c_credential_secret_arn": "",
+    "tier_c_credential_key_arn": "",
+    "tier_c_xks_key_id": "",
+    "tier_c_proxy_target_ips": [],
+    "tier_c_proxy_port": 443,
+    "tier_c_noncurrent_version_days": 365,
+    "tier_c_monitor_interval_minutes": 5,
 }
 
 _EMAIL = r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}"
-_IAM_PRINCIPAL = r"arn:aws:iam::[0-9]{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)"
+_IAM_PRINCIPAL = r"arn:aws[a-z-]*:iam::[0-9]{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)"
 _NAMESPACE = r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}"
 
 
@@ -256,7 +298,9 @@ def _availability_zones(key: str, value: Any, region: str) -> tuple[str, ...]:
     zones = _list(
         key,
         value,
-        lambda k, v: _string(k, v, pattern=r"[a-z]{2}-[a-z]+-[0-9][a-z]", allowed="a zone name such as eu-north-1a"),
+        lambda k, v: _string(
+            k, v, pattern=r"[a-z]{2,4}(-[a-z]+)+-[0-9][a-z]", allowed="a zone name such as eu-north-1a"
+        ),
     )
     if len(zones) < 2 or len(set(zones)) != len(zones):
         raise ConfigError(key, f"expected at least two different availability zones, got {_short(list(zones))}")
@@ -437,6 +481,9 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         )
     if tier_b.keystore_enabled and tier_b.hsm_count < 2:
         raise ConfigError("tier_b_hsm_count", "a KMS custom key store needs at least 2 HSMs in different zones")
+    _refuse_tiers_not_offered(use_cases, region)
+    account = _string("account", get("account"), pattern=r"|[0-9]{12}", allowed="empty or a 12-digit AWS account id")
+    tier_c = _tier_c(get, region, account) if names.USE_CASE_EXTERNAL_KEY_STORE in use_cases else None
 
     config = AppConfig(
         municipality_name=_string(
@@ -451,7 +498,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
             pattern=r"[a-z][a-z0-9]{1,11}",
             allowed="2 to 12 lower-case letters and digits, starting with a letter",
         ),
-        account=_string("account", get("account"), pattern=r"|[0-9]{12}", allowed="empty or a 12-digit AWS account id"),
+        account=account,
         region=region,
         allowed_regions=allowed_regions,
         availability_zones=_availability_zones("availability_zones", get("availability_zones"), region),
@@ -462,6 +509,7 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         log_retention_days=log_retention,
         tier_a=tier_a,
         tier_b=tier_b,
+        tier_c=tier_c,
         lambda_reserved_concurrency=_bool("lambda_reserved_concurrency", get("lambda_reserved_concurrency")),
         residency_guardrail_policy_ids=_list(
             "residency_guardrail_policy_ids",
@@ -480,6 +528,94 @@ def load_config(context: Mapping[str, Any]) -> AppConfig:
         ),
     )
     return config
+
+
+def _refuse_tiers_not_offered(use_cases: tuple[str, ...], region: str) -> None:
+    """A tier whose services the SDK's endpoint data does not list for the Region (CloudHSM in aws-eusc)."""
+    from kommunmoln.regions import missing_services
+
+    for use_case in use_cases:
+        missing = missing_services(use_case, region)
+        if missing:
+            raise ConfigError(
+                "use_cases",
+                f"{use_case} needs {', '.join(missing)}, which {region} does not offer; drop it from use_cases",
+            )
+
+
+def _tier_c(get: Callable[[str], Any], region: str, account: str) -> TierCConfig:
+    """Tier C settings, validated only when the use case is deployed (its required values have no default)."""
+    from kommunmoln.regions import partition_of
+
+    partition = partition_of(region)
+    account_pattern = re.escape(account) if account else "[0-9]{12}"
+
+    def arn(service: str) -> str:
+        return rf"arn:{re.escape(partition)}:{service}:{re.escape(region)}:{account_pattern}:"
+
+    connectivity = _string(
+        "tier_c_connectivity", get("tier_c_connectivity"), pattern="|".join(XKS_CONNECTIVITY),
+        allowed=" or ".join(XKS_CONNECTIVITY),
+    )  # fmt: skip
+    # Patterns of the KMS API (CreateCustomKeyStore: XksProxyUriEndpoint, XksProxyUriPath; CreateKey: XksKeyId).
+    endpoint = _string(
+        "tier_c_proxy_uri_endpoint", get("tier_c_proxy_uri_endpoint"), pattern=r"https://[a-zA-Z0-9.-]{2,120}",
+        allowed="https:// and the proxy's host name (no port, no path; KMS always uses port 443)",
+    )  # fmt: skip
+    target_ips = _list("tier_c_proxy_target_ips", get("tier_c_proxy_target_ips"), lambda k, v: _private_ip(k, v))
+    if connectivity == "VPC_ENDPOINT_SERVICE" and not target_ips:
+        raise ConfigError("tier_c_proxy_target_ips", "VPC_ENDPOINT_SERVICE needs the address of at least one proxy")
+    if connectivity == "VPC_ENDPOINT_SERVICE" and "." not in endpoint.removeprefix("https://"):
+        raise ConfigError("tier_c_proxy_uri_endpoint", "the private DNS name must be a domain name you can verify")
+    return TierCConfig(
+        connectivity=connectivity,
+        proxy_uri_endpoint=endpoint,
+        proxy_uri_path=_string(
+            "tier_c_proxy_uri_path",
+            get("tier_c_proxy_uri_path"),
+            pattern=r"(/[a-zA-Z0-9/_-]+)?/kms/xks/v1",
+            allowed="[/prefix]/kms/xks/v1",
+        ),
+        credential_secret_arn=_string(
+            "tier_c_credential_secret_arn",
+            get("tier_c_credential_secret_arn"),
+            pattern=arn("secretsmanager") + r"secret:[\w/+=.@-]{1,512}",
+            allowed=f"the ARN of a Secrets Manager secret in {region} holding the proxy credential",
+        ),
+        credential_key_arn=_string(
+            "tier_c_credential_key_arn",
+            get("tier_c_credential_key_arn"),
+            pattern="|" + arn("kms") + r"key/[a-f0-9-]{36}",
+            allowed=f"empty or the ARN of the KMS key in {region} that encrypts the credential secret",
+        ),
+        xks_key_id=_string(
+            "tier_c_xks_key_id",
+            get("tier_c_xks_key_id"),
+            pattern=r"[a-zA-Z0-9_.-]{1,128}",
+            allowed="the external key id the proxy serves (1 to 128 letters, digits, - _ .)",
+        ),
+        proxy_target_ips=target_ips,
+        proxy_port=_int("tier_c_proxy_port", get("tier_c_proxy_port"), low=1, high=65535),
+        noncurrent_version_days=_int(
+            "tier_c_noncurrent_version_days", get("tier_c_noncurrent_version_days"), low=1, high=3650
+        ),
+        monitor_interval_minutes=_int(
+            "tier_c_monitor_interval_minutes", get("tier_c_monitor_interval_minutes"), low=1, high=60
+        ),
+    )
+
+
+def _private_ip(key: str, value: Any) -> str:
+    text = _string(key, value)
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ConfigError(key, f"{_short(value)} is not an IPv4 address") from None
+    if not address.is_private:
+        raise ConfigError(
+            key, f"{_short(value)} is not a private address (the NLB reaches proxies over a private link)"
+        )
+    return text
 
 
 def _namespace(key: str, value: Any) -> str:

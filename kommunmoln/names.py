@@ -28,8 +28,13 @@ def tier_b_stack_name(municipality_id: str) -> str:
     return f"{stack_prefix(municipality_id)}-tier-b"
 
 
+def tier_c_stack_name(municipality_id: str) -> str:
+    return f"{stack_prefix(municipality_id)}-tier-c"
+
+
 def trail_name(municipality_id: str, purpose: str) -> str:
-    """Name of a CloudTrail trail (`purpose`: "management", "tier-a-data", "tier-b-data"); unique per account and Region.
+    """Name of a CloudTrail trail (`purpose`: "management", "tier-a-data", "tier-b-data", "tier-c-data"); unique per
+    account and Region.
 
     Fixed so that the trail bucket's policy can name the trail ARN (`aws:SourceArn`) without
     a reference to the trail, which itself depends on that policy.
@@ -45,7 +50,10 @@ def tier_a_bucket_name(municipality_id: str, purpose: str, account: str, region:
 # --- Use cases (values of the `use_cases` setting) ----------------------------------------
 USE_CASE_CLIENT_SIDE = "client-side-encryption"
 USE_CASE_CLOUDHSM = "cloudhsm-kms"
-USE_CASES = (USE_CASE_CLIENT_SIDE, USE_CASE_CLOUDHSM)
+USE_CASE_EXTERNAL_KEY_STORE = "external-key-store"  # tier C: KMS XKS, keys in the municipality's own HSM
+USE_CASES = (USE_CASE_CLIENT_SIDE, USE_CASE_CLOUDHSM, USE_CASE_EXTERNAL_KEY_STORE)
+# What a config without `use_cases` deploys: tier C is opt-in (it needs the municipality's running proxy).
+DEFAULT_USE_CASES = (USE_CASE_CLIENT_SIDE, USE_CASE_CLOUDHSM)
 
 # --- Resource tags (on stacks, buckets, keys) ------------------------------------------------
 TAG_PROJECT = "kommunmoln:project"
@@ -58,6 +66,7 @@ TAG_CLASSIFICATION = "kommunmoln:classification"
 CLASSIFICATION_PROTECTED = "osl-protected"  # holds information under the Secrecy Act (OSL)
 TIER_A = "A-client-side"
 TIER_B = "B-cloudhsm-sse-kms"
+TIER_C = "C-external-key-store-sse-kms"
 # A protected bucket whose object-level events are logged by an organization trail outside
 # this app (the compliance pack cannot see that trail, so the tag records the claim).
 TAG_ORGANIZATION_TRAIL = "kommunmoln:organization-trail"
@@ -98,6 +107,11 @@ ENV_CUSTOM_KEY_STORE_ID = "KOMMUNMOLN_CUSTOM_KEY_STORE_ID"
 ENV_CLUSTER_ID = "KOMMUNMOLN_CLOUDHSM_CLUSTER_ID"
 ENV_MIN_HSMS = "KOMMUNMOLN_MIN_ACTIVE_HSMS"
 ENV_EXPECTED_KEY_POLICY = "KOMMUNMOLN_EXPECTED_KEY_POLICY"  # the template's key policy (JSON)
+# AWS_CLOUDHSM (default) or EXTERNAL_KEY_STORE: which key store the monitor checks (CustomKeyStoreType values).
+ENV_KEY_STORE_TYPE = "KOMMUNMOLN_KEY_STORE_TYPE"
+# Tier C monitor: the external key id and proxy URI the key store must still point at.
+ENV_XKS_KEY_ID = "KOMMUNMOLN_XKS_KEY_ID"
+ENV_XKS_PROXY_URI = "KOMMUNMOLN_XKS_PROXY_URI"
 ENV_METRIC_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
 ENV_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 # Tier A client (use case 1): never the secret itself, only where to find it.
@@ -157,6 +171,9 @@ OUTPUT_KMS_KEY_ARN = "KmsKeyArn"
 OUTPUT_KMS_ALIAS = "KmsKeyAlias"
 OUTPUT_ADMIN_HOST_ID = "AdminHostInstanceId"
 OUTPUT_KMSUSER_SECRET = "KmsUserPasswordSecretArn"  # Secrets Manager secret with the kmsuser password
+OUTPUT_XKS_PRIVATE_DNS_TXT_NAME = "XksPrivateDnsVerificationName"  # TXT record name the operator publishes
+OUTPUT_XKS_PRIVATE_DNS_TXT_VALUE = "XksPrivateDnsVerificationValue"
+OUTPUT_XKS_ENDPOINT_SERVICE = "XksVpcEndpointServiceName"
 OUTPUT_KMS_USAGE_ROLE = "KmsKeyUsageRoleArn"  # the one role the key policy lets use the tier B key (via S3)
 
 # --- Custom resource types served by lambdas.cloudhsm_provisioner (tier B) ----------------
@@ -164,3 +181,8 @@ RESOURCE_CLOUDHSM_CLUSTER = "Custom::CloudHsmCluster"  # a cluster restored from
 RESOURCE_CLOUDHSM_HSMS = "Custom::CloudHsmHsms"
 RESOURCE_KMS_CUSTOM_KEY_STORE = "Custom::KmsCustomKeyStore"
 RESOURCE_KMS_HSM_KEY = "Custom::KmsHsmKey"
+
+# --- Custom resource types served by lambdas.xks_provisioner (tier C) -------------------------
+RESOURCE_XKS_ENDPOINT_SERVICE_DNS = "Custom::XksEndpointServicePrivateDns"  # waits for a verified private DNS name
+RESOURCE_KMS_EXTERNAL_KEY_STORE = "Custom::KmsExternalKeyStore"
+RESOURCE_KMS_XKS_KEY = "Custom::KmsXksKey"

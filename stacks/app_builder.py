@@ -12,6 +12,8 @@ from stacks.network_stack import NetworkStack
 from stacks.tier_a_stack import TierAStack
 from stacks.tier_b_stack import TierBStack
 from stacks.tier_b_stack import description as tier_b_description
+from stacks.tier_c_stack import TierCStack
+from stacks.tier_c_stack import description as tier_c_description
 
 
 def workshop_notice(config: AppConfig) -> str:
@@ -61,6 +63,20 @@ def build_app(app: cdk.App, config: AppConfig) -> dict[str, cdk.Stack]:
             description=tier_b_description(config),
         )
         stacks[tier_b.stack_name] = tier_b
+    if config.deploys(names.USE_CASE_EXTERNAL_KEY_STORE):
+        tier_c = TierCStack(
+            app,
+            names.tier_c_stack_name(config.municipality_id),
+            config=config,
+            network=network.network,
+            # Tier B's stack already puts a Secrets Manager endpoint into the shared VPC.
+            secrets_manager_endpoint=not config.deploys(names.USE_CASE_CLOUDHSM),
+            env=env,
+            description=tier_c_description(config),
+        )
+        if config.deploys(names.USE_CASE_CLOUDHSM):
+            tier_c.add_dependency(stacks[names.tier_b_stack_name(config.municipality_id)], "Secrets Manager endpoint")
+        stacks[tier_c.stack_name] = tier_c
 
     for stack in stacks.values():
         cdk.Tags.of(stack).add(names.TAG_PROJECT, names.PROJECT)

@@ -199,6 +199,7 @@ RULES: tuple[Rule, ...] = (
             "AWS::S3::Bucket",
             "AWS::KMS::Key",
             names.RESOURCE_KMS_HSM_KEY,
+            names.RESOURCE_KMS_XKS_KEY,  # tier C: a key in the external key store
             "AWS::CloudHSM::Cluster",
             names.RESOURCE_CLOUDHSM_CLUSTER,  # a cluster restored from a backup
             "AWS::Logs::LogGroup",
@@ -271,7 +272,7 @@ RULES: tuple[Rule, ...] = (
         "grant only principals of this account (roles of the app, arn:...:iam::<this account>:root); restrict "
         "`*` and service principals with aws:PrincipalAccount / aws:SourceAccount / kms:CallerAccount = this "
         "account; set `account` in cdk.json so literal account ids can be verified",
-        ("AWS::S3::BucketPolicy", "AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY),
+        ("AWS::S3::BucketPolicy", "AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY, names.RESOURCE_KMS_XKS_KEY),
         tests=(
             f"{_TEST_RULES}::test_osl4_own_account_principals_pass",
             f"{_TEST_RULES}::test_osl4_other_account_in_bucket_policy_fails",
@@ -290,7 +291,7 @@ RULES: tuple[Rule, ...] = (
         "kms:Update*, kms:Revoke*, kms:Disable*, kms:Get*, kms:Delete*, kms:TagResource, kms:UntagResource, "
         "kms:ScheduleKeyDeletion, kms:CancelKeyDeletion) for the account root/key administrators, and "
         "kms:Encrypt/Decrypt/GenerateDataKey* for the users; never NotAction in an Allow",
-        ("AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY),
+        ("AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY, names.RESOURCE_KMS_XKS_KEY),
         tests=(
             f"{_TEST_RULES}::test_osl5_default_key_policy_on_ordinary_key_passes",
             f"{_TEST_RULES}::test_osl5_strict_hsm_key_policy_passes",
@@ -310,6 +311,7 @@ RULES: tuple[Rule, ...] = (
             "AWS::S3::Bucket",
             "AWS::KMS::Key",
             names.RESOURCE_KMS_HSM_KEY,
+            names.RESOURCE_KMS_XKS_KEY,  # tier C: a key in the external key store
             "AWS::Logs::LogGroup",
             "AWS::CloudHSM::Cluster",
             names.RESOURCE_CLOUDHSM_CLUSTER,  # a cluster restored from a backup

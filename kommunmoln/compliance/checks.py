@@ -38,6 +38,7 @@ BUCKET = "AWS::S3::Bucket"
 BUCKET_POLICY = "AWS::S3::BucketPolicy"
 KMS_KEY = "AWS::KMS::Key"
 HSM_KEY = names.RESOURCE_KMS_HSM_KEY
+XKS_KEY = names.RESOURCE_KMS_XKS_KEY  # tier C: Origin EXTERNAL_KEY_STORE, key material on the municipality's premises
 TRAIL = "AWS::CloudTrail::Trail"
 NOTIFICATIONS = "Custom::S3BucketNotifications"
 
@@ -56,6 +57,11 @@ _ACCOUNT_CONDITION_KEYS = {
     "aws:sourcearn",
 }
 _WILDCARD_ACTIONS = {"*", "kms:*"}
+
+
+KEY_MATERIAL_ON_PREMISES = "on the municipality's premises (external key store)"
+KEY_MATERIAL_CLOUDHSM = "in a CloudHSM cluster operated by AWS for the municipality"
+KEY_MATERIAL_AWS = "in AWS (AWS KMS or S3)"
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ class Evaluator:
     @cached_property
     def strict_keys(self) -> set[ResourceRef]:
         """Keys of protected buckets (their default encryption key) and every HSM-backed key."""
-        keys = {ref for ref, _ in self.model.all_of_type(HSM_KEY)}
+        keys = {ref for ref, _ in self.model.all_of_type(HSM_KEY)} | {ref for ref, _ in self.model.all_of_type(XKS_KEY)}
         for ref, bucket in self.protected_buckets.items():
             for key_value in _default_encryption_keys(bucket):
                 target = self.model.target(ref.stack, key_value)
@@ -308,8 +314,13 @@ class Evaluator:
         if tier == names.TIER_B:
             problems = self.tier_b_problems(ref, bucket)
             return Outcome.fail(*(f"tier B: {p}" for p in problems)) if problems else PASS
+        if tier == names.TIER_C:
+            problems = self.tier_c_problems(ref, bucket)
+            return Outcome.fail(*(f"tier C: {p}" for p in problems)) if problems else PASS
         if tier is not None:
-            return Outcome.fail(f"tag {names.TAG_TIER}={tier!r} is neither {names.TIER_A} nor {names.TIER_B}")
+            return Outcome.fail(
+                f"tag {names.TAG_TIER}={tier!r} is none of {names.TIER_A}, {names.TIER_B}, {names.TIER_C}"
+            )
         tier_a, tier_b = self.tier_a_problems(ref, bucket), self.tier_b_problems(ref, bucket)
         if not tier_a or not tier_b:
             return PASS
@@ -400,6 +411,37 @@ class Evaluator:
                 problems.append(f"default encryption {algorithm!r} is not SSE-KMS")
         return problems
 
+    def tier_c_problems(self, ref: ResourceRef, bucket: dict[str, Any]) -> list[str]:
+        """Tier C ("tier B+"): tier B's server-side rule, and every default key is in an external key store."""
+        problems = self.tier_b_problems(ref, bucket)
+        if not problems and self.key_material_location(ref, bucket) != KEY_MATERIAL_ON_PREMISES:
+            problems.append(
+                f"the default encryption key is not a {XKS_KEY} (Origin EXTERNAL_KEY_STORE): its key material is in AWS"
+            )
+        return problems
+
+    def key_material_location(self, ref: ResourceRef, bucket: dict[str, Any]) -> str:
+        """A fact for the assessment: where the bucket's key material lives, as far as the template shows it.
+
+        KEY_MATERIAL_ON_PREMISES: every default key is an external-key-store key (tier C: KMS never holds the key;
+        each use is a request to the municipality's proxy and HSM). KEY_MATERIAL_CLOUDHSM: CloudHSM keys (tier B).
+        KEY_MATERIAL_AWS: anything else (AWS KMS, SSE-S3, or a key the template cannot show).
+        """
+        kinds = set()
+        for key_value in _default_encryption_keys(bucket):
+            target = self.model.target(ref.stack, key_value)
+            key = self.model.resource(target) if target else None
+            key_type = (key or {}).get("Type")
+            external = key_type == XKS_KEY and bool(properties(key).get("XksKeyId"))
+            kinds.add(
+                KEY_MATERIAL_ON_PREMISES
+                if external
+                else KEY_MATERIAL_CLOUDHSM
+                if key_type == HSM_KEY
+                else KEY_MATERIAL_AWS
+            )
+        return kinds.pop() if len(kinds) == 1 else KEY_MATERIAL_AWS
+
     def _key_origin_problem(self, stack_id: str, key_value: Any) -> str | None:
         if key_value is None:
             return "SSE-KMS with the AWS managed key aws/s3 (origin AWS_KMS)"
@@ -414,7 +456,9 @@ class Evaluator:
         key_type = key.get("Type")
         if properties(key).get("Origin") == "EXTERNAL_KEY_STORE":
             return None  # key material in the municipality's external key store (tier C, XKS)
-        if key_type == HSM_KEY:
+        if key_type == XKS_KEY and not properties(key).get("XksKeyId"):
+            return f"the {XKS_KEY} {target.logical_id} has no XksKeyId (the external key it uses)"
+        if key_type in (HSM_KEY, XKS_KEY):
             store = properties(key).get("CustomKeyStoreId")
             if store in (None, "") or (isinstance(store, str) and not store.strip()):
                 return f"the {HSM_KEY} {target.logical_id} has no CustomKeyStoreId"
@@ -427,6 +471,20 @@ class Evaluator:
                 f"a key in a custom key store, use the {HSM_KEY} custom resource"
             )
         return f"the key reference points at {target.logical_id} of type {key_type}, not a KMS key"
+
+    def tier_facts(self, ref: ResourceRef, bucket: dict[str, Any]) -> dict[str, str]:
+        """Facts on a protected bucket's tier for the evidence report (what it meets and does not meet)."""
+        if self.is_client_side(ref, bucket):
+            return {"tier": "A", "key material": "municipality only (client-side)", "no-disclosure rules": "met"}
+        location = self.key_material_location(ref, bucket)
+        tier = {KEY_MATERIAL_ON_PREMISES: "B+ (tier C)", KEY_MATERIAL_CLOUDHSM: "B"}.get(location, "none")
+        return {
+            "tier": tier,
+            "key material": location,
+            # S3 receives the plaintext object and KMS the plaintext data key while it processes a request, in
+            # tier C too: the provider can read the data then, so "the provider cannot read it" is not met.
+            "no-disclosure rules": "not met: S3 sees plaintext while it processes each request",
+        }
 
     def is_client_side(self, ref: ResourceRef, bucket: dict[str, Any]) -> bool:
         """The bucket meets tier A: only client-side encrypted objects, so S3 never sees plaintext."""
@@ -575,7 +633,7 @@ class Evaluator:
         replace = resource.get("UpdateReplacePolicy", "Delete")
         if replace != "Retain":
             reasons.append(f"UpdateReplacePolicy is {replace}")
-        if resource.get("Type") in (KMS_KEY, HSM_KEY):
+        if resource.get("Type") in (KMS_KEY, HSM_KEY, XKS_KEY):
             window = properties(resource).get("PendingWindowInDays")
             if window is not None and str(window) != "30":
                 reasons.append(f"PendingWindowInDays is {window}, not 30")

@@ -1,4 +1,8 @@
-"""Custom::KmsHsmKey: a symmetric KMS key in the key store (Origin AWS_CLOUDHSM) and its alias."""
+"""Custom::KmsHsmKey: a symmetric KMS key in the key store (Origin AWS_CLOUDHSM) and its alias.
+
+Also tier C's Custom::KmsXksKey: with an XksKeyId property the key is created in an external key store
+(Origin EXTERNAL_KEY_STORE, CreateKey's XksKeyId: "the ID of the external key ... in the external key manager").
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ class KeyProps:
     policy: str
     alias: str
     workshop_mode: bool
+    xks_key_id: str = ""  # tier C: the external key's id in the proxy; "" = a CloudHSM key store key
+
+    @property
+    def origin(self) -> str:
+        return "EXTERNAL_KEY_STORE" if self.xks_key_id else "AWS_CLOUDHSM"
 
     @staticmethod
     def parse(props: Mapping[str, Any]) -> KeyProps:
@@ -51,6 +60,8 @@ class KeyProps:
             policy=policy,
             alias=alias,
             workshop_mode=flag(props, "WorkshopMode"),
+            # KMS API Reference, CreateKey XksKeyId: 1 to 128 characters of ^[a-zA-Z0-9-_.]+$.
+            xks_key_id=prop(props, "XksKeyId", pattern=r"[a-zA-Z0-9_.-]{1,128}", allow_empty=True),
         )
 
 
@@ -143,6 +154,7 @@ def _create_key(props: KeyProps, kms: Any, *, sleep: Sleep, replacing: bool) -> 
         and not replacing
         and current.get("CustomKeyStoreId") == props.key_store_id
         and current.get("KeyState") != "PendingDeletion"
+        and current.get("XksKeyConfiguration", {}).get("Id", "") == props.xks_key_id
     ):
         LOG.info("alias %s already names key %s in the key store; adopting it", props.alias, current["KeyId"])
         _adopt(props, kms, current["KeyId"], sleep=sleep)
@@ -158,9 +170,10 @@ def _create_key(props: KeyProps, kms: Any, *, sleep: Sleep, replacing: bool) -> 
         Description=props.description,
         KeyUsage="ENCRYPT_DECRYPT",
         KeySpec="SYMMETRIC_DEFAULT",
-        Origin="AWS_CLOUDHSM",
+        Origin=props.origin,
         CustomKeyStoreId=props.key_store_id,
         BypassPolicyLockoutSafetyCheck=False,
+        **({"XksKeyId": props.xks_key_id} if props.xks_key_id else {}),
     )["KeyMetadata"]
     LOG.info("created KMS key %s in custom key store %s", meta["KeyId"], props.key_store_id)
     if current is None:
@@ -181,7 +194,7 @@ def key_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> di
     if request == "Delete":
         return _key_delete(key_id, props, kms, sleep=sleep)
     old = KeyProps.parse(event.get("OldResourceProperties", {}))
-    if old.key_store_id != props.key_store_id:
+    if old.key_store_id != props.key_store_id or old.xks_key_id != props.xks_key_id:
         meta = _create_key(props, kms, sleep=sleep, replacing=True)  # CloudFormation then deletes the old one
         return {"PhysicalResourceId": meta["KeyId"], "Data": _key_data(meta)}
     meta = _describe_key(kms, key_id, sleep=sleep)

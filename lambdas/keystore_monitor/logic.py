@@ -35,6 +35,10 @@ class MonitorSettings:
     key_arn: str  # "" = no key yet
     min_hsms: int
     expected_key_policy: str = ""  # the template's key policy; "" = the policy check is skipped
+    # Tier C (lambdas.keystore_monitor.xks): EXTERNAL_KEY_STORE, the external key id and the proxy URI.
+    key_store_type: str = "AWS_CLOUDHSM"
+    xks_key_id: str = ""
+    xks_proxy_uri: str = ""
 
     @staticmethod
     def from_env(env: Mapping[str, str]) -> MonitorSettings:
@@ -46,12 +50,20 @@ class MonitorSettings:
         raw = env.get(names.ENV_MIN_HSMS, "").strip() or "2"
         if not raw.isdigit() or not 1 <= int(raw) <= 28:
             raise ValueError(f"{names.ENV_MIN_HSMS} must be a whole number from 1 to 28, got {raw!r}")
+        store_type = env.get(names.ENV_KEY_STORE_TYPE, "").strip() or "AWS_CLOUDHSM"
+        if store_type not in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE"):
+            raise ValueError(
+                f"{names.ENV_KEY_STORE_TYPE} must be AWS_CLOUDHSM or EXTERNAL_KEY_STORE, got {store_type!r}"
+            )
         settings = MonitorSettings(
             key_store_id=env.get(names.ENV_CUSTOM_KEY_STORE_ID, "").strip(),
             cluster_id=env.get(names.ENV_CLUSTER_ID, "").strip(),
             key_arn=env.get(names.ENV_EXPECTED_KMS_KEY_ARN, "").strip(),
             min_hsms=int(raw),
             expected_key_policy=env.get(names.ENV_EXPECTED_KEY_POLICY, "").strip(),
+            key_store_type=store_type,
+            xks_key_id=env.get(names.ENV_XKS_KEY_ID, "").strip(),
+            xks_proxy_uri=env.get(names.ENV_XKS_PROXY_URI, "").strip(),
         )
         if settings.key_arn:
             for variable, value in (
@@ -257,6 +269,10 @@ def check_key_policy(kms: Any, key_arn: str, expected: str) -> Check:
 
 
 def check_health(*, kms: Any, cloudhsm: Any, settings: MonitorSettings) -> HealthReport:
+    if settings.key_store_type == "EXTERNAL_KEY_STORE":
+        from lambdas.keystore_monitor import xks  # tier C: no cluster to check
+
+        return xks.check_health(kms=kms, settings=settings)
     return HealthReport(
         (
             check_key_store(kms, settings.key_store_id),

@@ -35,6 +35,12 @@ PROVISIONER_HANDLER = "lambdas.cloudhsm_provisioner.handler"
 PROVISIONER_SERVICE = "cloudhsm-provisioner"
 PROVISIONER_FUNCTION_TIMEOUT_SECONDS = 600
 PROVIDER_TOTAL_TIMEOUT_SECONDS = 3300  # below CloudFormation's 3600 s custom resource limit, with margin
+PROVISIONER_WILDCARD_REASON = (
+    "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters and "
+    "DescribeBackups, the EC2 Describe calls CreateHsm and CreateCluster depend on, the KMS custom "
+    "key store actions, kms:ListKeys, kms:ListAliases, and kms:CreateKey (restricted by condition to origin "
+    "AWS_CLOUDHSM, symmetric keys)."
+)
 
 
 def finding_arn(stack: cdk.Stack, service: str) -> str:
@@ -213,10 +219,17 @@ class HsmProvisioner(Construct):
         network: IsolatedNetwork,
         log_encryption: LogEncryption,
         workshop_mode: bool,
+        handler: str = PROVISIONER_HANDLER,
+        service_name: str = PROVISIONER_SERVICE,
+        label: str = "Tier B provisioner",
+        purpose: str = "cluster restore, HSM, key store and HSM-backed key",
+        wildcard_reason: str = PROVISIONER_WILDCARD_REASON,
     ) -> None:
+        """`handler` ... `wildcard_reason` let another tier's provisioner (tier C: lambdas.xks_provisioner) reuse
+        the construct; the defaults are tier B's."""
         super().__init__(scope, construct_id)
         common: dict[str, Any] = {
-            "service_name": PROVISIONER_SERVICE,
+            "service_name": service_name,
             "environment": {},
             "network": network,
             "log_encryption": log_encryption,
@@ -234,15 +247,15 @@ class HsmProvisioner(Construct):
         self.on_event = HardenedFunction(
             self,
             "OnEvent",
-            handler=f"{PROVISIONER_HANDLER}.on_event",
-            description="Tier B provisioner: starts cluster restore, HSM, key store and HSM-backed key operations",
+            handler=f"{handler}.on_event",
+            description=f"{label}: starts {purpose} operations",
             **common,
         )
         self.is_complete = HardenedFunction(
             self,
             "IsComplete",
-            handler=f"{PROVISIONER_HANDLER}.is_complete",
-            description="Tier B provisioner: reports whether cluster restore, HSM, key store and key operations finished",
+            handler=f"{handler}.is_complete",
+            description=f"{label}: reports whether {purpose} operations finished",
             **common,
         )
         # The provisioning permissions live in one managed policy of their own, attached to
@@ -251,23 +264,17 @@ class HsmProvisioner(Construct):
         self.policy = iam.ManagedPolicy(
             self,
             "Permissions",
-            description="Tier B provisioner: HSMs, custom key store and HSM-backed key",
+            description=f"{label}: {purpose}",
             roles=[self.on_event.role.role, self.is_complete.role.role],
         )
         for function in (self.on_event, self.is_complete):
             function.function.node.add_dependency(self.policy)
-        self.acknowledge_wildcard(
-            "Resource::*",
-            "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters and "
-            "DescribeBackups, the EC2 Describe calls CreateHsm and CreateCluster depend on, the KMS custom "
-            "key store actions, kms:ListKeys, kms:ListAliases, and kms:CreateKey (restricted by condition to origin "
-            "AWS_CLOUDHSM, symmetric keys).",
-        )
+        self.acknowledge_wildcard("Resource::*", wildcard_reason)
 
         self.framework_key = supporting_key(
             self,
             "FrameworkKey",
-            description="Encrypts the environment of the custom resource framework functions (tier B)",
+            description=f"Encrypts the environment of the custom resource framework functions ({label})",
             workshop_mode=workshop_mode,
         )
         self.provider = cr.Provider(
@@ -291,7 +298,7 @@ class HsmProvisioner(Construct):
                 include_execution_data=False,
             ),
         )
-        self._acknowledge_framework()
+        self._acknowledge_framework(label)
 
     def allow(
         self,
@@ -426,7 +433,7 @@ class HsmProvisioner(Construct):
         """Acknowledge one IAM5 wildcard finding on the provisioning policy."""
         acknowledge(self.policy.node.default_child, f"AwsSolutions::AwsSolutions-IAM5[{finding}]", reason)
 
-    def _acknowledge_framework(self) -> None:
+    def _acknowledge_framework(self, label: str) -> None:
         """Findings on the Provider framework's generated functions, roles and state machine."""
         framework = self.provider.node
         out_of_vpc = (
@@ -452,7 +459,7 @@ class HsmProvisioner(Construct):
                 acknowledge(
                     resource,
                     "NIST.800.53.R5::NIST.800.53.R5-LambdaConcurrency",
-                    "Provider framework function: invoked only by CloudFormation for the few tier B custom "
+                    f"Provider framework function: invoked only by CloudFormation for the few {label} custom "
                     "resources of this stack; the CDK framework does not expose reserved concurrency.",
                 )
                 acknowledge(

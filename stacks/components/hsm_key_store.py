@@ -13,8 +13,10 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import region_info
 from constructs import Construct
 
+from kommunmoln import names
 from stacks.compliance import acknowledge
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner, finding_arn
 from stacks.components.lifecycle import removal_policy, supporting_key
@@ -228,7 +230,11 @@ class HsmKey(Construct):
         description: str,
         bucket_arn: str,
         workshop_mode: bool,
+        xks_key_id: str = "",
+        tier_label: str = "tier B",
     ) -> None:
+        """With `xks_key_id` (tier C) the key is `Custom::KmsXksKey` in an external key store (any construct with
+        a `key_store_id`), Origin EXTERNAL_KEY_STORE; the key policy is the same."""
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         account = iam.AccountRootPrincipal()
@@ -238,14 +244,14 @@ class HsmKey(Construct):
             self,
             "AdminRole",
             assumed_by=account.with_conditions(mfa),
-            description="Break-glass administration of the tier B HSM key",
+            description=f"Break-glass administration of the {tier_label} {'external' if xks_key_id else 'HSM'} key",
         )
         # Use needs MFA too: nobody in the account inherits the key by an IAM policy alone.
         self.usage_role = iam.Role(
             self,
             "UsageRole",
             assumed_by=account.with_conditions(mfa),
-            description="Reads and writes the tier B bucket (SSE-KMS via S3)",
+            description=f"Reads and writes the {tier_label} bucket (SSE-KMS via S3)",
         )
         self.alias_name = alias_name
         provisioner_roles = [provisioner.on_event.role.role_arn, provisioner.is_complete.role.role_arn]
@@ -285,7 +291,7 @@ class HsmKey(Construct):
                     resources=["*"],
                     conditions={
                         "StringEquals": {
-                            "kms:ViaService": f"s3.{stack.region}.amazonaws.com",
+                            "kms:ViaService": f"s3.{stack.region}.{domain_suffix(stack)}",
                             "kms:CallerAccount": stack.account,
                         },
                         # Only for the tier B bucket: with S3 Bucket Keys the encryption context is
@@ -303,8 +309,9 @@ class HsmKey(Construct):
             self,
             "Resource",
             service_token=provisioner.provider.service_token,
-            resource_type="Custom::KmsHsmKey",
+            resource_type=names.RESOURCE_KMS_XKS_KEY if xks_key_id else "Custom::KmsHsmKey",
             properties={
+                **({"XksKeyId": xks_key_id} if xks_key_id else {}),
                 "CustomKeyStoreId": key_store.key_store_id,
                 "Description": description,
                 "KeyPolicy": self.policy_json,
@@ -317,17 +324,28 @@ class HsmKey(Construct):
         self.key_id = self.resource.get_att_string("KeyId")
         self.key_arn = self.resource.get_att_string("KeyArn")
         self.key = kms.Key.from_key_arn(self, "Imported", self.key_arn)
-        _grant_key(provisioner, alias_name)
+        _grant_key(provisioner, alias_name, origin="EXTERNAL_KEY_STORE" if xks_key_id else "AWS_CLOUDHSM")
 
 
-def _grant_key(provisioner: HsmProvisioner, alias_name: str) -> None:
+def domain_suffix(stack: cdk.Stack) -> str:
+    """The DNS suffix of the stack's partition (amazonaws.com; amazonaws.eu in aws-eusc), from CDK's region facts.
+
+    Service endpoints such as the `kms:ViaService` value s3.<region>.<suffix> carry it. A literal for a concrete
+    region (templates of the `aws` partition keep `amazonaws.com`), the AWS::URLSuffix pseudo parameter otherwise.
+    """
+    if cdk.Token.is_unresolved(stack.region):
+        return stack.url_suffix
+    return region_info.RegionInfo.get(stack.region).domain_suffix or stack.url_suffix
+
+
+def _grant_key(provisioner: HsmProvisioner, alias_name: str, *, origin: str) -> None:
     stack = cdk.Stack.of(provisioner)
     kms_arn = f"arn:{stack.partition}:kms:{stack.region}:{stack.account}"
     provisioner.allow(
         ["kms:CreateKey"],
         ["*"],
         sid="CreateHsmBackedKeysOnly",
-        conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM", "kms:KeySpec": "SYMMETRIC_DEFAULT"}},
+        conditions={"StringEquals": {"kms:KeyOrigin": origin, "kms:KeySpec": "SYMMETRIC_DEFAULT"}},
     )
     # kms:ListGrants: an adopted key must carry no grant (grants allow use outside the key policy).
     provisioner.allow(
@@ -340,7 +358,7 @@ def _grant_key(provisioner: HsmProvisioner, alias_name: str) -> None:
         ],
         [f"{kms_arn}:key/*"],
         sid="ManageHsmBackedKeysOnly",
-        conditions={"StringEquals": {"kms:KeyOrigin": "AWS_CLOUDHSM"}},
+        conditions={"StringEquals": {"kms:KeyOrigin": origin}},
     )
     provisioner.allow(["kms:DescribeKey"], [f"{kms_arn}:key/*"], sid="DescribeKeys")
     # The handler lists the key's aliases before it removes one (an alias switched to a newer key stays);
@@ -354,5 +372,5 @@ def _grant_key(provisioner: HsmProvisioner, alias_name: str) -> None:
     provisioner.acknowledge_wildcard(
         f"Resource::{finding_arn(stack, 'kms')}:key/*",
         "The HSM-backed key's id exists only after CreateKey; management actions are further limited to keys "
-        "whose origin is AWS_CLOUDHSM (kms:KeyOrigin), alias actions to the one tier B alias.",
+        f"whose origin is {origin} (kms:KeyOrigin), alias actions to the one alias of this tier.",
     )

@@ -136,7 +136,9 @@ class SseKmsBucket(Construct):
         noncurrent_version_days: int | None,
         guards: GuardPrincipals,
         workshop_mode: bool,
+        tier: str = names.TIER_B,
     ) -> None:
+        """`tier` is the bucket's kommunmoln:tier tag (tier C reuses the bucket with names.TIER_C)."""
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.bucket_name = bucket_name
@@ -169,7 +171,7 @@ class SseKmsBucket(Construct):
         )
         cfn_bucket.add_resource_dependency(permission)
         cdk.Tags.of(self.bucket).add(names.TAG_CLASSIFICATION, names.CLASSIFICATION_PROTECTED)
-        cdk.Tags.of(self.bucket).add(names.TAG_TIER, names.TIER_B)
+        cdk.Tags.of(self.bucket).add(names.TAG_TIER, tier)
 
         objects = self.objects_arn
         sse = "s3:x-amz-server-side-encryption"
@@ -207,7 +209,7 @@ class SseKmsBucket(Construct):
         self.data_access_policy = iam.ManagedPolicy(
             self,
             "DataAccess",
-            description="Tier B bucket: read and write objects (SSE-KMS through the key policy's S3 grant)",
+            description=f"{tier} bucket: read and write objects (SSE-KMS through the key policy's S3 grant)",
             roles=[usage_role],
             statements=[
                 iam.PolicyStatement(sid="ListBucket", actions=["s3:ListBucket"], resources=[self.bucket_arn]),

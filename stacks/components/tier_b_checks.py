@@ -180,14 +180,17 @@ class TierBValidator(Construct):
         bucket_arn: str,
         key_arn: str,
         workshop_mode: bool,
+        service_name: str = VALIDATOR_SERVICE,
+        label: str = "Tier B",
     ) -> None:
+        """`service_name` and `label` let tier C reuse the validator (its own metrics dimension and alarm texts)."""
         super().__init__(scope, construct_id)
         self.function = HardenedFunction(
             self,
             "Function",
             handler="lambdas.tier_b_validator.handler.lambda_handler",
-            description="Tier B validator: every new object must be SSE-KMS with the HSM-backed key and a Bucket Key",
-            service_name=VALIDATOR_SERVICE,
+            description=f"{label} validator: every new object must be SSE-KMS with the stack's key and a Bucket Key",
+            service_name=service_name,
             environment={names.ENV_EXPECTED_KMS_KEY_ARN: key_arn, names.ENV_ALARM_TOPIC_ARN: alarms.topic.topic_arn},
             network=network,
             log_encryption=log_encryption,
@@ -212,13 +215,13 @@ class TierBValidator(Construct):
         self.alarms = [
             alarms.alarm(
                 self, "QuarantineAlarm",
-                metric=_metric(names.METRIC_OBJECTS_QUARANTINED, VALIDATOR_SERVICE, period, "Sum"),
+                metric=_metric(names.METRIC_OBJECTS_QUARANTINED, service_name, period, "Sum"),
                 threshold=1, comparison=GE, missing=cloudwatch.TreatMissingData.NOT_BREACHING,
-                description="A tier B object was quarantined (not SSE-KMS with the HSM-backed key and a Bucket Key): "
+                description=f"A {label} object was quarantined (not SSE-KMS with the stack's key and a Bucket Key): "
                 f"find it by tag {names.OBJECT_TAG_STATUS}={names.STATUS_QUARANTINED}, re-upload it with the key ARN, "
                 "see docs/use-case-2.md#quarantine",
             ),
-            _errors_alarm(self, alarms, self.function, "Tier B validator"),
+            _errors_alarm(self, alarms, self.function, f"{label} validator"),
         ]  # fmt: skip
 
 

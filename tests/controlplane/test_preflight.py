@@ -152,3 +152,27 @@ def test_main_prints_one_line_per_check_and_exits_non_zero_on_a_problem(
 def test_missing_assembly_cannot_run(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert preflight.main(["--assembly", str(tmp_path)]) == preflight.EXIT_CANNOT_RUN
     assert "make synth" in capsys.readouterr().err
+
+
+# --- which tiers a Region offers (tier C, issue 14) -------------------------------------------
+def test_tiers_of_the_sovereign_cloud_are_a_and_c_without_cloudhsm() -> None:
+    # GIVEN the SDK's endpoint data for aws-eusc (KMS listed, CloudHSM not) WHEN asked for eusc-de-east-1
+    line = preflight.tiers_offered("eusc-de-east-1").line()
+    # THEN tier A and C are offered, tier B is not, and the reason names cloudhsmv2
+    assert "eusc-de-east-1 (aws-eusc)" in line
+    assert "tier A (client-side encryption): yes" in line
+    assert "tier B (CloudHSM key store): no (cloudhsmv2 not offered)" in line
+    assert "tier C (external key store, XKS): yes" in line
+
+
+def test_tiers_of_stockholm_are_all_three() -> None:
+    line = preflight.tiers_offered("eu-north-1").line()
+    assert line.count(": yes") == 3 and "(aws)" in line
+
+
+def test_tiers_flag_prints_without_credentials_and_refuses_an_unknown_region(capsys) -> None:
+    # GIVEN no cloud assembly and no credentials WHEN --tiers runs THEN it prints the one line and exits 0
+    assert preflight.main(["--tiers", "eusc-de-east-1", "--assembly", "/nonexistent"]) == 0
+    assert "tier B (CloudHSM key store): no" in capsys.readouterr().out
+    # AND a Region no partition lists cannot run
+    assert preflight.main(["--tiers", "xx-nowhere-9"]) == preflight.EXIT_CANNOT_RUN

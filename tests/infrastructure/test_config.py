@@ -25,7 +25,7 @@ def test_defaults_in_cdk_json_are_valid_and_complete() -> None:
     assert config.region == "eu-north-1"
     assert config.availability_zones == ("eu-north-1a", "eu-north-1b")
     assert config.workshop_mode is False
-    assert set(config.use_cases) == set(names.USE_CASES)
+    assert set(config.use_cases) == set(names.DEFAULT_USE_CASES)  # tier C is opt-in
 
 
 def test_cli_style_string_values_are_parsed() -> None:
@@ -143,8 +143,17 @@ NON_EU_REGIONS = (
     "me-central-1",
     "ap-northeast-1",
 )
-# AWS regions in EU member states (Sweden, Ireland, France, Germany, Italy, Spain).
-EU_MEMBER_STATE_REGIONS = {"eu-north-1", "eu-west-1", "eu-west-3", "eu-central-1", "eu-south-1", "eu-south-2"}
+# AWS regions in EU member states (Sweden, Ireland, France, Germany, Italy, Spain; eusc-de-east-1: the
+# AWS European Sovereign Cloud in Brandenburg, Germany).
+EU_MEMBER_STATE_REGIONS = {
+    "eu-north-1",
+    "eu-west-1",
+    "eu-west-3",
+    "eu-central-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eusc-de-east-1",
+}
 
 
 @pytest.mark.parametrize("region", NON_EU_REGIONS)
