@@ -53,6 +53,25 @@ MEMORY_LIMIT_MB = 200.0
 MEMORY_FLAT_TOLERANCE = 1.10  # "flat": the 4 GiB peak within 10 % of the 1 GiB peak
 
 
+CLIENT_NOTES = (
+    "What our client does that plain boto3 does not, and what it costs (profile sections above): "
+    "AES-256-GCM per 1 MiB frame (cryptography, GIL released: about 0.1 CPU-s/GiB); SHA-256 of the plaintext "
+    "for the manifest entry every `kommunmoln upload` records (kommunmoln/tier_a/manifest.py; about 0.6 CPU-s/GiB "
+    "with SHA-NI, the largest single cost over boto3); on download an fsync of the temporary file before it is "
+    "renamed into place, so that after a power cut the name never holds a partial file (boto3 `download_file` does "
+    "not fsync).",
+    "Checksums: both peers send a CRC32 per part, which S3 verifies before it stores the part (botocore's default "
+    "`request_checksum_calculation='when_supported'`; AWS SDKs and Tools Reference Guide, Data Integrity "
+    "Protections for Amazon S3). `when_required` would skip it, but over HTTPS botocore then signs the payload with "
+    "SHA-256 instead (botocore/auth.py, S3SigV4Auth), which costs more; the CRC32 stays.",
+    "Downloads: the first GET asks for the first 8 MiB + 256 bytes (8 frames); the ESDK parses and authenticates "
+    "the header from it; the object's length then fixes where every frame is, and the remaining frames come as "
+    "ranged GETs of whole frames, up to 8 at a time, each decrypted into the temporary file at its offset "
+    "(kommunmoln/tier_a/ranged.py). The file is renamed into place only after every frame and the final frame "
+    "authenticated; every GET after the first is pinned to the first answer's ETag and version.",
+)
+
+
 @dataclass
 class Measurement:
     """Repeated runs of one operation by one peer on one size."""
@@ -566,10 +585,9 @@ def render_markdown(results: BenchResults) -> str:
         lines += ["## Skipped", ""]
         lines += [f"- {PEER_LABELS.get(k, k)}: {v}" for k, v in results.skipped.items()]
         lines.append("")
-    if results.notes:
-        lines += ["## Notes", ""]
-        lines += [f"- {note}" for note in results.notes]
-        lines.append("")
+    lines += ["## Notes", ""]
+    lines += [f"- {note}" for note in [*CLIENT_NOTES, *results.notes]]
+    lines.append("")
     return "\n".join(lines)
 
 
