@@ -452,20 +452,21 @@ def decrypt_file(
     expected_context: Mapping[str, str] | None = None,
     overwrite: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    output_filter: Callable[[Any, BinaryIO], Any] | None = None,
 ) -> DecryptResult:
     """Decrypt a local ESDK message into a file, all or nothing; either may be `-` (stdin / stdout).
 
     Standard output receives the plaintext only after the whole message authenticated
-    (through a private 0600 spool file, see `outputs.stdout_spool`).
+    (through a private 0600 spool file, see `outputs.stdout_spool`). `output_filter`: as
+    for `decrypt_to_file` (e.g. removing size padding).
     """
+    options = {"expected_context": expected_context, "on_bytes": on_bytes, "output_filter": output_filter}
     with contextlib.ExitStack() as stack:
         source = _checked_source(stack, source_path, dest_path, overwrite=overwrite)
         if is_stdio(dest_path):
             spool = stack.enter_context(stdout_spool())
-            return decrypt_to_file(source, spool, key_provider, expected_context=expected_context, on_bytes=on_bytes)
-        return decrypt_to_file(
-            source, dest_path, key_provider, expected_context=expected_context, overwrite=overwrite, on_bytes=on_bytes
-        )
+            return decrypt_to_file(source, spool, key_provider, **options)
+        return decrypt_to_file(source, dest_path, key_provider, overwrite=overwrite, **options)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -377,3 +377,8 @@ def test_cli_padding_hides_exact_sizes_and_round_trips(s3, bucket, tmp_path, mot
     for size in sizes:
         assert _cli(capsys, *base, "download", f"s3://{bucket}/p/f{size}", str(tmp_path / f"o{size}"))[0] == 0
         assert (tmp_path / f"o{size}").read_bytes() == (tmp_path / f"f{size}").read_bytes()
+    # AND a padded message fetched around the client (aws s3 cp) decrypts locally without its padding
+    raw = s3.get_object(Bucket=bucket, Key=names_.stored("p/f1001").key)["Body"].read()
+    (tmp_path / "f1001.esdk").write_bytes(raw)
+    assert cli.main(["-q", "--key", str(key_file), "decrypt", str(tmp_path / "f1001.esdk"), str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d").read_bytes() == (tmp_path / "f1001").read_bytes()
