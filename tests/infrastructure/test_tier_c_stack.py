@@ -192,6 +192,9 @@ def test_vpc_endpoint_service_meets_the_kms_requirements(eusc: Synthesized) -> N
     assert nlb["Properties"]["Type"] == "network" and nlb["Properties"]["Scheme"] == "internal"
     # ... in at least two subnets (each in a different zone) ...
     assert len(nlb["Properties"]["Subnets"]) >= 2
+    # (outside workshop mode the NLB cannot be deleted by accident)
+    attributes = {a["Key"]: a["Value"] for a in nlb["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["deletion_protection.enabled"] == "true"
     # ... and the KMS service principal of the Region among the allowed principals
     _, permissions = _one(eusc, "AWS::EC2::VPCEndpointServicePermissions")
     assert permissions["Properties"]["AllowedPrincipals"] == [f"cks.kms.{EUSC}.amazonaws.com"]
