@@ -24,7 +24,7 @@ def test_every_call_of_the_xks_provisioner_is_allowed_by_its_role(
     public: Synthesized,  # noqa: F811 - the fixture imported above
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # GIVEN the provisioner's create, connect, refused-update and key flows, every call recorded
+    # GIVEN the provisioner's create, connect, update (connected and disconnected) and key flows, recorded
     recorder = iam_check.Recorder()
     for client in (flows._clients().kms, flows._clients().secrets, flows._clients().ec2):
         recorder.attach(client)
@@ -32,7 +32,8 @@ def test_every_call_of_the_xks_provisioner_is_allowed_by_its_role(
         for run in (
             lambda s: flows.test_create_makes_an_external_key_store_and_starts_connecting(s, "PUBLIC_ENDPOINT", caplog),
             flows.test_connecting_is_not_complete_and_connected_is,
-            flows.test_an_update_of_a_connected_store_is_refused_until_disconnected,
+            flows.test_a_rotated_credential_is_given_to_kms_while_connected,
+            flows.test_a_new_endpoint_is_refused_while_connected_and_applied_when_disconnected,
             flows.test_the_key_is_created_in_the_external_key_store_with_its_external_key_id,
         ):
             with flows.Stubs() as stubs:
@@ -41,8 +42,8 @@ def test_every_call_of_the_xks_provisioner_is_allowed_by_its_role(
         recorder.detach()
     caplog.set_level(logging.WARNING)
     actions = {c.action for c in recorder.calls}
-    assert {"kms:CreateCustomKeyStore", "kms:ConnectCustomKeyStore", "kms:CreateKey", "kms:CreateAlias",
-            "secretsmanager:GetSecretValue"} <= actions  # fmt: skip
+    assert {"kms:CreateCustomKeyStore", "kms:ConnectCustomKeyStore", "kms:UpdateCustomKeyStore", "kms:CreateKey",
+            "kms:CreateAlias", "secretsmanager:GetSecretValue"} <= actions  # fmt: skip
     # AND the role policy of each tier C provisioner function in the template
     template = public.template("-tier-c")
     functions = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
