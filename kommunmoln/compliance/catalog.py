@@ -148,9 +148,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Arkivlagen (1990:782) 3 § (preservation) and 10 § (gallring), paragraph numbers as in the consolidated "
         "text, verify against SFS; Tryckfrihetsförordningen (1949:105) chapter 2 (allmänna handlingar, prompt "
         "access on request)",
-        "Stored objects, their old versions, server access logs and log events are public records "
-        "(allmänna handlingar) whether or not they are secret. Expiring them is gallring, which needs a decision "
-        "of the municipality's archives authority (or a regulation): no default expires them. With "
+        "Stored objects, their old versions, server access logs and log events are likely to be public records "
+        "(allmänna handlingar, TF 2 kap.) whether or not they are secret; the municipality's "
+        "informationshanteringsplan and archives authority decide. Expiring them is gallring, which needs a "
+        "decision of the archives authority (or a regulation): no default expires them. With "
         "gallring_decision set, the configured periods apply and every bucket and log group carries the "
         "decision's reference in the tag kommunmoln:gallring-decision. Not evidenced here: a dated "
         "decrypt-and-deliver drill (TF 2 kap.: prompt delivery) and escrow recovery drills (losing a tier A key "

@@ -67,9 +67,10 @@ REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
     ),
     c.REQ_ARCHIVES: (
         "Allmänna handlingar bevaras och gallras endast efter beslut",
-        "Lagrade objekt, deras äldre versioner, serveråtkomstloggar och logghändelser är allmänna handlingar "
-        "oavsett om de är hemliga. Att låta dem löpa ut är gallring, som kräver beslut av kommunens "
-        "arkivmyndighet (eller föreskrift): inget gallras som standard. Med gallring_decision satt gäller de "
+        "Lagrade objekt, deras äldre versioner, serveråtkomstloggar och logghändelser är sannolikt allmänna "
+        "handlingar (TF 2 kap.) oavsett om de är hemliga; kommunens informationshanteringsplan och "
+        "arkivmyndighet avgör. Att låta dem löpa ut är gallring, som kräver beslut av arkivmyndigheten (eller "
+        "föreskrift): inget gallras som standard. Med gallring_decision satt gäller de "
         "konfigurerade tiderna och varje bucket och logggrupp märks med beslutets referens. Inte belagt här: en "
         "daterad övning i att dekryptera och lämna ut (TF 2 kap.) och övningar i att återställa nycklar ur "
         "deposition.",

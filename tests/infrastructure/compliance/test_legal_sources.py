@@ -142,3 +142,14 @@ def test_use_case_1_escrow_section_warns_about_rsa_and_offers_the_symmetric_key(
     text = (DOCS / "use-case-1.md").read_text(encoding="utf-8")
     assert "harvest now, decrypt later" in text and "stored at AWS in every object header" in text
     assert "--escrow-key KEYFILE" in text and "70 years" in text
+
+
+def test_archives_requirement_leaves_the_classification_to_the_municipality() -> None:
+    # GIVEN the archives requirement in both languages THEN records are "likely" allmänna handlingar and the
+    # informationshanteringsplan and archives authority decide; recording the 10 kap. 2 a § assessment is not a duty
+    from kommunmoln.compliance.catalog_sv import REQUIREMENTS_SV as SV
+
+    summary = REQUIREMENTS_BY_ID["archives"].summary
+    assert "are likely to be public records" in summary and "informationshanteringsplan" in summary
+    assert "sannolikt allmänna" in str(SV) and "informationshanteringsplan" in str(SV)
+    assert "Record it." not in (DOCS / "compliance.md").read_text(encoding="utf-8")
