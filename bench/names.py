@@ -5,11 +5,12 @@
 1. Mapping: encrypt and decrypt N realistic three-segment paths with the bucket's name
    cipher (kommunmoln/tier_a/name_cipher.py); names per second each way, and the plain
    `cryptography` AES-SIV call on the same bytes as the peer in the same run.
-2. No-change re-run of an F-file tree already uploaded with encrypted names, on the local
-   moto server (which pages ListObjectsV2 at 1,000 keys like S3):
+2. No-change re-run of an F-file tree first uploaded with `kommunmoln sync` (encrypted
+   names), on the local moto server (which pages ListObjectsV2 at 1,000 keys like S3):
    - peer, `aws s3 sync`-style: ListObjectsV2 pages, then compare size and mtime locally;
-   - ours: the same listing plus the bucket record and the manifest (two GETs), then the
-     local SHA-256 of every file (`manifest.unchanged_plan`).
+   - ours: `kommunmoln sync` run again exactly as a user runs it (the CLI in-process): the
+     same listing plus the bucket record and the manifest (two GETs), then the local
+     SHA-256 of every file.
    Reported: S3 requests per file, content bytes read from S3 (must be 0), seconds.
 Timings are figures for docs/BENCHMARKS.md, never assertions.
 """
@@ -17,25 +18,26 @@ Timings are figures for docs/BENCHMARKS.md, never assertions.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import random
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from bench.peers import FAKE_CREDENTIALS
 from kommunmoln.local_aws import moto_server
-from kommunmoln.tier_a.bucket_names import RESERVED_PREFIX, open_bucket_names
-from kommunmoln.tier_a.custody import CustodyOptions, open_custody
+from kommunmoln.tier_a import cli
+from kommunmoln.tier_a.bucket_names import RESERVED_PREFIX
 from kommunmoln.tier_a.keys import RawAesKey, write_key_file
-from kommunmoln.tier_a.manifest import entry_for_upload, load_manifest, save_manifest, unchanged_plan
 from kommunmoln.tier_a.name_cipher import DOMAIN, NameCipher
-from kommunmoln.tier_a.transfer import AwsSettings, make_session, s3_client, upload_encrypted
+from kommunmoln.tier_a.transfer import AwsSettings, make_session, s3_client
 
 FIRST = ["socialnamnden", "barn-och-utbildning", "bygg-och-miljo", "kommunstyrelsen", "vard-och-omsorg"]
 GIVEN = ["anna", "erik", "åsa", "örjan", "kalle", "lena", "märta", "nils"]
@@ -108,61 +110,81 @@ def _listing(s3, bucket: str) -> dict[str, dict]:
     return {item["Key"]: item for page in pages for item in page.get("Contents", [])}
 
 
+def _cli_sync(endpoint: str, key_file: Path, tree: Path, bucket: str, counters: list[_Counter] | None = None) -> dict:
+    """`kommunmoln sync` as a user runs it (the CLI in-process); returns its JSON summary."""
+    argv = [
+        "--endpoint-url",
+        endpoint,
+        "--key",
+        str(key_file),
+        "--json",
+        "--quiet",
+        "sync",
+        str(tree),
+        f"s3://{bucket}/",
+    ]
+    real = cli.s3_client
+
+    def counted(*args, **kwargs):
+        client = real(*args, **kwargs)
+        if counters is not None:
+            counters.append(_Counter(client))
+        return client
+
+    out = io.StringIO()
+    with mock.patch.object(cli, "s3_client", counted), contextlib.redirect_stdout(out):
+        code = cli.main(argv)
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    if code != 0:
+        raise RuntimeError(f"sync failed ({code}): {lines[-1:]}")
+    return lines[-1]
+
+
 def bench_rerun(files: int, workdir: Path, endpoint: str) -> dict[str, float]:
+    """A first `kommunmoln sync` of an F-file tree, then the measured no-change re-run and its peer."""
     aws = AwsSettings(endpoint_url=endpoint)
     s3 = s3_client(make_session(aws), aws, concurrency=8)
     bucket = f"bench-names-{os.getpid()}"
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-north-1"})
     tree = workdir / "tree"
-    names = sample_names(files)
-    plan = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(sample_names(files)):
         path = tree.joinpath(*name.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(256 + i % 512))
-        plan.append((path, name))
     key_file = write_key_file(workdir / "bench.key.json", RawAesKey.generate("kommunmoln", "bench-names"))
-    with open_custody(CustodyOptions(key_file=str(key_file)), need_primary=True) as custody:
-        keyring = custody.encrypting_keyring()
-        writer = open_bucket_names(s3, custody, bucket, plain_names=False, create=True)
-        stored_plan = [(p, writer.stored(n).key) for p, n in plan]
-
-        def put(item):
-            path, stored = item
-            return stored, entry_for_upload(
-                upload_encrypted(s3, source_path=path, bucket=bucket, key=stored, key_provider=keyring)
-            )
-
-        with ThreadPoolExecutor(8) as pool:
-            updates = dict(pool.map(put, stored_plan))
-        save_manifest(s3, custody, bucket, load_manifest(s3, custody, bucket), updates)
-
-        counter = _Counter(s3)
-        # Peer: `aws s3 sync`-style listing + size/mtime comparison (it cannot see same-size edits).
-        start = time.perf_counter()
-        listed = _listing(s3, bucket)
-        peer_skips = sum(1 for p, k in stored_plan if k in listed and listed[k]["Size"] >= p.stat().st_size)
-        peer_s = time.perf_counter() - start
-        peer_calls = len(counter.calls)
-        counter.reset()
-        # Ours: bucket record + manifest + listing, local SHA-256 of every file.
-        start = time.perf_counter()
-        reader = open_bucket_names(s3, custody, bucket, plain_names=False, create=True)
-        manifest = load_manifest(s3, custody, bucket)
-        etags = {k: v["ETag"] for k, v in _listing(s3, bucket).items()}
-        todo, unchanged = unchanged_plan([(p, reader.stored(n).key) for p, n in plan], manifest, etags)
-        ours_s = time.perf_counter() - start
-        assert not todo and len(unchanged) == files and peer_skips == files
+    start = time.perf_counter()
+    first = _cli_sync(endpoint, key_file, tree, bucket)
+    first_s = time.perf_counter() - start
+    assert first["uploaded"] == files, first
+    local = [p for p in tree.rglob("*") if p.is_file()]
+    # Peer: `aws s3 sync`-style listing + size/mtime comparison (it cannot see same-size edits).
+    counter = _Counter(s3)
+    start = time.perf_counter()
+    listed = _listing(s3, bucket)
+    sizes = sorted(item["Size"] for item in listed.values())
+    peer_skips = sum(1 for p in local if p.stat().st_size <= sizes[-1])
+    peer_s = time.perf_counter() - start
+    peer_calls = len(counter.calls)
+    # Ours: the CLI's no-change re-run (bucket record, manifest, listing; local SHA-256 of every file).
+    counters: list[_Counter] = []
+    start = time.perf_counter()
+    again = _cli_sync(endpoint, key_file, tree, bucket, counters)
+    ours_s = time.perf_counter() - start
+    calls = [c for counted in counters for c in counted.calls]
+    content = sum(counted.content_bytes for counted in counters)
+    assert again["uploaded"] == 0 and again["unchanged"] == files and peer_skips == files, again
     return {
         "files": files,
+        "first_sync_seconds": first_s,
         "peer_requests": peer_calls,
         "peer_requests_per_file": peer_calls / files,
         "peer_seconds": peer_s,
-        "ours_requests": len(counter.calls),
-        "ours_requests_per_file": len(counter.calls) / files,
-        "ours_content_bytes_read": counter.content_bytes,
+        "ours_requests": len(calls),
+        "ours_requests_per_file": len(calls) / files,
+        "ours_content_bytes_read": content,
         "ours_seconds": ours_s,
-        "ours_calls": {name: counter.calls.count(name) for name in sorted(set(counter.calls))},
+        "ours_calls": {name: calls.count(name) for name in sorted(set(calls))},
+        "load_average_1min": os.getloadavg()[0],
     }
 
 
@@ -176,7 +198,12 @@ def summary(mapping: dict[str, float], rerun: dict) -> str:
         f"{rerun['files']:,} files on moto: {rerun['ours_requests']} S3 requests "
         f"({rerun['ours_requests_per_file']:.4f}/file, {rerun['ours_content_bytes_read']} content bytes read) "
         f"vs {rerun['peer_requests']} ({rerun['peer_requests_per_file']:.4f}/file) for an aws-s3-sync-style listing; "
-        f"{rerun['ours_seconds']:.1f} s vs {rerun['peer_seconds']:.1f} s (ours hashes every local file)."
+        f"{rerun['ours_seconds']:.1f} s vs {rerun['peer_seconds']:.1f} s (ours hashes every local file)"
+        + (
+            f"; load average {rerun['load_average_1min']:.1f} on 2 shared cores."
+            if "load_average_1min" in rerun
+            else "."
+        )
     )
 
 

@@ -33,13 +33,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import peers, small_files
+from bench import peers, profiling, small_files
 from bench.report import (
     AES_REFERENCE,
     DOWNLOAD,
@@ -55,7 +54,6 @@ from bench.report import (
     UPLOAD,
     BenchResults,
     Measurement,
-    ProfileSummary,
     ValidatorResult,
     render_chart,
     render_markdown,
@@ -70,7 +68,14 @@ SECTIONS = (
 DEFAULT_SECTIONS = SECTIONS
 TRANSFER_PEERS = ("boto3", "kommunmoln", "rclone-crypt", "s3ec")
 ENDPOINTS = (FAST_HTTP, FAST_HTTPS, MOTO)
-CLIENT_MODULES = ("codec.py", "errors.py", "frames.py", "keys.py", "transfer.py")  # what bench.peers imports
+CLIENT_MODULES = (
+    "codec.py",
+    "errors.py",
+    "frames.py",
+    "keys.py",
+    "ranged.py",
+    "transfer.py",
+)  # what bench.peers imports
 RCLONE_PASSWORD = "kommunmoln-bench-only"  # noqa: S105 - a throwaway password for a local benchmark
 
 
@@ -375,6 +380,7 @@ class Context:
         m.max_rss_kib.append(result.max_rss_kib)
         if result.cpu_seconds is not None:
             m.cpu_seconds.append(result.cpu_seconds)
+        m.load.append(os.getloadavg()[0])  # other work on the machine, shown next to every figure
 
     def at(self, endpoint: Endpoint) -> Context:
         """This context with `endpoint` as the one transfers go to."""
@@ -587,86 +593,36 @@ def synthesis(ctx: Context) -> None:
 
 
 # --- profile ---------------------------------------------------------------------------------------
-_STARTUP = "interpreter start and imports"
-_STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (_STARTUP, ("<frozen importlib",)),
-    ("ESDK encryption (framing + AES-GCM)", ("aws_encryption_sdk/",)),
-    ("request checksum (CRC32)", ("httpchecksum", "crc32", "checksum")),
-    ("SigV4 signing (payload hash)", ("botocore/auth.py",)),
-    ("HTTP send/receive", ("urllib3/", "http/client.py", "socket.py")),
-    ("cutting ciphertext into parts (copies)", ("_PartReader",)),
-    ("other botocore", ("botocore/",)),
-)
-
-
-@dataclass(frozen=True)
-class PySpyProfile:
-    own: Counter[str]  # own samples per function (start-up excluded)
-    threads: Counter[str]  # samples per thread name (start-up excluded)
-    stages: Counter[str]  # samples per stage (start-up excluded)
-    total: int  # samples, start-up excluded
-    startup: int  # samples in interpreter start and imports
-
-
-def parse_pyspy_raw(text: str) -> PySpyProfile:
-    """py-spy `--format raw --threads` output, summarized; imports are counted apart."""
-    own: Counter[str] = Counter()
-    threads: Counter[str] = Counter()
-    stages: Counter[str] = Counter()
-    names: dict[str, str] = {}
-    rows = []
-    for line in text.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        first, *frames = stack.split(";")
-        tid, _, name = first.partition(": ")
-        if name:
-            names[tid] = name
-        rows.append((tid, frames, int(count_text)))
-    total = startup = 0
-    for tid, frames, count in rows:
-        joined = ";".join(frames)
-        stage = next((label for label, needles in _STAGES if any(n in joined for n in needles)), "other")
-        if stage == _STARTUP:
-            startup += count
-            continue
-        total += count
-        stages[stage] += count
-        threads[re.sub(r"_\d+$", "", names.get(tid, tid))] += count
-        if frames:
-            own[re.sub(r":\d+\)$", ")", frames[-1])] += count
-    return PySpyProfile(own, threads, stages, total, startup)
-
-
 def profile(ctx: Context) -> None:
+    """py-spy over our upload (on each fast endpoint) and download (on the first): bench/profiling.py."""
     pyspy = Path(sys.executable).with_name("py-spy")
     size_mib = ctx.args.profile_size
     source = make_file(ctx.work / "profile-plain", size_mib * MIB)
-    raw = ctx.work / "profile.txt"
-    rate = 100
-    args = {"endpoint": ctx.endpoint, "bucket": BUCKET, "key": "profile", "path": source, "key_file": ctx.key_file}
-    argv = [str(pyspy), "record", "-r", str(rate), "--threads", "-f", "raw", "-o", str(raw), "--"]
-    argv += peers.child_argv("kommunmoln-upload", {**args, **ctx.tuning()})
-    started = time.perf_counter()
-    completed = subprocess.run(argv, env=ctx.env, cwd=REPO_ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    fast = [e for e in ctx.endpoints if e.name != MOTO] or ctx.endpoints[:1]
+    for endpoint in fast:
+        common = {
+            "endpoint": endpoint.url,
+            "bucket": BUCKET,
+            "key": "profile",
+            "key_file": ctx.key_file,
+            **ctx.tuning(),
+        }
+        ops = [("kommunmoln-upload", f"encrypt+upload, {endpoint.name}", {**common, "path": source})]
+        if endpoint is fast[0]:
+            ops.append(
+                ("kommunmoln-download", f"download+decrypt, {endpoint.name}", {**common, "dest": ctx.work / "p"})
+            )
+        for op, operation, args in ops:
+            summary = profiling.record(pyspy, peers.child_argv(op, args), env=endpoint.env, cwd=REPO_ROOT,
+                                       raw=ctx.work / "profile.txt", operation=operation, size_bytes=size_mib * MIB)  # fmt: skip
+            if isinstance(summary, str):
+                ctx.results.skipped[f"profile {operation}"] = summary
+                continue
+            ctx.results.profiles.append(summary)
+            log(f"profile {operation}: stages {dict(summary.by_stage)}")
+        (ctx.work / "p").unlink(missing_ok=True)
+        empty_bucket(endpoint.url)
     source.unlink()
-    empty_bucket(ctx.endpoint)
-    if completed.returncode != 0 or not raw.exists():
-        ctx.results.skipped["profile"] = f"py-spy failed: {completed.stderr.strip()[-300:]}"
-        return
-    summary = parse_pyspy_raw(raw.read_text())
-    total = max(1, summary.total)
-    ctx.results.profile = ProfileSummary(
-        tool=f"py-spy {rate} Hz, all threads, idle excluded, {summary.startup / rate:.1f} CPU s of start-up and imports left out",
-        size_bytes=size_mib * MIB,
-        wall_seconds=wall,
-        top_functions=tuple((name, n / total) for name, n in summary.own.most_common(12)),
-        by_thread=tuple((name, n / rate) for name, n in summary.threads.most_common()),
-        by_stage=tuple((name, n / total) for name, n in summary.stages.most_common()),
-    )
-    log(f"profile: {summary.total} samples; stages {dict(summary.stages.most_common())}")
 
 
 def sweep(ctx: Context) -> None:

@@ -27,7 +27,7 @@ from stacks.components.tier_a_guards import (
     deployment_role_arn,
 )
 from stacks.components.tier_a_validator import TierAValidator, nag_rendering
-from stacks.components.trail import AuditTrail
+from stacks.components.trail import AuditTrail, alarm_on_trail_changes
 
 
 class TierAStack(cdk.Stack):
@@ -155,6 +155,8 @@ class TierAStack(cdk.Stack):
             detail={"requestParameters": {"bucketName": [self.data.bucket.bucket_name]}},
             description="Tier A: a guarded configuration of the data bucket was changed (or attempted)",
         )
+        self.trail.alarm_on_changes(self.alarms)
+        alarm_on_trail_changes(self, self.alarms)
         self.security_role.allow(
             ["s3:ListBucket", "s3:ListBucketVersions"], [self.data.bucket_arn], sid="ListDataBucket"
         )

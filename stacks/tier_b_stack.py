@@ -35,7 +35,7 @@ from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import CONFIGURATION_EVENT_NAMES, GuardPrincipals, deployment_role_arn
 from stacks.components.tier_b_buckets import SseKmsBucket, finding_text
 from stacks.components.tier_b_checks import KeyStoreMonitor, TierBValidator
-from stacks.components.trail import AuditTrail
+from stacks.components.trail import AuditTrail, alarm_on_trail_changes
 
 PHASE_1_NOTE = (
     "Phase 1: no data bucket yet. Initialize and activate the cluster, create kmsuser "
@@ -158,6 +158,7 @@ class TierBStack(cdk.Stack):
                 log_encryption=log_encryption, retention_days=config.expiry_days(config.log_retention_days),
                 object_lock_days=config.trail_object_lock_days, workshop_mode=workshop, break_glass=break_glass,
             )  # fmt: skip
+            trail.alarm_on_changes(alarms)
             cdk.CfnOutput(self, names.OUTPUT_TRAIL_BUCKET, value=trail.bucket.bucket_name)
             cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=security.role_arn)
             cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=break_glass.role_arn)
@@ -175,6 +176,7 @@ class TierBStack(cdk.Stack):
                 "every other management event are in the network stack's multi-Region trail.",
             )  # fmt: skip
 
+        alarm_on_trail_changes(self, alarms)
         KeyStoreMonitor(
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
             cluster_id=cluster.cluster_id, min_hsms=phase_hsm_count(config), key_store_id=key_store_id, key_arn=key_arn,

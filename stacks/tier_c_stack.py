@@ -28,7 +28,7 @@ from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import CONFIGURATION_EVENT_NAMES, GuardPrincipals, deployment_role_arn
 from stacks.components.tier_b_buckets import SseKmsBucket
 from stacks.components.tier_b_checks import TierBValidator
-from stacks.components.trail import AuditTrail
+from stacks.components.trail import AuditTrail, alarm_on_trail_changes
 from stacks.components.xks_key_store import XksEndpointService, XksKeyStore, xks_provisioner
 from stacks.components.xks_monitor import XKS_VALIDATOR_SERVICE, XksKeyStoreMonitor
 from stacks.tier_b_stack import _grant_security_role as grant_security_role
@@ -154,6 +154,8 @@ class TierCStack(cdk.Stack):
             retention_days=retention, object_lock_days=config.trail_object_lock_days, workshop_mode=workshop,
             break_glass=break_glass,
         )  # fmt: skip
+        trail.alarm_on_changes(alarms)
+        alarm_on_trail_changes(self, alarms)
         cdk.CfnOutput(self, names.OUTPUT_TRAIL_BUCKET, value=trail.bucket.bucket_name)
         cdk.CfnOutput(self, names.OUTPUT_SECURITY_ROLE, value=security.role_arn)
         cdk.CfnOutput(self, names.OUTPUT_BREAK_GLASS_ROLE, value=break_glass.role_arn)

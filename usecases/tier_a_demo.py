@@ -28,6 +28,7 @@ import botocore.exceptions
 
 from kommunmoln import names
 from kommunmoln.local_aws import moto_server, temporary_environ
+from kommunmoln.tier_a.bucket_names import RESERVED_PREFIX
 from kommunmoln.tier_a.codec import HEADER_PEEK_BYTES, DecryptionError, format_context, summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import TierAError
@@ -40,6 +41,7 @@ from kommunmoln.tier_a.keys import (
     write_escrow_pair,
     write_key_file,
 )
+from kommunmoln.tier_a.named_bucket import NamedBucket
 from kommunmoln.tier_a.progress import Progress, progress_enabled
 from kommunmoln.tier_a.transfer import (
     MIB,
@@ -71,7 +73,8 @@ LARGE_NAME = "arkiv/skannade-akter.bin"
 
 @dataclass
 class Row:
-    key: str
+    key: str  # the plaintext name (what the municipality sees)
+    stored: str  # the object key S3 holds (encrypted names; a plaintext upload around the client keeps its own)
     kind: str  # encrypted | plaintext | moved
     plaintext_sha256: str | None = None
     plaintext_bytes: int = 0
@@ -391,34 +394,38 @@ def _run(
     )
     prefix = DEMO_PREFIX if local else f"demo/{time.strftime('%Y%m%dT%H%M%S')}/{DEMO_PREFIX}"
 
-    out.section("3. Encrypt and upload (streaming; multipart with parallel parts for the large file)")
+    out.section("3. Encrypt and upload (streaming; multipart with parallel parts for the large file; names encrypted)")
     transfer = TransferSettings()  # the defaults a municipality gets
     plan = plan_uploads([str(samples_dir)], S3Location(bucket, prefix))
+    named = NamedBucket.open(s3, custody, bucket, plain_names=False, create=True)
     for path, key in plan:
+        stored = named.stored(key, for_upload=True)
         with Progress(f"upload {path.name}", path.stat().st_size, enabled=progress_enabled(quiet)) as bar:
             started = time.perf_counter()
             result = upload_encrypted(
                 s3,
                 source_path=path,
                 bucket=bucket,
-                key=key,
+                key=stored,
                 key_provider=keyring,
                 settings=transfer,
                 on_bytes=bar.update,
             )
             seconds = time.perf_counter() - started
-        rows[key] = Row(key, "encrypted", _sha256(path), result.plaintext_bytes, result.stored_bytes, result.version_id,
-                        result.parts)  # fmt: skip
+        named.record_upload(result)
+        rows[key] = Row(key, stored, "encrypted", _sha256(path), result.plaintext_bytes, result.stored_bytes,
+                        result.version_id, result.parts)  # fmt: skip
         how = f"multipart, {result.parts} parts" if result.parts else "single PutObject"
         out.line(f"  {key:<48} {_human(result.plaintext_bytes):>10} -> {_human(result.stored_bytes):>10}  {how}"
                  + (f", {result.plaintext_bytes / MIB / max(seconds, 1e-6):.0f} MiB/s" if result.parts else ""))  # fmt: skip
+    named.save()  # the encrypted manifest: change detection for the next run, rollback detection on download
 
     out.section("4. Around the client: a plaintext upload and a moved (copied) ciphertext")
     plain_key = prefix + "okrypterat/personnummer.txt"
     plain_body = b"Personnummer 19121212-1212, uppladdat utan klienten.\n"
     try:
         response = s3.put_object(Bucket=bucket, Key=plain_key, Body=plain_body)
-        rows[plain_key] = Row(plain_key, "plaintext", hashlib.sha256(plain_body).hexdigest(), len(plain_body),
+        rows[plain_key] = Row(plain_key, plain_key, "plaintext", hashlib.sha256(plain_body).hexdigest(), len(plain_body),
                               len(plain_body), response.get("VersionId"), expected_status=names.STATUS_QUARANTINED)  # fmt: skip
         out.line(
             f"  plain boto3 put_object {plain_key}: accepted (untagged: the stack's policy lets it in too;"
@@ -430,33 +437,34 @@ def _run(
         )
     first_key = next(k for k in rows if k.endswith("protokoll.txt"))
     moved_key = prefix + "flyttad/" + first_key.rsplit("/", 1)[-1]
-    copy = s3.copy_object(Bucket=bucket, Key=moved_key, CopySource={"Bucket": bucket, "Key": first_key},
+    moved_stored = named.stored(moved_key)
+    copy = s3.copy_object(Bucket=bucket, Key=moved_stored, CopySource={"Bucket": bucket, "Key": rows[first_key].stored},
                           TaggingDirective="COPY")  # fmt: skip
-    rows[moved_key] = Row(moved_key, "moved", rows[first_key].plaintext_sha256, rows[first_key].plaintext_bytes,
+    rows[moved_key] = Row(moved_key, moved_stored, "moved", rows[first_key].plaintext_sha256, rows[first_key].plaintext_bytes,
                           rows[first_key].stored_bytes, copy.get("VersionId"), expected_status=names.STATUS_QUARANTINED)  # fmt: skip
     out.line(f"  copy_object {first_key} -> {moved_key} (ciphertext intact, but its context names the old key)")
-    guard_demo.check_read_guard(out, s3, bucket, first_key)  # before validation: the policy's decisions
+    guard_demo.check_read_guard(out, s3, bucket, rows[first_key].stored)  # before validation: the policy's decisions
 
     out.section("5. Validator on each object-created event")
     for key, row in rows.items():
         if local:
             assert validator is not None
             head = (
-                s3.head_object(Bucket=bucket, Key=key, VersionId=row.version_id)
+                s3.head_object(Bucket=bucket, Key=row.stored, VersionId=row.version_id)
                 if row.version_id
-                else s3.head_object(Bucket=bucket, Key=key)
+                else s3.head_object(Bucket=bucket, Key=row.stored)
             )
             kind = {
                 "encrypted": "CompleteMultipartUpload" if row.parts else "Put",
                 "moved": "Copy",
                 "plaintext": "Put",
             }[row.kind]
-            event = _event(bucket, key, version_id=row.version_id, size=head["ContentLength"], etag=head["ETag"],
+            event = _event(bucket, row.stored, version_id=row.version_id, size=head["ContentLength"], etag=head["ETag"],
                            name=kind, region=region)  # fmt: skip
             (outcome,) = validator(event)
             row.status, row.reasons = outcome["status"], outcome["reasons"]
         else:
-            row.status, row.reasons = _wait_for_status(s3, bucket, key, row.version_id)
+            row.status, row.reasons = _wait_for_status(s3, bucket, row.stored, row.version_id)
         mark = "ok" if row.status == row.expected_status else "UNEXPECTED"
         out.line(f"  {row.status:<11} {key}  [{mark}]")
         for reason in row.reasons:
@@ -464,23 +472,36 @@ def _run(
     if validator is not None:
         out.line(f"  (the handler wrote {validator.log_lines} structured log/metric lines, hidden here)")
 
-    out.section("6. What the cloud stores vs. what the municipality sees")
+    out.section("6. What AWS stores vs. what the municipality sees")
     for key, row in rows.items():
-        head = read_object_head(s3, bucket, key, HEADER_PEEK_BYTES)
-        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
-        out.line(f"  s3://{bucket}/{key}")
+        head = read_object_head(s3, bucket, row.stored, HEADER_PEEK_BYTES)
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=row.stored)["TagSet"]}
+        metadata = s3.head_object(Bucket=bucket, Key=row.stored).get("Metadata", {})
+        out.line(f"  municipality: s3://{bucket}/{key}")
+        out.line(f"    AWS stores: s3://{bucket}/{row.stored}")
         out.line(f"    stored: {row.stored_bytes} bytes, first 16 bytes {head[:16].hex(' ')}")
-        out.line(f"    tags:   {', '.join(f'{k}={v}' for k, v in sorted(tags.items()))}")
+        out.line(
+            f"    tags:   {', '.join(f'{k}={v}' for k, v in sorted(tags.items()))}; metadata: {metadata or 'none'}"
+        )
         try:
             summary = summarize_header(head)
             out.line(f"    header: {summary.algorithm}, frames {summary.frame_length // 1024} KiB, data keys "
                      f"{', '.join(f'{ns}/{n}' for ns, n in summary.wrapping_keys)}")  # fmt: skip
-            out.line(f"    context (plaintext, visible to AWS): {format_context(summary.encryption_context)}")
+            out.line(
+                f"    context (plaintext, visible to AWS; no name in it): {format_context(summary.encryption_context)}"
+            )
         except DecryptionError:
-            out.line(f"    header: none - AWS can read this object: {head[:40]!r}")
+            out.line(f"    header: none - AWS can read this object and its name: {head[:40]!r}")
         source = files.get(key[len(prefix) :])
         if source is not None and source.suffix in (".txt", ".csv"):
             out.line(f"    municipality sees: {source.read_text(encoding='utf-8').splitlines()[0][:70]!r}")
+    records = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=RESERVED_PREFIX).get("Contents", []))
+    out.line(f"  the client's own records (ESDK messages, wrapped like the data): {', '.join(records)}")
+    uploads = [row for row in rows.values() if row.kind == "encrypted"]
+    segments = {seg for row in uploads for seg in row.key.split("/")}
+    leaked = sorted(seg for seg in segments if any(seg.lower() in row.stored.lower() for row in uploads))
+    names_hidden = not leaked
+    out.line(f"  plaintext path segments in the stored keys of client uploads: {', '.join(leaked) or 'none'}")
 
     out.section("7. Download everything and compare SHA-256")
     download_dir = workdir / "nedladdat"
@@ -491,13 +512,13 @@ def _run(
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with Progress(f"download {target.name}", row.stored_bytes, enabled=progress_enabled(quiet)) as bar:
-                    download_decrypted(s3, bucket=bucket, key=key, dest=target, key_provider=decrypting,
-                                       version_id=row.version_id, on_bytes=bar.update)  # fmt: skip
+                    download_decrypted(s3, bucket=bucket, key=row.stored, dest=target, key_provider=decrypting,
+                                       version_id=row.version_id, on_bytes=bar.update,
+                                       output_filter=named.output_filter(row.stored, key))  # fmt: skip
             except TierAError as error:
                 row.download = "refused"
-                out.line(
-                    f"  refused   {key}: {error.reason.split(': ', 1)[-1]} (no file written: {not target.exists()})"
-                )
+                reason = named.localize(error.reason, row.stored, key).split(": ", 1)[-1]
+                out.line(f"  refused   {key}: {reason} (no file written: {not target.exists()})")
                 continue
             same = _sha256(target) == row.plaintext_sha256
             row.download = "sha256 ok" if same else "SHA256 MISMATCH"
@@ -507,11 +528,12 @@ def _run(
     recovered = workdir / "aterstallt" / "protokoll.txt"
     recovered.parent.mkdir(parents=True, exist_ok=True)
     escrow_private = EscrowPrivateKey.load(escrow_private_path)
-    header = summarize_header(read_object_head(s3, bucket, first_key, HEADER_PEEK_BYTES))
+    first_stored = rows[first_key].stored
+    header = summarize_header(read_object_head(s3, bucket, first_stored, HEADER_PEEK_BYTES))
     namespaces = [ns for ns, n in header.wrapping_keys if n == escrow_private.name]
     escrow_ok = False
     try:
-        download_decrypted(s3, bucket=bucket, key=first_key, dest=recovered,
+        download_decrypted(s3, bucket=bucket, key=first_stored, dest=recovered,
                            key_provider=Keyring(*(escrow_private.master_key(ns) for ns in namespaces)))  # fmt: skip
         escrow_ok = _sha256(recovered) == rows[first_key].plaintext_sha256
         out.line(
@@ -522,7 +544,7 @@ def _run(
 
     out.section("Summary")
     out.line(f"  {'object':<50} {'kind':<9} {'size':>10} {'stored':>10} {'validator':<11} download")
-    ok = escrow_ok
+    ok = escrow_ok and names_hidden
     for key, row in rows.items():
         expected_download = "sha256 ok" if row.kind == "encrypted" else "refused"
         good = row.status == row.expected_status and row.download == expected_download

@@ -161,6 +161,15 @@ def mapping_for(requirement_id: str) -> Mapping:
     return MAPPINGS[requirement_id]
 
 
+def mapping_line(requirement_id: str) -> str:
+    """The mapping in one line, for the Markdown and HTML reports."""
+    mapping = MAPPINGS[requirement_id]
+    return (
+        f"KLASSA (SKR): {mapping.klassa_label()}; ISO/IEC 27001:2022 Annex A: "
+        f"{'; '.join(c.label() for c in mapping.iso)}; NIST SP 800-53 Rev. 5: {', '.join(mapping.nist)}"
+    )
+
+
 def unmapped() -> list[str]:
     """Requirement ids without a mapping (empty when the catalogue and this table agree)."""
     return [r.id for r in REQUIREMENTS if r.id not in MAPPINGS]

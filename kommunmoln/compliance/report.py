@@ -40,6 +40,8 @@ from kommunmoln.compliance.catalog import (
 from kommunmoln.compliance.checks import COMPLIANT, NOT_APPLICABLE, Evaluator, Options
 from kommunmoln.compliance.dpia import KeyPolicy, key_policies
 from kommunmoln.compliance.facts import FactSheet, fact_sheets
+from kommunmoln.compliance.mappings import SOURCES as MAPPING_SOURCES
+from kommunmoln.compliance.mappings import mapping_line
 from kommunmoln.compliance.model import AppModel, ResourceRef
 from kommunmoln.compliance.results import TestResults
 from kommunmoln.config import REPO_ROOT, load_config
@@ -502,6 +504,8 @@ def render_markdown(evidence: Evidence) -> str:
             "",
             requirement.summary,
             "",
+            f"Mapped to: {mapping_line(requirement.id)}.",
+            "",
             f"{len({r.control for r in rows})} controls: {tally}",
             "",
             "| Control | Resource | Status | Detail | Proven by (dated test results) |",
@@ -513,6 +517,7 @@ def render_markdown(evidence: Evidence) -> str:
                 f"**{row.status}** | {_cell(row.detail)} | {'<br>'.join(f'`{t}`: {evidence.proof(t)}' for t in row.tests)} |"
             )
         lines.append("")
+    lines += ["**Sources of the mappings**", ""] + [f"- {source}" for source in MAPPING_SOURCES] + [""]
     return "\n".join(lines)
 
 
@@ -542,6 +547,7 @@ def render_html(evidence: Evidence) -> str:
             f"<h2>{esc(requirement.title)}</h2>",
             f"<p>Source: {esc(requirement.source)}.</p>",
             f"<p>{esc(requirement.summary)}</p>",
+            f"<p>Mapped to: {esc(mapping_line(requirement.id))}.</p>",
             "<table><tr><th>Control</th><th>Resource</th><th>Status</th><th>Detail</th><th>Proven by (dated test results)</th></tr>",
         ]
         for row in sorted(rows, key=_order):
@@ -552,7 +558,9 @@ def render_html(evidence: Evidence) -> str:
                 f"<td>{esc(row.detail)}</td><td>{tests}</td></tr>"
             )
         parts.append("</table>")
-    parts.append("</body></html>")
+    parts.append("<p><strong>Sources of the mappings</strong></p><ul>")
+    parts += [f"<li>{esc(source)}</li>" for source in MAPPING_SOURCES]
+    parts.append("</ul></body></html>")
     return "\n".join(parts)
 
 

@@ -373,12 +373,11 @@ def _stored_prefix(args: argparse.Namespace, aws, bucket: str, key: str) -> str:
     if not (args.key or args.pkcs11_lib):
         raise UsageError("a prefix needs --key (names may be encrypted); s3://@stack/ covers the whole bucket")
     from kommunmoln.tier_a import cli
-    from kommunmoln.tier_a.bucket_names import open_bucket_names
     from kommunmoln.tier_a.custody import open_custody
+    from kommunmoln.tier_a.named_bucket import NamedBucket
 
     with open_custody(cli.custody_options(args), need_primary=False) as custody:
-        plain = bool(getattr(args, "plain_names", False))
-        return open_bucket_names(aws.s3, custody, bucket, plain_names=plain, create=False).stored_prefix(key)
+        return NamedBucket.open(aws.s3, custody, bucket, plain_names=args.plain_names, create=False).stored_prefix(key)
 
 
 def _progress(args: argparse.Namespace, job: Mapping[str, Any], *, always: bool = False) -> None:
@@ -401,15 +400,14 @@ def _name_problems(args: argparse.Namespace, aws, stack: StackJobSettings, summa
     if not summary.problems or not (args.key or args.pkcs11_lib):
         return
     from kommunmoln.tier_a import cli
-    from kommunmoln.tier_a.bucket_names import open_bucket_names
     from kommunmoln.tier_a.custody import open_custody
+    from kommunmoln.tier_a.named_bucket import NamedBucket
 
     with open_custody(cli.custody_options(args), need_primary=False) as custody:
-        plain = bool(getattr(args, "plain_names", False))
-        bucket_names = open_bucket_names(aws.s3, custody, stack.data_bucket, plain_names=plain, create=False)
+        named = NamedBucket.open(aws.s3, custody, stack.data_bucket, plain_names=args.plain_names, create=False)
         for problem in summary.problems:
             try:
-                problem["Name"] = bucket_names.plain_name(problem["Key"])
+                problem["Name"] = named.name(problem["Key"])
             except TierAError:
                 problem["Name"] = ""  # a control object, or a key this bucket's name key did not write
 

@@ -54,7 +54,7 @@ from kommunmoln.tier_a.codec import (
 from kommunmoln.tier_a.custody import Custody, CustodyOptions, open_custody
 from kommunmoln.tier_a.errors import EXIT_FAILED, EXIT_USAGE, Interrupted, TierAError, UsageError
 from kommunmoln.tier_a.keys import DEFAULT_NAMESPACE, RawAesKey, check_key_name, write_escrow_pair, write_key_file
-from kommunmoln.tier_a.named_bucket import NamedBucket, upload_context
+from kommunmoln.tier_a.named_bucket import NamedBucket, unpadding, upload_context
 from kommunmoln.tier_a.named_upload import pad_source, report_upload, upload_files
 from kommunmoln.tier_a.outputs import is_stdio, stdout_spool
 from kommunmoln.tier_a.report import Reporter
@@ -439,7 +439,7 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         keyring = _decrypting_keyring(custody, lambda: read_file_head(args.input, HEADER_PEEK_BYTES))
         with args.reporter.progress(f"decrypt {Path(args.input).name}", total) as bar:
             result = decrypt_file(args.input, args.output, keyring, expected_context=expected,
-                                  overwrite=args.force, on_bytes=bar.update)  # fmt: skip
+                                  overwrite=args.force, on_bytes=bar.update, output_filter=unpadding)  # fmt: skip
     # The context is reported even with --quiet: it is what the message claims to be.
     args.reporter.always(
         f"decrypted {args.input} -> {args.output} ({result.plaintext_bytes} bytes); "

@@ -172,6 +172,9 @@ def frames_can_decrypt(header) -> bool:
     return header.content_type == ContentType.FRAMED_DATA and header.algorithm.signing_algorithm_info is None
 
 
+BodyDecryptor = Callable[[object, BinaryIO, BinaryIO], int]  # (ESDK decryptor, source after the header, sink)
+
+
 def decrypt_body(decryptor, source: BinaryIO, sink: BinaryIO) -> int:
     """The framed body after the header an ESDK `decryptor` has parsed, authenticated and keyed.
 
@@ -181,9 +184,13 @@ def decrypt_body(decryptor, source: BinaryIO, sink: BinaryIO) -> int:
     header = decryptor.header
     if not frames_can_decrypt(header):
         raise DecryptionError("message body is not framed without a signature; use the ESDK engine")
-    return decrypt_frames(
-        source, sink, key=decryptor._derived_data_key, message_id=header.message_id, frame_length=header.frame_length
-    )
+    return decrypt_frames(source, sink, key=frame_key(decryptor), message_id=header.message_id,
+                          frame_length=header.frame_length)  # fmt: skip
+
+
+def frame_key(decryptor) -> bytes:
+    """The frame key the ESDK derived (HKDF, key commitment checked) after reading the header."""
+    return decryptor._derived_data_key
 
 
 def _pump(stream, sink: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> int:
@@ -364,12 +371,16 @@ def decrypt_to_file(
     overwrite: bool = True,
     engine: str | None = None,
     output_filter: Callable[[Any, BinaryIO], Any] | None = None,
+    body: BodyDecryptor | None = None,
 ) -> DecryptResult:
     """Decrypt an ESDK message from `source` into `dest`, all or nothing.
 
     The ESDK always parses and authenticates the header and derives the key. The body is
     decrypted by kommunmoln.tier_a.frames when the engine is the frame engine and the
     message is framed with this project's suite (no signature); otherwise by the ESDK.
+    `body` replaces `decrypt_body` for such messages when plaintext goes straight to the
+    temporary file (no `output_filter` sink): kommunmoln.tier_a.ranged, frames fetched and
+    decrypted in parallel into that file.
 
     `expected_context` entries must be present with equal values in the message's
     encryption context (checked before any plaintext is written). `on_bytes` is called
@@ -393,7 +404,7 @@ def decrypt_to_file(
             stage = "body"
             written = 0
             if codec_engine(engine) == ENGINE_FRAMES and header.algorithm == ALGORITHM and frames_can_decrypt(header):
-                written = decrypt_body(decryptor, recorder, sink)
+                written = (body if body and sink is handle else decrypt_body)(decryptor, recorder, sink)
             else:
                 written = _pump(decryptor, sink)
                 if not hasattr(decryptor, "footer"):
@@ -441,20 +452,21 @@ def decrypt_file(
     expected_context: Mapping[str, str] | None = None,
     overwrite: bool = True,
     on_bytes: Callable[[int], None] | None = None,
+    output_filter: Callable[[Any, BinaryIO], Any] | None = None,
 ) -> DecryptResult:
     """Decrypt a local ESDK message into a file, all or nothing; either may be `-` (stdin / stdout).
 
     Standard output receives the plaintext only after the whole message authenticated
-    (through a private 0600 spool file, see `outputs.stdout_spool`).
+    (through a private 0600 spool file, see `outputs.stdout_spool`). `output_filter`: as
+    for `decrypt_to_file` (e.g. removing size padding).
     """
+    options = {"expected_context": expected_context, "on_bytes": on_bytes, "output_filter": output_filter}
     with contextlib.ExitStack() as stack:
         source = _checked_source(stack, source_path, dest_path, overwrite=overwrite)
         if is_stdio(dest_path):
             spool = stack.enter_context(stdout_spool())
-            return decrypt_to_file(source, spool, key_provider, expected_context=expected_context, on_bytes=on_bytes)
-        return decrypt_to_file(
-            source, dest_path, key_provider, expected_context=expected_context, overwrite=overwrite, on_bytes=on_bytes
-        )
+            return decrypt_to_file(source, spool, key_provider, **options)
+        return decrypt_to_file(source, dest_path, key_provider, overwrite=overwrite, **options)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import struct
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -153,6 +154,43 @@ def _read_exact(source: _Readable, size: int, what: str) -> bytes:
     return data
 
 
+class FrameDecryptor:
+    """Reads, authenticates and decrypts one frame at a time into a frame-sized buffer of its own."""
+
+    def __init__(self, *, key: bytes, message_id: bytes, frame_length: int) -> None:
+        self._aead = AESGCM(key)
+        self._message_id = bytes(message_id)
+        self._frame_length = frame_length
+        self._plain = memoryview(bytearray(frame_length))
+
+    def frame(self, source: _Readable, number: int, *, final: bool | None = None) -> tuple[bool, memoryview]:
+        """Frame `number` from `source`: (whether it is the final frame, its plaintext).
+
+        `final` says which kind the frame must be where the caller knows it (the object's
+        length fixes it, see `body_layout`); None accepts either. The plaintext view is
+        valid until the next call. Raises cryptography's InvalidTag when the frame does not
+        authenticate and FrameError when it is malformed or out of place.
+        """
+        (first,) = struct.unpack(">I", _read_exact(source, 4, "frame header"))
+        is_final = first == SEQUENCE_NUMBER_END
+        if final is not None and is_final != final:
+            raise FrameError(f"frame {number} is {'the' if is_final else 'not the'} final frame where it must "
+                             f"{'not ' if is_final else ''}be (truncated or extended message)")  # fmt: skip
+        if is_final:
+            seq, iv, length = struct.unpack(">I12sI", _read_exact(source, 4 + IV_LENGTH + 4, "final frame header"))
+            if length > self._frame_length:
+                raise FrameError(f"final frame is longer ({length}) than the frame length ({self._frame_length})")
+        else:
+            seq, length = first, self._frame_length
+            iv = _read_exact(source, IV_LENGTH, "frame IV")
+        if seq != number:
+            raise FrameError(f"frame {seq} where frame {number} was expected (frames out of order)")
+        sealed = _read_exact(source, length + TAG_LENGTH, f"frame {number}")
+        plain = self._plain[:length]
+        self._aead.decrypt_into(iv, sealed, _aad(self._message_id, is_final, number, length), plain)
+        return is_final, plain
+
+
 def decrypt_frames(source: _Readable, sink: BinaryIO, *, key: bytes, message_id: bytes, frame_length: int) -> int:
     """Decrypt the framed body that follows the header in `source` into `sink`; returns the plaintext length.
 
@@ -160,28 +198,72 @@ def decrypt_frames(source: _Readable, sink: BinaryIO, *, key: bytes, message_id:
     the frames are malformed. Each frame's plaintext is written as soon as that frame
     authenticates: the caller writes to a temporary file it discards on any error.
     """
-    aead = AESGCM(key)
-    plain = memoryview(bytearray(frame_length))
-    expected = 1
+    decryptor = FrameDecryptor(key=key, message_id=message_id, frame_length=frame_length)
+    number = 1
     written = 0
     while True:
-        (first,) = struct.unpack(">I", _read_exact(source, 4, "frame header"))
-        final = first == SEQUENCE_NUMBER_END
-        if final:
-            number, iv, length = struct.unpack(">I12sI", _read_exact(source, 4 + IV_LENGTH + 4, "final frame header"))
-            if length > frame_length:
-                raise FrameError(f"final frame is longer ({length}) than the frame length ({frame_length})")
-        else:
-            number, length = first, frame_length
-            iv = _read_exact(source, IV_LENGTH, "frame IV")
-        if number != expected:
-            raise FrameError(f"frame {number} where frame {expected} was expected (frames out of order)")
-        sealed = _read_exact(source, length + TAG_LENGTH, f"frame {number}")
-        aead.decrypt_into(iv, sealed, _aad(message_id, final, number, length), plain[:length])
-        sink.write(plain[:length])
-        written += length
+        final, plain = decryptor.frame(source, number)
+        sink.write(plain)
+        written += len(plain)
         if final:
             return written
-        if expected == MAX_SEQUENCE_NUMBER:
+        if number == MAX_SEQUENCE_NUMBER:
             raise FrameError("message has more than 2^32 - 1 frames")
-        expected += 1
+        number += 1
+
+
+REGULAR_FRAME_OVERHEAD = _REGULAR_PREFIX + TAG_LENGTH  # 32 bytes around each regular frame's content
+FINAL_FRAME_OVERHEAD = _FINAL_PREFIX + TAG_LENGTH  # 40 bytes around the final frame's content
+
+
+@dataclass(frozen=True)
+class BodyLayout:
+    """Where every frame of an unsigned framed message must be, given the message's length.
+
+    With no footer (no signature), a message of `L` bytes whose header takes `H` bytes has
+    `n` regular frames of exactly `frame_length` bytes of content and one final frame of
+    `final_length` <= frame_length bytes, with L = H + n * (frame_length + 32) +
+    final_length + 40; since final_length < frame_length + 32, `n` and `final_length`
+    follow from L alone. A frame found anywhere else (truncated, extended, reordered
+    message) fails `FrameDecryptor.frame`'s checks or its authentication.
+    """
+
+    header_length: int
+    frame_length: int
+    regular_frames: int
+    final_length: int
+
+    @property
+    def frames(self) -> int:
+        """The number of frames; the last, this number, is the final frame."""
+        return self.regular_frames + 1
+
+    @property
+    def plaintext_length(self) -> int:
+        return self.regular_frames * self.frame_length + self.final_length
+
+    def start(self, number: int) -> int:
+        """The offset of frame `number` (1-based) in the message."""
+        return self.header_length + (number - 1) * (self.frame_length + REGULAR_FRAME_OVERHEAD)
+
+    def end(self, number: int) -> int:
+        """The offset just past frame `number`."""
+        if number == self.frames:
+            return self.start(number) + self.final_length + FINAL_FRAME_OVERHEAD
+        return self.start(number + 1)
+
+    def plaintext_start(self, number: int) -> int:
+        return (number - 1) * self.frame_length
+
+
+def body_layout(*, header_length: int, message_length: int, frame_length: int) -> BodyLayout:
+    """The layout of the body of an unsigned framed message of `message_length` bytes (FrameError if none fits)."""
+    rest = message_length - header_length - FINAL_FRAME_OVERHEAD
+    if rest < 0:
+        raise FrameError("message is truncated (no room for the final frame)")
+    regular, final_length = divmod(rest, frame_length + REGULAR_FRAME_OVERHEAD)
+    if final_length > frame_length:
+        raise FrameError("message length does not match its framing (truncated or extended)")
+    if regular + 1 > MAX_SEQUENCE_NUMBER:
+        raise FrameError("message has more than 2^32 - 1 frames")
+    return BodyLayout(header_length, frame_length, regular, final_length)

@@ -49,6 +49,8 @@ from kommunmoln.tier_a.transfer import (
     safe_relative,
 )
 
+MANIFEST_FLUSH_EVERY = 1000  # recorded uploads between manifest writes (and always at the end of a run)
+
 
 def folder(prefix: str) -> str:
     """A key or prefix as a folder prefix: '' stays '', 'a/b' becomes 'a/b/'."""
@@ -164,7 +166,13 @@ class NamedBucket:
         return model.plaintext_size(item.size, item.stored) if model else None
 
     def record_upload(self, result: UploadResult) -> None:
+        """Remember an upload for the manifest; written every MANIFEST_FLUSH_EVERY uploads and by `save`.
+
+        The periodic write bounds what a killed run (SIGKILL, power cut) leaves unrecorded.
+        """
         self._updates[result.key] = entry_for_upload(result)
+        if len(self._updates) >= MANIFEST_FLUSH_EVERY:
+            self.save()
 
     def record_delete(self, stored: str) -> None:
         self._updates[stored] = None

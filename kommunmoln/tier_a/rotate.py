@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import io
 import sys
 from collections.abc import Callable, Iterable
@@ -47,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kommunmoln import names
-from kommunmoln.tier_a.bucket_names import BUCKET_RECORD, RESERVED_PREFIX, BucketNames, open_bucket_names
+from kommunmoln.tier_a.bucket_names import BUCKET_RECORD, RESERVED_PREFIX
 from kommunmoln.tier_a.codec import (
     HEADER_PEEK_BYTES,
     RESERVED_CONTEXT_PREFIX,
@@ -67,6 +66,7 @@ from kommunmoln.tier_a.manifest import (
     message_id_of,
     save_manifest,
 )
+from kommunmoln.tier_a.named_bucket import NamedBucket
 from kommunmoln.tier_a.transfer import (
     MIB,
     S3ObjectStream,
@@ -211,17 +211,17 @@ class Rotation:
     bucket: str
     plan: KeyPlan
     settings: TransferSettings
-    names: BucketNames | None = None
+    named: NamedBucket | None = None  # the CLI's name mapping (plaintext names <-> stored keys)
     manifest: Manifest = field(default_factory=Manifest)
     pending: dict[str, Entry] = field(default_factory=dict)
     dryrun: bool = False
     on_bytes: Callable[[int], None] | None = None
 
     def shown(self, stored_key: str) -> str:
-        if self.names is None or stored_key.startswith(RESERVED_PREFIX):
+        if self.named is None or stored_key.startswith(RESERVED_PREFIX):
             return stored_key
         try:
-            return self.names.plain_name(stored_key)
+            return self.named.name(stored_key)
         except TierAError:
             return stored_key
 
@@ -342,8 +342,6 @@ def register(command: Callable[[str, str], argparse.ArgumentParser], commands: d
     cli._add_transfer(parser)
     parser.add_argument("--escrow-public-key", metavar="PEM", help="keep (or add) this RSA escrow key's wrapping")
     parser.add_argument("--escrow-key", metavar="KEYFILE", help="keep (or add) this AES escrow key file's wrapping")
-    with contextlib.suppress(argparse.ArgumentError):  # unless the common options have it already
-        parser.add_argument("--plain-names", action="store_true", help="the bucket was written with plain names")
     commands["rotate"] = cmd_rotate
 
 
@@ -359,9 +357,9 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     with open_custody(cli.custody_options(args), need_primary=True) as custody:
         if not custody.decrypt_only and not drop:
             report.always(f"note: no older key given (add it as a further --key); {custody.description} only")
-        names = open_bucket_names(aws.s3, custody, location.bucket, plain_names=args.plain_names, create=False)
-        stored_prefix = names.stored_prefix(location.key) if location.key else ""
-        run = Rotation(aws.s3, custody, location.bucket, key_plan(custody, drop), settings, names=names,
+        named = NamedBucket.open(aws.s3, custody, location.bucket, plain_names=args.plain_names, create=False)
+        stored_prefix = named.stored_prefix(location.key)
+        run = Rotation(aws.s3, custody, location.bucket, key_plan(custody, drop), settings, named=named,
                        manifest=load_manifest(aws.s3, custody, location.bucket), dryrun=args.dryrun)  # fmt: skip
         control, data = ordered_keys(aws.s3, location.bucket, stored_prefix)
         if not data and location.key:

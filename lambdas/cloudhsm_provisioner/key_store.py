@@ -1,5 +1,13 @@
 """Custom::KmsCustomKeyStore: create (or adopt) the CloudHSM key store and connect it. A FAILED
 connection fails the deployment at once with its ConnectionErrorCode and remedy.
+
+No wait lives inside one invocation: on_event only asks (create, disconnect, connect) and
+is_complete, polled by the Provider, acts on the state it finds. KMS accepts UpdateCustomKeyStore
+only on a DISCONNECTED key store and ConnectCustomKeyStore not on a DISCONNECTING or FAILED one
+(CustomKeyStoreInvalidStateException, https://docs.aws.amazon.com/kms/latest/APIReference/API_UpdateCustomKeyStore.html);
+a disconnect returns at once and the store passes through DISCONNECTING. So an update that needs
+the store disconnected is: on_event disconnects; is_complete waits while DISCONNECTING, then, seeing
+DISCONNECTED, applies the update and connects; later polls wait for CONNECTED (or fail on FAILED).
 """
 
 from __future__ import annotations
@@ -25,9 +33,7 @@ from lambdas.cloudhsm_provisioner.common import (
 )
 from lambdas.cloudhsm_provisioner.connection_errors import KeyStoreConnectionFailed
 
-WAIT_POLL_SECONDS = 5.0
-WAIT_POLLS = 24  # bounded wait inside one invocation: 2 minutes (the function has 10; longer waits: is_complete)
-RECHECK_SECONDS = 5.0
+RECHECK_SECONDS = 5.0  # the only wait inside one invocation: one look after a (re)connect request
 
 
 @dataclass(frozen=True)
@@ -93,47 +99,44 @@ def _find_key_store_by_name(kms: Any, name: str, *, sleep: Sleep) -> dict[str, A
     return _one_store(kms, sleep, CustomKeyStoreName=name)
 
 
-def _wait_for_connection_state(kms: Any, key_store_id: str, wanted: str, *, sleep: Sleep) -> dict[str, Any]:
-    for _ in range(WAIT_POLLS):
-        store = describe_key_store(kms, key_store_id, sleep=sleep)
-        if store is None:
-            raise ProvisioningError(f"custom key store {key_store_id} disappeared")
-        if store["ConnectionState"] == wanted:
-            return store
-        sleep(WAIT_POLL_SECONDS)
-    raise ProvisioningError(
-        f"custom key store {key_store_id} did not reach {wanted} within {int(WAIT_POLLS * WAIT_POLL_SECONDS)} s"
-    )
-
-
-def _disconnect_and_wait(kms: Any, store: Mapping[str, Any], *, sleep: Sleep) -> None:
-    store_id = store["CustomKeyStoreId"]
-    if store["ConnectionState"] == "DISCONNECTED":
-        return
-    if store["ConnectionState"] != "DISCONNECTING":
-        call(kms.disconnect_custom_key_store, sleep=sleep, CustomKeyStoreId=store_id)
-    _wait_for_connection_state(kms, store_id, "DISCONNECTED", sleep=sleep)
+def _start_disconnect(kms: Any, store: Mapping[str, Any], *, sleep: Sleep) -> None:
+    """Ask KMS to disconnect (returns at once; is_complete waits for DISCONNECTED)."""
+    if store["ConnectionState"] not in ("DISCONNECTED", "DISCONNECTING"):
+        call(kms.disconnect_custom_key_store, sleep=sleep, CustomKeyStoreId=store["CustomKeyStoreId"])
 
 
 def _start_connect(kms: Any, store: Mapping[str, Any], *, sleep: Sleep) -> None:
-    """Ask KMS to connect; a FAILED store is disconnected first (Connect refuses FAILED)."""
+    """Ask KMS to connect; a FAILED store is only disconnected here (Connect refuses FAILED), and is_complete
+    connects it once it is DISCONNECTED."""
     state = store["ConnectionState"]
     if state in ("CONNECTED", "CONNECTING"):
         return
     if state in ("FAILED", "DISCONNECTING"):
         LOG.info("key store %s is %s; disconnecting before connecting again", store["CustomKeyStoreId"], state)
-        _disconnect_and_wait(kms, store, sleep=sleep)
+        _start_disconnect(kms, store, sleep=sleep)
+        return
     call(kms.connect_custom_key_store, sleep=sleep, CustomKeyStoreId=store["CustomKeyStoreId"])
 
 
-def _adopt_existing(kms: Any, props: KeyStoreProps, clients: Clients, *, sleep: Sleep) -> dict[str, Any]:
+def _pending_changes(store: Mapping[str, Any], props: KeyStoreProps, *, rename: bool) -> dict[str, str]:
+    """What UpdateCustomKeyStore must still change on the live store to match the properties."""
+    changes: dict[str, str] = {}
+    if store.get("CloudHsmClusterId") != props.cluster_id:
+        changes["CloudHsmClusterId"] = props.cluster_id
+    if rename and store.get("CustomKeyStoreName") and store["CustomKeyStoreName"] != props.name:
+        changes["NewCustomKeyStoreName"] = props.name
+    return changes
+
+
+def _adopt_existing(kms: Any, props: KeyStoreProps, *, sleep: Sleep) -> dict[str, Any]:
     store = describe_key_store(kms, props.existing_id, sleep=sleep)
     if store is None:
         raise ProvisioningError(f"ExistingKeyStoreId {props.existing_id} not found in this account and Region")
     if store.get("CustomKeyStoreType", "AWS_CLOUDHSM") != "AWS_CLOUDHSM":
         raise ProvisioningError(f"custom key store {props.existing_id} is not a CloudHSM key store")
     if store.get("CloudHsmClusterId") != props.cluster_id:
-        # Restore from backup: the key store moves to the cluster restored from its old cluster's backup.
+        # Restore from backup: the key store moves to the cluster restored from its old cluster's backup
+        # (is_complete does it once the store is DISCONNECTED).
         LOG.info(
             "moving key store %s from %s to %s", props.existing_id, store.get("CloudHsmClusterId"), props.cluster_id
         )
@@ -142,16 +145,8 @@ def _adopt_existing(kms: Any, props: KeyStoreProps, clients: Clients, *, sleep: 
                 f"custom key store {props.existing_id} is CONNECTED to cluster {store.get('CloudHsmClusterId')}; "
                 f"disconnect it yourself before moving it to {props.cluster_id} (its keys are unusable meanwhile)"
             )
-        _disconnect_and_wait(kms, store, sleep=sleep)
-        # No password: KMS keeps the kmsuser password it last set, which the backup holds too. If they
-        # differ, the connect fails with INVALID_CREDENTIALS and its remedy.
-        call(
-            kms.update_custom_key_store,
-            sleep=sleep,
-            CustomKeyStoreId=props.existing_id,
-            CloudHsmClusterId=props.cluster_id,
-        )
-        store = {**store, "CloudHsmClusterId": props.cluster_id, "ConnectionState": "DISCONNECTED"}
+        _start_disconnect(kms, store, sleep=sleep)
+        return {**store, "ConnectionState": "DISCONNECTING"}
     return store
 
 
@@ -171,7 +166,7 @@ def key_store_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep)
             store = _key_store_update(store_id, props, old, clients, sleep=sleep)
     if request == "Create":
         if props.existing_id:
-            store = _adopt_existing(kms, props, clients, sleep=sleep)
+            store = _adopt_existing(kms, props, sleep=sleep)
         else:
             store = _find_key_store_by_name(kms, props.name, sleep=sleep)
             if store is not None and store.get("CloudHsmClusterId") != props.cluster_id:
@@ -201,30 +196,41 @@ def key_store_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep)
 def _key_store_update(
     store_id: str, props: KeyStoreProps, old: KeyStoreProps, clients: Clients, *, sleep: Sleep
 ) -> dict[str, Any]:
+    """Start an update: disconnect if the store must change (is_complete applies it once DISCONNECTED)."""
     kms = clients.kms
     store = describe_key_store(kms, store_id, sleep=sleep)
     if store is None:
         raise ProvisioningError(f"custom key store {store_id} not found; it was deleted outside CloudFormation")
     if props.trust_anchor and old.trust_anchor and props.trust_anchor != old.trust_anchor:
         LOG.warning("TrustAnchorCertificate changed: KMS cannot change it on an existing key store; ignored")
-    changes: dict[str, str] = {}
-    if store.get("CloudHsmClusterId") != props.cluster_id:
-        changes["CloudHsmClusterId"] = props.cluster_id
-    if store.get("CustomKeyStoreName") and store["CustomKeyStoreName"] != props.name:
-        changes["NewCustomKeyStoreName"] = props.name
+    changes = _pending_changes(store, props, rename=True)
     if changes or props.password_secret_arn != old.password_secret_arn:
         if store["ConnectionState"] == "CONNECTED" and "CloudHsmClusterId" in changes:
             raise ProvisioningError(
                 f"custom key store {store_id} is CONNECTED; disconnect it yourself before moving it to "
                 f"{props.cluster_id} (its keys are unusable meanwhile)"
             )
-        _disconnect_and_wait(kms, store, sleep=sleep)
-        if props.password_secret_arn != old.password_secret_arn:  # the operator set a new kmsuser password
-            changes["KeyStorePassword"] = read_kmsuser_password(clients.secrets, props.password_secret_arn, sleep=sleep)
-        call(kms.update_custom_key_store, sleep=sleep, CustomKeyStoreId=store_id, **changes)
-        store = {**store, "ConnectionState": "DISCONNECTED"}
-        LOG.info("updated key store %s: %s", store_id, ", ".join(sorted(changes)))
+        _start_disconnect(kms, store, sleep=sleep)
+        LOG.info("key store %s: disconnecting to update it (%s)", store_id, ", ".join(sorted(changes)) or "password")
+        return {**store, "ConnectionState": "DISCONNECTING"}
     return store
+
+
+def _apply_pending_update(
+    store: Mapping[str, Any], props: KeyStoreProps, changes: Mapping[str, str], new_password: bool, clients: Clients,
+    *, sleep: Sleep,
+) -> None:  # fmt: skip
+    """On a DISCONNECTED store: UpdateCustomKeyStore with what is still pending, then connect."""
+    store_id = store["CustomKeyStoreId"]
+    request = dict(changes)
+    if new_password:  # the operator set a new kmsuser password; read it now, never pass it through events
+        request["KeyStorePassword"] = read_kmsuser_password(clients.secrets, props.password_secret_arn, sleep=sleep)
+    if request:
+        # No password on a cluster move: KMS keeps the kmsuser password it last set, which the backup holds
+        # too. If they differ, the connect fails with INVALID_CREDENTIALS and its remedy.
+        call(clients.kms.update_custom_key_store, sleep=sleep, CustomKeyStoreId=store_id, **request)
+        LOG.info("updated key store %s: %s", store_id, ", ".join(sorted(request)))
+    call(clients.kms.connect_custom_key_store, sleep=sleep, CustomKeyStoreId=store_id)
 
 
 def keys_in_key_store(kms: Any, key_store_id: str, *, sleep: Sleep) -> list[dict[str, Any]]:
@@ -319,12 +325,35 @@ def key_store_is_complete(event: Mapping[str, Any], clients: Clients, sleep: Sle
     props = KeyStoreProps.parse(event["ResourceProperties"])
     store_id = event["PhysicalResourceId"]
     kms = clients.kms
-    if event["RequestType"] == "Delete":
+    request = event["RequestType"]
+    if request == "Delete":
         return _key_store_delete_complete(store_id, props, kms, sleep=sleep)
-    verdict = _connection_verdict(store_id, describe_key_store(kms, store_id, sleep=sleep))
+    store = describe_key_store(kms, store_id, sleep=sleep)
+    if store is None:
+        raise ProvisioningError(f"custom key store {store_id} not found")
+    # An update on_event started (disconnect first): the properties say what must change, the live store
+    # what still does. A new password cannot be read back, so it is applied whenever the store is found
+    # DISCONNECTED during such an update (setting the same password again is harmless).
+    old_props = event.get("OldResourceProperties") if request == "Update" else None
+    old = KeyStoreProps.parse(old_props) if old_props else None
+    renaming = old is not None and not (props.existing_id and props.existing_id != old.existing_id)
+    changes = _pending_changes(store, props, rename=renaming)
+    new_password = old is not None and renaming and props.password_secret_arn != old.password_secret_arn
+    state = store["ConnectionState"]
+    if changes or new_password:
+        if state == "DISCONNECTING":
+            return {"IsComplete": False}
+        if state == "DISCONNECTED":
+            _apply_pending_update(store, props, changes, new_password, clients, sleep=sleep)
+            return {"IsComplete": False}
+        if state == "CONNECTED" and changes:  # reconnected by someone meanwhile: disconnect again
+            _start_disconnect(kms, store, sleep=sleep)
+            return {"IsComplete": False}
+    verdict = _connection_verdict(store_id, store)
     if verdict is None:
-        # DISCONNECTED after a connect request: reconnect once, look again, then fail.
-        LOG.warning("key store %s is DISCONNECTED after a connect request; reconnecting once", store_id)
+        # DISCONNECTED after a connect request (or after on_event disconnected a FAILED store): connect once,
+        # look again, then fail.
+        LOG.warning("key store %s is DISCONNECTED; connecting (once)", store_id)
         try:
             call(kms.connect_custom_key_store, sleep=sleep, CustomKeyStoreId=store_id)
         except ClientError as err:

@@ -169,28 +169,39 @@ def xks_key_store_on_event(event: Mapping[str, Any], clients: Any, sleep: Sleep)
     return {"PhysicalResourceId": store_id, "Data": {"CustomKeyStoreId": store_id}}
 
 
+# KMS API Reference, UpdateCustomKeyStore: for an external key store XksProxyUriEndpoint, XksProxyConnectivity and
+# XksProxyVpcEndpointServiceName "must be disconnected" to change; NewCustomKeyStoreName, XksProxyUriPath and
+# XksProxyAuthenticationCredential may change "when the external key store is connected or disconnected".
+NEEDS_DISCONNECTED = frozenset({"XksProxyUriEndpoint", "XksProxyConnectivity", "XksProxyVpcEndpointServiceName"})
+_DESCRIBED = {"XksProxyUriEndpoint": "UriEndpoint", "XksProxyUriPath": "UriPath",
+              "XksProxyConnectivity": "Connectivity", "XksProxyVpcEndpointServiceName": "VpcEndpointServiceName"}  # fmt: skip
+
+
 def _update(store_id: str, props: XksKeyStoreProps, clients: Any, *, sleep: Sleep) -> dict[str, Any]:
-    """UpdateCustomKeyStore needs a DISCONNECTED store (KMS API Reference); the keys are unusable meanwhile."""
+    """Send UpdateCustomKeyStore with only what changed; refuse a change KMS allows only while DISCONNECTED."""
     kms = clients.kms
     store = describe_key_store(kms, store_id, sleep=sleep)
     if store is None:
         raise ProvisioningError(f"external key store {store_id} not found; it was deleted outside CloudFormation")
-    credential = read_proxy_credential(clients.secrets, props.credential_secret_arn, sleep=sleep)
-    rotated = store.get("XksProxyConfiguration", {}).get("AccessKeyId") != credential["AccessKeyId"]
-    renamed = store.get("CustomKeyStoreName") not in (None, props.name)
-    if _same_proxy(store, props) and not rotated and not renamed:
-        return store
-    if store["ConnectionState"] not in ("DISCONNECTED",):
-        raise ProvisioningError(
-            f"external key store {store_id} is {store['ConnectionState']}: UpdateCustomKeyStore needs it DISCONNECTED. "
-            "Disconnect it yourself (its keys are unusable until it reconnects), then deploy again"
-        )
-    changes: dict[str, Any] = {**props.proxy_parameters(), "XksProxyAuthenticationCredential": credential}
-    if renamed:
+    current = store.get("XksProxyConfiguration", {})
+    wanted = {**props.proxy_parameters(), "XksProxyVpcEndpointServiceName": props.endpoint_service_name}
+    changes: dict[str, Any] = {k: v for k, v in wanted.items() if (current.get(_DESCRIBED[k]) or "") != v}
+    if store.get("CustomKeyStoreName") not in (None, props.name):
         changes["NewCustomKeyStoreName"] = props.name
+    credential = read_proxy_credential(clients.secrets, props.credential_secret_arn, sleep=sleep)
+    if current.get("AccessKeyId") != credential["AccessKeyId"]:  # a rotated credential (runbook, docs/use-case-3.md)
+        changes["XksProxyAuthenticationCredential"] = credential
+    if not changes:
+        return store
+    blocked = sorted(NEEDS_DISCONNECTED & set(changes))
+    if blocked and store["ConnectionState"] != "DISCONNECTED":
+        raise ProvisioningError(
+            f"external key store {store_id} is {store['ConnectionState']}: changing {', '.join(blocked)} needs it "
+            "DISCONNECTED. Disconnect it yourself (its keys are unusable until it reconnects), then deploy again"
+        )
     call(kms.update_custom_key_store, sleep=sleep, CustomKeyStoreId=store_id, **changes)
-    LOG.info("updated external key store %s", store_id)
-    return {**store, "ConnectionState": "DISCONNECTED"}
+    LOG.info("updated external key store %s: %s", store_id, ", ".join(sorted(changes)))
+    return store
 
 
 def xks_key_store_is_complete(event: Mapping[str, Any], clients: Any, sleep: Sleep) -> dict[str, Any]:

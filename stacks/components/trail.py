@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudtrail as cloudtrail
@@ -60,6 +61,7 @@ from stacks.components.secure_bucket import auto_delete_role_arn
 from stacks.components.security_role import SecurityRole
 from stacks.components.tier_a_guards import (
     CONFIGURATION_ACTIONS,
+    CONFIGURATION_EVENT_NAMES,
     DELETE_ACTIONS,
     add_configuration_guards,
     deployment_role_arn,
@@ -67,6 +69,21 @@ from stacks.components.tier_a_guards import (
 from stacks.components.tier_a_validator import nag_rendering
 from stacks.components.tier_b_buckets import hardened_bucket
 
+if TYPE_CHECKING:
+    from stacks.components.alarm_topic import AlarmTopic
+
+# CloudTrail calls that stop, remove or narrow a trail (management events of cloudtrail.amazonaws.com).
+# For a multi-Region trail they must be made in its home Region ("For a trail enabled in all Regions,
+# this operation must be called from the Region in which the trail was created, or an
+# InvalidHomeRegionException will occur", CloudTrail API reference, StopLogging), so a rule in the
+# deployment Region sees every such call on the app's trails.
+TRAIL_CHANGE_EVENT_NAMES = (
+    "StopLogging",
+    "DeleteTrail",
+    "UpdateTrail",
+    "PutEventSelectors",
+    "PutInsightSelectors",
+)
 SID_CLOUDTRAIL_ACL_CHECK = "AWSCloudTrailAclCheck"
 SID_CLOUDTRAIL_WRITE = "AWSCloudTrailWrite"
 SID_KEEP_TRAIL_FILES = "DenyDeletingTrailFilesExceptBreakGlass"
@@ -236,6 +253,17 @@ class AuditTrail(Construct):
         # CloudTrail checks at creation that it may write to the bucket and deliver to the log group.
         self.trail.node.add_dependency(self.bucket.policy, logs_policy)
 
+    def alarm_on_changes(self, alarms: AlarmTopic) -> None:
+        """Alarm on every change (or attempt) to this trail's bucket configuration (the guarded S3 calls)."""
+        alarms.alarm_on_api_calls(
+            self,
+            "BucketChangeAlarm",
+            source="s3",
+            event_names=list(CONFIGURATION_EVENT_NAMES),
+            detail={"requestParameters": {"bucketName": [self.bucket.bucket_name]}},
+            description=f"A guarded configuration of the trail bucket of {self.trail.trail_name} was changed (or attempted)",
+        )
+
     def _add_bucket_policy(
         self, stack: cdk.Stack, trail_name: str, break_glass: SecurityRole | None, workshop_mode: bool
     ) -> None:
@@ -297,3 +325,18 @@ class AuditTrail(Construct):
             )
         )
         add_configuration_guards(_TrailBucket(self.bucket, bucket_arn, objects_arn), exempt)
+
+
+def alarm_on_trail_changes(scope: Construct, alarms: AlarmTopic) -> None:
+    """Alarm on any call that stops, deletes or narrows a trail of the account (every tier stack wires one).
+
+    Not filtered by trail name: in the municipality's account any of these calls deserves a look,
+    and the app's management trail lives in the network stack, which has no alarm topic.
+    """
+    alarms.alarm_on_api_calls(
+        scope,
+        "TrailChangeAlarm",
+        source="cloudtrail",
+        event_names=list(TRAIL_CHANGE_EVENT_NAMES),
+        description="A CloudTrail trail of the account was stopped, deleted or changed (or an attempt was made)",
+    )

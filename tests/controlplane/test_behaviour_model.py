@@ -253,3 +253,68 @@ def test_monitor_in_phase_2_alarms_on_a_disconnected_key_store(world: World) -> 
     _, result = _monitor(world, cluster_id, key_store_id=store_id, key_arn=world.aws._arn(key_id), min_hsms=2)
     assert not result["healthy"] and len(world.aws.published) == 1
     assert "DISCONNECTED" in world.aws.published[0]["Message"]
+
+
+def _connected_store(world: World) -> tuple[str, str]:
+    cluster_id = world.aws.add_cluster(ZONES)
+    world.run(hsms_event(cluster_id, 1))
+    initialize_and_activate(world, cluster_id)
+    world.run(hsms_event(cluster_id, 2, request="Update"))
+    return cluster_id, world.run(store_event(cluster_id))["PhysicalResourceId"]
+
+
+def _timed_on_event(world: World, event: dict[str, Any]) -> float:
+    """Model seconds one on_event invocation spends (the model's clock moves only through sleeps)."""
+    before = world.aws.now
+    logic.on_event(event, world.clients, sleep=world.aws.sleep)
+    return world.aws.now - before
+
+
+def test_key_store_password_update_waits_for_the_disconnect_in_is_complete(world: World) -> None:
+    # Rules [KMS-STATE]: UpdateCustomKeyStore only on a DISCONNECTED store; a disconnect passes through
+    # DISCONNECTING (the model: DISCONNECT_SECONDS) and a connect through CONNECTING [KMS-CONN].
+    # GIVEN a CONNECTED key store, and the operator's new kmsuser password in a new secret and on the cluster
+    cluster_id, store_id = _connected_store(world)
+    new_secret = SECRET_ARN.replace("AbCdEf", "GhIjKl")
+    world.aws.secrets[new_secret] = "kmsuser-Pw-rotated-42"
+    world.aws.create_kmsuser(cluster_id, "kmsuser-Pw-rotated-42")
+    old = store_event(cluster_id, "Update", store_id)["ResourceProperties"]
+    update = {**store_event(cluster_id, "Update", store_id), "OldResourceProperties": old,
+              "ResourceProperties": {**old, "KeyStorePasswordSecretArn": new_secret}}  # fmt: skip
+    # WHEN on_event runs alone THEN it returns at once (no wait inside the invocation) and the store is DISCONNECTING
+    assert _timed_on_event(world, update) == 0
+    assert world.aws.stores[store_id].state == "DISCONNECTING"
+    # AND the Provider's polls finish the update: KMS has the new password and the store is CONNECTED again
+    # (an UpdateCustomKeyStore before DISCONNECTED would have been refused by the model)
+    world.run(update)
+    store = world.aws.stores[store_id]
+    assert (store.state, store.password) == ("CONNECTED", "kmsuser-Pw-rotated-42")
+    assert ("kms", "UpdateCustomKeyStore") in world.aws.calls
+
+
+def test_key_store_rename_runs_through_the_same_disconnect_and_reconnect(world: World) -> None:
+    # GIVEN a CONNECTED key store WHEN its name changes in the template
+    cluster_id, store_id = _connected_store(world)
+    old = store_event(cluster_id, "Update", store_id)["ResourceProperties"]
+    update = {**store_event(cluster_id, "Update", store_id), "OldResourceProperties": old,
+              "ResourceProperties": {**old, "KeyStoreName": "kommunmoln-exempel-tier-b-2"}}  # fmt: skip
+    done = world.run(update)
+    # THEN the store carries the new name, is CONNECTED, and keeps its id
+    store = world.aws.stores[store_id]
+    assert (store.name, store.state, done["PhysicalResourceId"]) == (
+        "kommunmoln-exempel-tier-b-2",
+        "CONNECTED",
+        store_id,
+    )
+
+
+def test_an_unchanged_update_leaves_a_connected_store_alone(world: World) -> None:
+    # GIVEN a CONNECTED key store WHEN CloudFormation sends an Update with the same properties (another resource changed)
+    cluster_id, store_id = _connected_store(world)
+    calls = len(world.aws.calls)
+    props = store_event(cluster_id, "Update", store_id)["ResourceProperties"]
+    world.run({**store_event(cluster_id, "Update", store_id), "OldResourceProperties": props})
+    # THEN no disconnect, no update, still CONNECTED
+    later = world.aws.calls[calls:]
+    assert ("kms", "DisconnectCustomKeyStore") not in later and ("kms", "UpdateCustomKeyStore") not in later
+    assert world.aws.stores[store_id].state == "CONNECTED"

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 
 from kommunmoln import names
 from kommunmoln.tier_b import recorded
-from lambdas.cloudhsm_provisioner import key_store, logic
+from lambdas.cloudhsm_provisioner import logic
 
 REGION = recorded.REGION
 CLUSTER = recorded.CLUSTER_ID
@@ -402,18 +402,30 @@ def test_create_with_an_incorrect_trust_anchor_gives_the_hint(stubs: Stubs) -> N
 
 
 def test_adopting_an_existing_key_store_after_a_restore_moves_it_to_the_new_cluster(stubs: Stubs) -> None:
+    # Rule: UpdateCustomKeyStore only on a DISCONNECTED store; DisconnectCustomKeyStore returns at once and the
+    # store passes through DISCONNECTING (CustomKeyStoreInvalidStateException, UpdateCustomKeyStore API reference).
     # GIVEN an existing key store still pointing at the old (deleted) cluster, FAILED
     old = recorded.key_store("FAILED", code="CLUSTER_NOT_FOUND")
     old["CustomKeyStores"][0]["CloudHsmClusterId"] = "cluster-oldoldoldold"
     stubs.kms.add_response("describe_custom_key_stores", old, {"CustomKeyStoreId": STORE})
     stubs.kms.add_response("disconnect_custom_key_store", {}, {"CustomKeyStoreId": STORE})
-    stubs.kms.add_response(
-        "describe_custom_key_stores", recorded.key_store("DISCONNECTED"), {"CustomKeyStoreId": STORE}
-    )
+    # WHEN the resource adopts it / THEN on_event only asks for the disconnect, without waiting
+    assert stubs.on_event(store_event(existing=STORE))["PhysicalResourceId"] == STORE
+    assert stubs.sleeps == []
+    # AND is_complete waits while DISCONNECTING, then moves it to the restored cluster and connects it
+    event = {**store_event(existing=STORE), "PhysicalResourceId": STORE}
+    disconnecting = recorded.key_store("DISCONNECTING")
+    disconnecting["CustomKeyStores"][0]["CloudHsmClusterId"] = "cluster-oldoldoldold"
+    stubs.kms.add_response("describe_custom_key_stores", disconnecting, {"CustomKeyStoreId": STORE})
+    assert stubs.is_complete(event) == {"IsComplete": False}
+    disconnected = recorded.key_store("DISCONNECTED")
+    disconnected["CustomKeyStores"][0]["CloudHsmClusterId"] = "cluster-oldoldoldold"
+    stubs.kms.add_response("describe_custom_key_stores", disconnected, {"CustomKeyStoreId": STORE})
     stubs.kms.add_response("update_custom_key_store", {}, {"CustomKeyStoreId": STORE, "CloudHsmClusterId": CLUSTER})
     stubs.kms.add_response("connect_custom_key_store", {}, {"CustomKeyStoreId": STORE})
-    # WHEN the resource adopts it / THEN it is moved to the restored cluster and reconnected
-    assert stubs.on_event(store_event(existing=STORE))["PhysicalResourceId"] == STORE
+    assert stubs.is_complete(event) == {"IsComplete": False}
+    stubs.kms.add_response("describe_custom_key_stores", recorded.key_store("CONNECTED"), {"CustomKeyStoreId": STORE})
+    assert stubs.is_complete(event)["IsComplete"] is True
 
 
 def test_adopting_a_key_store_connected_to_another_cluster_is_refused(stubs: Stubs) -> None:
@@ -447,22 +459,32 @@ def test_disconnected_again_after_the_reconnect_fails(stubs: Stubs) -> None:
         stubs.is_complete(store_event())
 
 
-def test_waiting_for_disconnect_is_bounded(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN an update that must disconnect first, and a key store stuck in DISCONNECTING
-    monkeypatch.setattr(key_store, "WAIT_POLLS", 3)
+def test_an_update_hands_the_disconnect_wait_to_is_complete(stubs: Stubs) -> None:
+    # GIVEN a CONNECTED key store and an update to a new kmsuser password secret (UpdateCustomKeyStore needs
+    # the store DISCONNECTED; a disconnect takes a while, shown as DISCONNECTING)
     stubs.kms.add_response("describe_custom_key_stores", recorded.key_store("CONNECTED"), {"CustomKeyStoreId": STORE})
     stubs.kms.add_response("disconnect_custom_key_store", {}, {"CustomKeyStoreId": STORE})
+    old = store_event()["ResourceProperties"]
+    new_props = {**old, "KeyStorePasswordSecretArn": recorded.SECRET_ARN + "2"}
+    event = store_event("Update", ResourceProperties=new_props, OldResourceProperties=old)
+    # WHEN on_event runs THEN it only asks for the disconnect: no polling, no sleep inside the invocation
+    assert stubs.on_event(event)["PhysicalResourceId"] == STORE
+    assert stubs.sleeps == []
+    # AND is_complete reports not-complete while DISCONNECTING, with no update attempted (KMS would refuse it)
     for _ in range(3):
         stubs.kms.add_response(
             "describe_custom_key_stores", recorded.key_store("DISCONNECTING"), {"CustomKeyStoreId": STORE}
         )
-    old = store_event()["ResourceProperties"]
-    new_props = {**old, "KeyStorePasswordSecretArn": recorded.SECRET_ARN + "2"}
-    event = store_event("Update", ResourceProperties=new_props, OldResourceProperties=old)
-    # WHEN / THEN it gives up after the bounded number of polls
-    with pytest.raises(logic.ProvisioningError, match="did not reach DISCONNECTED within"):
-        stubs.on_event(event)
-    assert len(stubs.sleeps) == 3
+        assert stubs.is_complete(event) == {"IsComplete": False}
+    # AND once DISCONNECTED it reads the new password, updates and connects
+    stubs.kms.add_response(
+        "describe_custom_key_stores", recorded.key_store("DISCONNECTED"), {"CustomKeyStoreId": STORE}
+    )
+    stubs.sm.add_response("get_secret_value", {"SecretString": PASSWORD}, {"SecretId": recorded.SECRET_ARN + "2"})
+    stubs.kms.add_response("update_custom_key_store", {}, {"CustomKeyStoreId": STORE, "KeyStorePassword": PASSWORD})
+    stubs.kms.add_response("connect_custom_key_store", {}, {"CustomKeyStoreId": STORE})
+    assert stubs.is_complete(event) == {"IsComplete": False}
+    assert stubs.sleeps == []
 
 
 def test_delete_retains_the_key_store_by_default(stubs: Stubs) -> None:

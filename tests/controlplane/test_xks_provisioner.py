@@ -248,18 +248,53 @@ def test_a_store_of_the_same_name_on_another_proxy_is_not_adopted(stubs: Stubs) 
         stubs.on_event(_event("Create", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, _store_props()))
 
 
-def test_an_update_of_a_connected_store_is_refused_until_disconnected(stubs: Stubs) -> None:
-    # [UpdateCustomKeyStore] "you must disconnect the custom key store before you can update it" (KMS API Reference,
-    # https://docs.aws.amazon.com/kms/latest/APIReference/API_UpdateCustomKeyStore.html).
-    props = {**_store_props(), "UriPath": "/kommun/kms/xks/v1"}
-    stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED"), {"CustomKeyStoreId": STORE})
-    stubs.sm.add_response("get_secret_value", _secret({"AccessKeyId": ACCESS_KEY, "RawSecretAccessKey": RAW_SECRET}))
-    event = {
+# [Update] KMS API Reference, UpdateCustomKeyStore (https://docs.aws.amazon.com/kms/latest/APIReference/API_UpdateCustomKeyStore.html):
+# XksProxyUriPath and XksProxyAuthenticationCredential "You can change this value when the external key store is
+# connected or disconnected"; XksProxyUriEndpoint, XksProxyConnectivity, XksProxyVpcEndpointServiceName: "To
+# change this value, the external key store must be disconnected." The response is an empty object.
+def _update_event(**changed: str) -> dict[str, Any]:
+    props = {**_store_props(), **changed}
+    return {
         **_event("Update", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, props, STORE),
         "OldResourceProperties": _store_props(),
     }
-    with pytest.raises(logic.ProvisioningError, match="DISCONNECTED"):
-        stubs.on_event(event)
+
+
+def test_a_new_uri_path_is_applied_while_connected(stubs: Stubs) -> None:
+    stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED"), {"CustomKeyStoreId": STORE})
+    stubs.sm.add_response("get_secret_value", _secret({"AccessKeyId": ACCESS_KEY, "RawSecretAccessKey": RAW_SECRET}))
+    # THEN only the changed parameter is sent, and the store is not disconnected
+    stubs.kms.add_response(
+        "update_custom_key_store", {}, {"CustomKeyStoreId": STORE, "XksProxyUriPath": "/kommun/kms/xks/v1"}
+    )
+    assert stubs.on_event(_update_event(UriPath="/kommun/kms/xks/v1"))["PhysicalResourceId"] == STORE
+    stubs.verify()
+
+
+def test_a_rotated_credential_is_given_to_kms_while_connected(stubs: Stubs) -> None:
+    # GIVEN the secret now holds the new pair (runbook step 3), KMS still the old access key id
+    new = {"AccessKeyId": "AKIAXKSPROXY2345WXYZ", "RawSecretAccessKey": RAW_SECRET[::-1]}
+    stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED"), {"CustomKeyStoreId": STORE})
+    stubs.sm.add_response("get_secret_value", _secret(new))
+    stubs.kms.add_response("update_custom_key_store", {},
+                           {"CustomKeyStoreId": STORE, "XksProxyAuthenticationCredential": new})  # fmt: skip
+    stubs.on_event(_update_event())
+    stubs.verify()
+
+
+def test_a_new_endpoint_is_refused_while_connected_and_applied_when_disconnected(stubs: Stubs) -> None:
+    stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED"), {"CustomKeyStoreId": STORE})
+    stubs.sm.add_response("get_secret_value", _secret({"AccessKeyId": ACCESS_KEY, "RawSecretAccessKey": RAW_SECRET}))
+    with pytest.raises(logic.ProvisioningError, match="XksProxyUriEndpoint needs it DISCONNECTED"):
+        stubs.on_event(_update_event(UriEndpoint="https://xks2.exempel.se"))
+    # AND once disconnected the change is sent, then the connect is started again
+    stubs.kms.add_response("describe_custom_key_stores", _store("DISCONNECTED"), {"CustomKeyStoreId": STORE})
+    stubs.sm.add_response("get_secret_value", _secret({"AccessKeyId": ACCESS_KEY, "RawSecretAccessKey": RAW_SECRET}))
+    stubs.kms.add_response("update_custom_key_store", {},
+                           {"CustomKeyStoreId": STORE, "XksProxyUriEndpoint": "https://xks2.exempel.se"})  # fmt: skip
+    stubs.kms.add_response("connect_custom_key_store", {}, {"CustomKeyStoreId": STORE})
+    stubs.on_event(_update_event(UriEndpoint="https://xks2.exempel.se"))
+    stubs.verify()
 
 
 def test_the_key_is_created_in_the_external_key_store_with_its_external_key_id(stubs: Stubs) -> None:

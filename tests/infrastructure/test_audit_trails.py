@@ -404,3 +404,53 @@ def test_access_logs_of_every_stack_expire_alike_under_a_gallring_decision(confi
         stack, logical_id = key.split("/")
         tags = configured.templates[stack]["Resources"][logical_id]["Properties"]["Tags"]
         assert {"Key": names.TAG_GALLRING_DECISION, "Value": GALLRING} in tags, key
+
+
+# --- alarms on the trails themselves -----------------------------------------------------------
+def _rules(template: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    return [
+        r["Properties"] for r in template["Resources"].values()
+        if r["Type"] == "AWS::Events::Rule" and r["Properties"].get("EventPattern", {}).get("source") == [source]
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("variant", "suffix"), [("configured", TIER_A), ("configured", TIER_B), ("synthesized", TIER_B)]
+)
+def test_stopping_or_narrowing_a_trail_raises_an_alarm(
+    variant: str, suffix: str, request: pytest.FixtureRequest
+) -> None:
+    # AWS rules: CloudTrail sends "AWS API Call via CloudTrail" events to the default event bus (EventBridge user
+    # guide, "AWS service events delivered via AWS CloudTrail"); "For a trail enabled in all Regions, this operation
+    # must be called from the Region in which the trail was created" (CloudTrail API reference, StopLogging), so the
+    # deployment Region's bus sees every StopLogging of the app's multi-Region trail.
+    # GIVEN a tier stack (tier B also in phase 1, when it has no trail of its own)
+    template = request.getfixturevalue(variant).template(suffix)
+    # THEN one rule sends StopLogging, DeleteTrail, UpdateTrail and PutEventSelectors of any trail to the alarm topic
+    (rule,) = _rules(template, "aws.cloudtrail")
+    pattern = rule["EventPattern"]
+    assert pattern["detail-type"] == ["AWS API Call via CloudTrail"]
+    assert pattern["detail"]["eventSource"] == ["cloudtrail.amazonaws.com"]
+    assert {"StopLogging", "DeleteTrail", "UpdateTrail", "PutEventSelectors"} <= set(pattern["detail"]["eventName"])
+    assert "requestParameters" not in pattern["detail"]  # any trail of the account, the network stack's included
+    (target,) = rule["Targets"]
+    assert template["Resources"][target["Arn"]["Ref"]]["Type"] == "AWS::SNS::Topic"
+
+
+@pytest.mark.parametrize("suffix", [TIER_A, TIER_B])
+def test_changing_a_tier_trail_bucket_raises_an_alarm(suffix: str, configured: Synthesized) -> None:
+    # AWS rule: S3 bucket configuration calls are management events of s3.amazonaws.com with the bucket in
+    # requestParameters.bucketName (as the data buckets' configuration alarms already match).
+    template = configured.template(suffix)
+    logical_id, _ = _trail_bucket(configured, suffix)
+    # GIVEN phase 2 WHEN the S3 rules of the tier stack are read
+    patterns = [r["EventPattern"]["detail"] for r in _rules(template, "aws.s3")]
+    # THEN one matches the trail bucket and the calls that could expire, unlock or open it
+    (trail_rule,) = [p for p in patterns if p.get("requestParameters", {}).get("bucketName") == [{"Ref": logical_id}]]
+    assert {
+        "PutBucketLifecycle",
+        "PutBucketPolicy",
+        "DeleteBucketPolicy",
+        "PutObjectLockConfiguration",
+        "PutBucketVersioning",
+    } <= set(trail_rule["eventName"])

@@ -272,3 +272,57 @@ def test_cdk_json_lists_every_tier_c_setting_with_its_default() -> None:
     context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
     for key in (k for k in DEFAULTS if k.startswith("tier_c_")):
         assert context[key] == DEFAULTS[key], key
+
+
+# --- the compliance pack recognises tier C ----------------------------------------------------------
+def _data_bucket(model: Any) -> Any:
+    refs = [
+        ref for ref, bucket in model.all_of_type("AWS::S3::Bucket")
+        if {"Key": names.TAG_TIER, "Value": names.TIER_C} in bucket.get("Properties", {}).get("Tags", [])
+    ]  # fmt: skip
+    (ref,) = refs
+    return ref
+
+
+def test_compliance_recognises_tier_c_and_states_what_it_does_not_meet(public: Synthesized) -> None:
+    from kommunmoln.compliance.catalog import RULES_BY_NUMBER
+    from kommunmoln.compliance.checks import KEY_MATERIAL_ON_PREMISES, Evaluator
+    from kommunmoln.compliance.model import AppModel
+
+    # GIVEN the synthesized tier C app
+    evaluator = Evaluator(AppModel.from_outdir(public.outdir))
+    ref = _data_bucket(evaluator.model)
+    bucket = evaluator.model.resource(ref)
+    # THEN rule 2 accepts the bucket as tier C (SSE-KMS with a key in an external key store)
+    assert evaluator.evaluate(RULES_BY_NUMBER[2], ref).status == "COMPLIANT"
+    # AND the facts say: tier "B+", key material on premises, the no-disclosure rules not met (S3 sees plaintext)
+    facts = evaluator.tier_facts(ref, bucket)
+    assert facts["tier"] == "B+ (tier C)"
+    assert facts["key material"] == KEY_MATERIAL_ON_PREMISES
+    assert facts["no-disclosure rules"].startswith("not met")
+    # AND rule 5 checks the external key's policy as a strict key (no wildcard actions)
+    key_ref = next(r for r, _ in evaluator.model.all_of_type(names.RESOURCE_KMS_XKS_KEY))
+    assert key_ref in evaluator.strict_keys
+    assert evaluator.evaluate(RULES_BY_NUMBER[5], key_ref).status == "COMPLIANT"
+
+
+def test_a_tier_c_bucket_on_an_aws_kms_key_fails_rule_2(public: Synthesized, tmp_path: Path) -> None:
+    import shutil
+
+    from kommunmoln.compliance.catalog import RULES_BY_NUMBER
+    from kommunmoln.compliance.checks import Evaluator
+    from kommunmoln.compliance.model import AppModel
+
+    # GIVEN the same app where the external-key-store key is swapped for an ordinary AWS::KMS::Key
+    outdir = tmp_path / "swapped"
+    shutil.copytree(public.outdir, outdir, ignore=shutil.ignore_patterns("asset.*"))
+    (path,) = outdir.glob(f"*{TIER_C}.template.json")
+    template = json.loads(path.read_text())
+    key_id = next(k for k, r in template["Resources"].items() if r["Type"] == names.RESOURCE_KMS_XKS_KEY)
+    template["Resources"][key_id] = {"Type": "AWS::KMS::Key", "Properties": {"KeyPolicy": {"Statement": []}}}
+    path.write_text(json.dumps(template))
+    evaluator = Evaluator(AppModel.from_outdir(outdir))
+    # WHEN rule 2 runs THEN it fails the bucket as tier C, naming the origin
+    outcome = evaluator.evaluate(RULES_BY_NUMBER[2], _data_bucket(evaluator.model))
+    assert outcome.status == "NON_COMPLIANT"
+    assert any(reason.startswith("tier C:") and "AWS_KMS" in reason for reason in outcome.reasons)

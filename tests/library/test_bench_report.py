@@ -14,6 +14,7 @@ from bench.report import (
     UPLOAD,
     BenchResults,
     Measurement,
+    ProfileSummary,
     ValidatorResult,
     chart_bars,
     check_fast_targets,
@@ -169,3 +170,24 @@ def test_openssl_output_without_the_row_is_refused():
         assert "aes-256-gcm" in str(error)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_load_average_is_shown_next_to_every_figure_and_target():
+    # GIVEN fast-endpoint uploads whose runs ended at load averages 2.0-3.5, and a download profile
+    results = _results()
+    results.measurements += [
+        Measurement(UPLOAD, "boto3", GIB, seconds=[2.0] * 3, endpoint=FAST_HTTP, load=[2.0, 2.5, 3.0]),
+        Measurement(UPLOAD, "kommunmoln", GIB, seconds=[2.1] * 3, endpoint=FAST_HTTP, load=[3.5, 2.2, 2.4]),
+    ]
+    results.profiles.append(
+        ProfileSummary("py-spy", 256 * MIB, 3.0, (("f", 0.5),), (("MainThread", 1.0),), (("HTTP", 0.7),),
+                       operation="download+decrypt, fast-http")
+    )  # fmt: skip
+    # WHEN rendered
+    text = render_markdown(results)
+    upload = next(c for c in check_fast_targets(results) if "HTTP upload >=" in c.target and "1 GiB" in c.target)
+    # THEN the target names the load range of both peers' runs, the table lists each run's load,
+    # and the download profile has its own section
+    assert upload.measured == "0.95 (load 2.0-3.5)" and upload.passed is True
+    assert "| 3.5 2.2 2.4 |" in text and "load avg per run" in text
+    assert "## Profile: our download+decrypt, fast-http of 256 MiB" in text

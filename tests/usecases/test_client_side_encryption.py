@@ -345,4 +345,9 @@ def test_demo_end_to_end(tmp_path: Path, capsys) -> None:
     assert "quarantined arende/okrypterat/personnummer.txt  [ok]" in out
     assert "context-mismatch" in out
     assert "recovered with escrow-rsa-" in out
+    # AND it shows what AWS stores beside what the municipality sees: opaque keys, no name in any header
+    assert "municipality: s3://" in out and "AWS stores: s3://" in out
+    assert "plaintext path segments in the stored keys of client uploads: none" in out
+    assert "context (plaintext, visible to AWS; no name in it)" in out and "socialnamnden" not in out.split(
+        "AWS stores: s3://")[1].splitlines()[0]  # fmt: skip
     assert "Where this local run differs from AWS" in out

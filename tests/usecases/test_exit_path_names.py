@@ -1,24 +1,28 @@
 """The exit path for names (docs/use-case-1.md, section 6) followed literally on a bucket the client wrote.
 
-Both Python blocks of section 6 are executed as written: the ESDK content recipe decrypts
+The Python blocks of section 6 are executed as written: the ESDK content recipe decrypts
 the bucket record and the long-name records, the `cryptography`-only names recipe maps
-every stored key back to its plaintext name. No kommunmoln code runs in the recipe.
+every stored key back to its plaintext name, and the padding recipe restores a file the
+CLI uploaded with --pad. No kommunmoln code runs in the recipes.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 from pathlib import Path
 
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from kommunmoln.tier_a import cli
 from kommunmoln.tier_a.bucket_names import BUCKET_RECORD, LONG_NAME_PREFIX, RESERVED_PREFIX
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
 from kommunmoln.tier_a.keys import RawAesKey, write_key_file
 from kommunmoln.tier_a.name_cipher import NameCipher
+from tests.stored_names import stored_key
 from tests.usecases.test_name_hiding import TREE, _upload_all, _write_tree
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "use-case-1.md"
@@ -81,3 +85,26 @@ def test_names_recipe_refuses_a_foreign_key(tmp_path, monkeypatch) -> None:
     stored = NameCipher(NameCipher.generate_key()).encrypt_key("socialnamnden/anna.pdf").key
     with pytest.raises(InvalidTag):
         namespace["plain_name"](stored)
+
+
+def test_padding_recipe_restores_a_padded_upload(s3, bucket, tmp_path, moto_endpoint, monkeypatch, capsys) -> None:
+    content_recipe, _, padding_recipe = _section_six_blocks()[:3]
+    # GIVEN a file uploaded through the CLI with --pad
+    key_file = write_key_file(tmp_path / "municipality.key.json", RawAesKey.generate("kommunmoln", "exit-pad"))
+    original = os.urandom(1000) + b"\x00\x80\x00"  # ends like padding would: the recipe must still be exact
+    (tmp_path / "beslut.pdf").write_bytes(original)
+    argv = ["--endpoint-url", moto_endpoint, "--key", str(key_file), "-q", "upload", "--pad"]
+    assert cli.main([*argv, str(tmp_path / "beslut.pdf"), f"s3://{bucket}/arende/beslut.pdf"]) == 0
+    stored = stored_key(s3, bucket, "arende/beslut.pdf", key_file)
+    body = s3.get_object(Bucket=bucket, Key=stored)["Body"].read()
+    assert len(body) > len(original) + 24  # padded to the Padmé length of 1004 bytes (1024)
+    # WHEN the content recipe and then the padding recipe run on what S3 returns
+    workdir = tmp_path / "exit"
+    workdir.mkdir()
+    (workdir / "municipality.key.json").write_bytes(key_file.read_bytes())
+    monkeypatch.chdir(workdir)
+    _decrypt_with_content_recipe(content_recipe, workdir, body)
+    assert "'kommunmoln:padding': 'padme-v1'" in capsys.readouterr().out  # what tells the reader to unpad
+    exec(compile(padding_recipe, "use-case-1.md#padding", "exec"), {})  # noqa: S102
+    # THEN the file is exactly the original
+    assert (workdir / "plain.out").read_bytes() == original

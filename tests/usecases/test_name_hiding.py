@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kommunmoln.tier_a import cli, size_padding
+from kommunmoln.tier_a import cli, named_bucket, size_padding
 from kommunmoln.tier_a.bucket_names import open_bucket_names
 from kommunmoln.tier_a.codec import HEADER_PEEK_BYTES, summarize_header
 from kommunmoln.tier_a.custody import CustodyOptions, open_custody
@@ -377,3 +377,25 @@ def test_cli_padding_hides_exact_sizes_and_round_trips(s3, bucket, tmp_path, mot
     for size in sizes:
         assert _cli(capsys, *base, "download", f"s3://{bucket}/p/f{size}", str(tmp_path / f"o{size}"))[0] == 0
         assert (tmp_path / f"o{size}").read_bytes() == (tmp_path / f"f{size}").read_bytes()
+    # AND a padded message fetched around the client (aws s3 cp) decrypts locally without its padding
+    raw = s3.get_object(Bucket=bucket, Key=names_.stored("p/f1001").key)["Body"].read()
+    (tmp_path / "f1001.esdk").write_bytes(raw)
+    assert cli.main(["-q", "--key", str(key_file), "decrypt", str(tmp_path / "f1001.esdk"), str(tmp_path / "d")]) == 0
+    assert (tmp_path / "d").read_bytes() == (tmp_path / "f1001").read_bytes()
+
+
+def test_cli_writes_the_manifest_during_a_long_run(s3, bucket, tmp_path, moto_endpoint, capsys, monkeypatch) -> None:
+    # GIVEN a flush every 2 uploads (1000 by default) and a 5-file tree
+    monkeypatch.setattr(named_bucket, "MANIFEST_FLUSH_EVERY", 2)
+    key_file = write_key_file(tmp_path / "k.json", RawAesKey.generate("kommunmoln", "cli-flush"))
+    for i in range(5):
+        (tmp_path / "tree" / f"f{i}.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "tree" / f"f{i}.txt").write_bytes(b"x" * i)
+    base = ["--endpoint-url", moto_endpoint, "--key", str(key_file), "--files-in-flight", "1"]
+    # WHEN the tree is uploaded
+    assert _cli(capsys, *base[:4], "upload", *base[4:], str(tmp_path / "tree"), f"s3://{bucket}/t/")[0] == 0
+    # THEN the manifest was written along the way (after 2 and 4 files) and at the end, and records all 5
+    versions = s3.list_object_versions(Bucket=bucket, Prefix="_kommunmoln/manifest")["Versions"]
+    assert len(versions) == 3
+    with open_custody(CustodyOptions(key_file=str(key_file)), need_primary=False) as opened:
+        assert len(load_manifest(s3, opened, bucket).entries) == 5

@@ -79,6 +79,10 @@ def test_reports_are_written_and_html_is_escaped(tmp_path: Path) -> None:
     assert "S/B\\|x" in markdown.read_text()
     assert render_markdown(evidence).count("## ") == len(REQUIREMENTS)
     assert render_html(evidence).count("<h2>") == len(REQUIREMENTS)
+    # AND every requirement shows its KLASSA / ISO/IEC 27001:2022 / NIST SP 800-53 mapping, with the sources
+    assert render_markdown(evidence).count("Mapped to: KLASSA (SKR): ") == len(REQUIREMENTS)
+    assert render_html(evidence).count("Mapped to: KLASSA (SKR): ") == len(REQUIREMENTS)
+    assert "**Sources of the mappings**" in render_markdown(evidence) and "krav-id not checked" in page
 
 
 def _test_names(path: Path) -> set[str]:

@@ -162,3 +162,19 @@ def test_report_proven_by_shows_dated_results_and_not_run(tmp_path: Path) -> Non
     assert "t.py::test_absent</code>: not run" in page
     assert "test_absent`: passed" not in markdown
     assert f"{path}: run 2026-12-02T09:00:00Z to 2026-12-02T09:10:00Z" in markdown
+
+
+def test_make_test_writes_the_results_file_that_make_report_reads() -> None:
+    # GIVEN the Makefile WHEN make plans `test` and `report` (dry run, nothing executed)
+    make = shutil.which("make") or "make"
+    plan = subprocess.run(
+        [make, "-n", "-o", ".venv/.installed", "-o", "node_modules/.installed", "test", "report"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    # THEN the test run records its results where the report reads them, and the report writes the PDFs
+    assert "pytest --results-file=build/test-results.json" in plan
+    assert "kommunmoln.compliance.report --results build/test-results.json --pdf-dir build/report" in plan
