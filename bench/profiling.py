@@ -4,7 +4,8 @@ py-spy samples every thread of the child process (`--threads`, idle threads left
 writes collapsed stacks (`--format raw`); `parse_pyspy_raw` counts them by stage (the first
 matching rule over the whole stack), by thread and by innermost function (own time, with
 the line for this project's code, where one line is one operation: a read, a write, a
-cipher call). Interpreter start and imports are counted apart.
+cipher call). Interpreter start and imports, and samples with no Python frame (the
+interpreter exiting after the operation), are counted apart.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class PySpyProfile:
     threads: Counter[str]  # samples per thread name (start-up excluded)
     stages: Counter[str]  # samples per stage (start-up excluded)
     total: int  # samples, start-up excluded
-    startup: int  # samples in interpreter start and imports
+    startup: int  # samples in interpreter start and imports, or with no Python frame (exit)
 
 
 def _own_name(frame: str) -> str:
@@ -70,6 +71,9 @@ def parse_pyspy_raw(text: str) -> PySpyProfile:
         rows.append((tid, frames, int(count_text)))
     total = startup = 0
     for tid, frames, count in rows:
+        if not frames:  # no Python frame: the interpreter exiting after the operation (freeing memory)
+            startup += count
+            continue
         joined = ";".join(frames)
         stage = next((label for label, needles in STAGES if any(n in joined for n in needles)), "other")
         if stage == STARTUP:
@@ -99,8 +103,8 @@ def record(
     summary = parse_pyspy_raw(raw.read_text())
     total = max(1, summary.total)
     return ProfileSummary(
-        tool=f"py-spy {rate} Hz, all threads, idle excluded, {summary.startup / rate:.1f} CPU s of start-up and "
-        "imports left out",
+        tool=f"py-spy {rate} Hz, all threads, idle excluded, {summary.startup / rate:.1f} CPU s of start-up, "
+        "imports and exit left out",
         size_bytes=size_bytes,
         wall_seconds=wall,
         top_functions=tuple((name, n / total) for name, n in summary.own.most_common(12)),

@@ -493,7 +493,7 @@ class Evaluator:
     # --- rule 8: residency guardrails (app-wide) ---------------------------------------------
     def residency_guardrails(self) -> tuple[Outcome, str]:
         """(outcome, where): an organisation policy in the app denying what rule 8 names, or declared ids."""
-        from kommunmoln.compliance.guardrails import gaps
+        from kommunmoln.compliance.guardrails import CROSS_REGION_COPY_ACTIONS, gaps
 
         incomplete = []
         for ref, policy in self.model.all_of_type("AWS::Organizations::Policy"):
@@ -514,8 +514,8 @@ class Evaluator:
             )
             return Outcome(COMPLIANT, reasons=(reason,)), "organisation: " + ", ".join(declared)
         reasons = incomplete or [
-            "no organisation policy (SCP/RCP) in the app and none declared: cloudhsm:CopyBackupToRegion, "
-            "kms:ReplicateKey, s3:PutReplicationConfiguration and requests outside "
+            "no organisation policy (SCP/RCP) in the app and none declared: cross-region copies ("
+            f"{', '.join(CROSS_REGION_COPY_ACTIONS)}) and requests outside "
             f"{', '.join(self.options.allowed_regions)} are not prevented"
         ]
         return Outcome.fail(*reasons), "organisation (no policy)"

@@ -4,8 +4,9 @@
 
 The app's own templates can only show where *its* resources live. An account can still
 copy an HSM backup to another region (`cloudhsm:CopyBackupToRegion`), replicate a
-multi-Region key (`kms:ReplicateKey`), replicate a bucket (`s3:PutReplicationConfiguration`)
-or create anything in another region. Only an organisation policy, attached by the
+multi-Region key (`kms:ReplicateKey`), replicate a bucket (`s3:PutReplicationConfiguration`),
+a secret, a backup, a container registry or a DynamoDB table (`CROSS_REGION_COPY_ACTIONS`),
+all requested from an allowed region, or create anything in another region. Only an organisation policy, attached by the
 management account to the account or its OU, prevents that for every principal of the
 account; this module writes one from the configuration (`allowed_regions`), and
 `gaps()` tells what a given policy document does not prevent (rule 8 uses it on any
@@ -34,11 +35,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# Operations that copy data or key material to another region even when called in an allowed one.
+# Operations that copy data or key material to another region even when called in an allowed one
+# (aws:RequestedRegion is then the allowed source region, so the region denial does not stop them).
+# Action names checked Dec 2026: Secrets Manager API reference, ReplicateSecretToRegions ("Required
+# permissions: secretsmanager:ReplicateSecretToRegions"); AWS Backup StartCopyJob and the destination
+# vault's backup:CopyIntoBackupVault (AWS re:Post knowledge center, "backup-resolve-access-denied-error");
+# ECR API reference, PutReplicationConfiguration (registry replication to other regions); DynamoDB
+# Developer Guide, "Using IAM with global tables": replicas need dynamodb:CreateTableReplica (current
+# version 2019.11.21) and dynamodb:CreateGlobalTable (version 2017.11.29, legacy).
+# Denying them unconditionally also blocks in-region copies of the same kind; an SCP cannot see the
+# destination of a copy. Whether copies scheduled by a backup plan's CopyActions are stopped by this
+# SCP (they run under the plan's IAM role) is not checked.
 CROSS_REGION_COPY_ACTIONS: tuple[str, ...] = (
     "cloudhsm:CopyBackupToRegion",
     "kms:ReplicateKey",
     "s3:PutReplicationConfiguration",
+    "secretsmanager:ReplicateSecretToRegions",
+    "backup:StartCopyJob",
+    "backup:CopyIntoBackupVault",
+    "ecr:PutReplicationConfiguration",
+    "dynamodb:CreateTableReplica",
+    "dynamodb:CreateGlobalTable",
 )
 
 # Global services (single endpoint, mostly us-east-1) exempt from the region denial: the AWS

@@ -32,7 +32,18 @@ from stacks.components.service_role import ServiceRole
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 _ASSET_PACKAGES = ("lambdas", "kommunmoln")
 # Client-only modules that Lambda never imports (they need the ESDK or PKCS#11).
-_ASSET_EXCLUDE = ("__pycache__", "*.pyc", "tier_a", "tier_b", "compliance", "local_aws.py")
+_ASSET_EXCLUDE = ("__pycache__", "*.pyc", "*.orig", "tier_a", "tier_c", "compliance", "local_aws.py")
+# kommunmoln/tier_b is client-side too, except the key-policy comparison the key store monitor imports.
+_ASSET_TIER_B_KEEP = ("__init__.py", "key_policy.py")
+
+
+def _asset_ignore(directory: str, entries: list[str]) -> set[str]:
+    """shutil.copytree's ignore: _ASSET_EXCLUDE everywhere, and all of kommunmoln/tier_b but _ASSET_TIER_B_KEEP."""
+    ignored = set(shutil.ignore_patterns(*_ASSET_EXCLUDE)(directory, entries))
+    if Path(directory).name == "tier_b" and Path(directory).parent.name == "kommunmoln":
+        ignored |= {entry for entry in entries if entry not in _ASSET_TIER_B_KEEP}
+    return ignored
+
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 POWERTOOLS_VERSION = "3.37.0"  # keep equal to aws-lambda-powertools in requirements.txt
@@ -113,7 +124,7 @@ class _CopyPackages:
             shutil.copytree(
                 REPO_ROOT / package,
                 Path(output_dir) / package,
-                ignore=shutil.ignore_patterns(*_ASSET_EXCLUDE),
+                ignore=_asset_ignore,
                 dirs_exist_ok=True,
             )
         return True

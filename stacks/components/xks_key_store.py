@@ -88,6 +88,13 @@ class XksEndpointService(Construct):
             self, "LoadBalancer", vpc=network.vpc, internet_facing=False, vpc_subnets=network.subnets,
             security_groups=[group], cross_zone_enabled=True, deletion_protection=not workshop_mode,
         )  # fmt: skip
+        if workshop_mode:
+            acknowledge(
+                self.load_balancer.node.default_child,
+                "NIST.800.53.R5::NIST.800.53.R5-ELBDeletionProtectionEnabled",
+                "Workshop mode only: `make destroy` must delete everything in one command; outside workshop mode "
+                "the NLB has deletion protection on.",
+            )
         acknowledge(
             self.load_balancer.node.default_child,
             "AwsSolutions::AwsSolutions-ELB2",

@@ -129,6 +129,11 @@ RESOURCES: dict[str, ResourceRule] = {
     "kms:UpdateAlias": lambda p, a: [a.alias(p["AliasName"]), a.key(p["TargetKeyId"])],
     "kms:DeleteAlias": lambda p, a: [a.alias(p["AliasName"]), a.key(p["AliasName"])],
     "secretsmanager:GetSecretValue": lambda p, a: [p["SecretId"]],
+    # Tier C (lambdas.xks_provisioner): the endpoint service's private DNS verification.
+    "ec2:DescribeVpcEndpointServiceConfigurations": _ANY,
+    "ec2:StartVpcEndpointServicePrivateDnsVerification": lambda p, a: [
+        f"arn:{a.partition}:ec2:{a.region}:{a.account}:vpc-endpoint-service/{p['ServiceId']}"
+    ],
     "sns:Publish": lambda p, a: [p["TopicArn"]],
     # S3 object actions authorize on the object ARN, bucket actions on the bucket ARN.
     **dict.fromkeys(_S3_OBJECT_ACTIONS, lambda p, a: [a.s3_object(p)]),

@@ -420,3 +420,82 @@ def test_monitor_refuses_a_key_of_another_origin_or_external_key(stubs: Stubs) -
 def test_monitor_refuses_an_unknown_key_store_type() -> None:
     with pytest.raises(ValueError, match=names.ENV_KEY_STORE_TYPE):
         monitor.MonitorSettings.from_env({names.ENV_KEY_STORE_TYPE: "AWS_KMS"})
+
+
+# --- every call of the tier C provisioner is allowed by its synthesized role ---------------------------
+@pytest.fixture(scope="module")
+def vpc_workshop(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.conftest import synthesize
+
+    context = {
+        "use_cases": [names.USE_CASE_EXTERNAL_KEY_STORE], "workshop_mode": True, "account": ACCOUNT,
+        "tier_c_connectivity": "VPC_ENDPOINT_SERVICE", "tier_c_proxy_uri_endpoint": ENDPOINT,
+        "tier_c_proxy_target_ips": ["10.200.0.10"], "tier_c_credential_secret_arn": SECRET_ARN,
+        "tier_c_xks_key_id": "kommun-key-1",
+    }  # fmt: skip
+    return synthesize(tmp_path_factory.mktemp("cdk.out.xks.iam"), context)
+
+
+def test_every_call_of_the_tier_c_provisioner_is_allowed_by_its_role(vpc_workshop: Any) -> None:
+    from tests.controlplane import iam_check
+
+    # GIVEN fresh clients (so that the recorder sees only this lifecycle), stubbed, every call recorded
+    session = boto3.Session(region_name=REGION)
+    clients = logic.XksClients(*(session.client(s, endpoint_url=f"https://{s}.{REGION}.amazonaws.com")
+                                 for s in ("kms", "secretsmanager", "ec2")))  # fmt: skip
+    recorder = iam_check.Recorder()
+    for client in (clients.kms, clients.secrets, clients.ec2):
+        recorder.attach(client)
+    stubs = Stubs.__new__(Stubs)
+    stubs.clients, stubs.sleeps = clients, []
+    stubs.kms, stubs.sm, stubs.ec2 = Stubber(clients.kms), Stubber(clients.secrets), Stubber(clients.ec2)
+    with stubs:
+        # WHEN it lives a whole workshop life: DNS verification, create + connect, key, credential rotation, teardown
+        stubs.ec2.add_response("describe_vpc_endpoint_service_configurations", _service("pendingVerification"))
+        stubs.ec2.add_response("start_vpc_endpoint_service_private_dns_verification", {"ReturnValue": True})
+        stubs.on_event(_event("Create", names.RESOURCE_XKS_ENDPOINT_SERVICE_DNS,
+                              {"ServiceId": SERVICE_ID, "PrivateDnsName": "xks.exempel.se"}))  # fmt: skip
+        _expect_create(stubs, "VPC_ENDPOINT_SERVICE")
+        stubs.on_event(_event("Create", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, _store_props("VPC_ENDPOINT_SERVICE")))
+        stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED", connectivity="VPC_ENDPOINT_SERVICE"))
+        stubs.is_complete(
+            _event("Create", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, _store_props("VPC_ENDPOINT_SERVICE"), STORE)
+        )
+        key_props = {"CustomKeyStoreId": STORE, "Description": "tier C", "KeyPolicy": POLICY, "WorkshopMode": "true",
+                     "AliasName": "alias/kommunmoln-exempel-tier-c", "XksKeyId": "kommun-key-1"}  # fmt: skip
+        meta = {"KeyId": KEY_ID, "Arn": KEY_ARN, "KeyState": "Enabled", "Origin": "EXTERNAL_KEY_STORE",
+                "CustomKeyStoreId": STORE, "XksKeyConfiguration": {"Id": "kommun-key-1"}}  # fmt: skip
+        stubs.kms.add_client_error("describe_key", "NotFoundException")
+        stubs.kms.add_response("create_key", {"KeyMetadata": meta})
+        stubs.kms.add_response("create_alias", {})
+        stubs.on_event(_event("Create", names.RESOURCE_KMS_XKS_KEY, key_props))
+        rotated = {"AccessKeyId": "AKIAXKSPROXY2345WXYZ", "RawSecretAccessKey": RAW_SECRET[::-1]}
+        stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED", connectivity="VPC_ENDPOINT_SERVICE"))
+        stubs.sm.add_response("get_secret_value", _secret(rotated))
+        stubs.kms.add_response("update_custom_key_store", {})
+        stubs.on_event({**_event("Update", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, _store_props("VPC_ENDPOINT_SERVICE"),
+                                 STORE), "OldResourceProperties": _store_props("VPC_ENDPOINT_SERVICE")})  # fmt: skip
+        stubs.kms.add_response("describe_key", {"KeyMetadata": meta})
+        stubs.kms.add_response("list_aliases", {"Aliases": [{"AliasName": "alias/kommunmoln-exempel-tier-c",
+                                                             "TargetKeyId": KEY_ID}]})  # fmt: skip
+        stubs.kms.add_response("delete_alias", {})
+        stubs.kms.add_response("schedule_key_deletion", {"KeyId": KEY_ARN})
+        stubs.on_event(_event("Delete", names.RESOURCE_KMS_XKS_KEY, key_props, KEY_ID))
+        workshop = {**_store_props("VPC_ENDPOINT_SERVICE"), "WorkshopMode": "true"}
+        stubs.kms.add_response("describe_custom_key_stores", _store("CONNECTED", connectivity="VPC_ENDPOINT_SERVICE"))
+        stubs.kms.add_response("list_keys", {"Keys": [{"KeyId": KEY_ID, "KeyArn": KEY_ARN}], "Truncated": False})
+        stubs.kms.add_response("describe_key", {"KeyMetadata": {**meta, "KeyState": "PendingDeletion"}})
+        stubs.kms.add_response("disconnect_custom_key_store", {})
+        stubs.on_event(_event("Delete", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, workshop, STORE))
+        stubs.verify()
+    assert {"kms:CreateCustomKeyStore", "kms:ConnectCustomKeyStore", "kms:UpdateCustomKeyStore", "kms:CreateKey",
+            "kms:ScheduleKeyDeletion", "kms:DisconnectCustomKeyStore", "secretsmanager:GetSecretValue",
+            "ec2:StartVpcEndpointServicePrivateDnsVerification"} <= {c.action for c in recorder.calls}  # fmt: skip
+    # THEN each provisioner function's role in the synthesized workshop template allows every call
+    template = vpc_workshop.template("-tier-c")
+    functions = [lid for lid, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Function"
+                 and "lambdas.xks_provisioner.handler" in str(r["Properties"].get("Handler", ""))]  # fmt: skip
+    assert len(functions) == 2
+    arns = iam_check.Arns("aws", REGION, ACCOUNT, resolve_key=lambda k: KEY_ID)
+    for function in functions:
+        assert iam_check.denied(recorder.calls, iam_check.role_statements(template, function), arns) == [], function

@@ -20,8 +20,9 @@ from stacks.components.cloudhsm import PROVIDER_TOTAL_TIMEOUT_SECONDS, PROVISION
 from tests.conftest import REPO_ROOT, Synthesized, synthesize
 from tests.infrastructure.test_tier_b_stack import _write_trust_anchor
 
-# Backticked names in the docs that look like outputs but are custom resource properties (documented as such).
-NOT_OUTPUTS = {"SourceBackupId", "ExistingKeyStoreId"}
+# Backticked names in the docs that look like outputs but are custom resource properties (documented as such),
+# or AWS API fields the docs quote (KMS CreateKey XksKeyId, the XKS credential's AccessKeyId, HeadObject SSEKMSKeyId).
+NOT_OUTPUTS = {"SourceBackupId", "ExistingKeyStoreId", "XksKeyId", "AccessKeyId", "SSEKMSKeyId"}
 
 
 @pytest.fixture(scope="module")

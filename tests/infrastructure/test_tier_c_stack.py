@@ -193,6 +193,9 @@ def test_vpc_endpoint_service_meets_the_kms_requirements(eusc: Synthesized) -> N
     assert nlb["Properties"]["Type"] == "network" and nlb["Properties"]["Scheme"] == "internal"
     # ... in at least two subnets (each in a different zone) ...
     assert len(nlb["Properties"]["Subnets"]) >= 2
+    # (outside workshop mode the NLB cannot be deleted by accident)
+    attributes = {a["Key"]: a["Value"] for a in nlb["Properties"]["LoadBalancerAttributes"]}
+    assert attributes["deletion_protection.enabled"] == "true"
     # ... and the KMS service principal of the Region among the allowed principals
     _, permissions = _one(eusc, "AWS::EC2::VPCEndpointServicePermissions")
     assert permissions["Properties"]["AllowedPrincipals"] == [f"cks.kms.{EUSC}.amazonaws.com"]
@@ -326,3 +329,32 @@ def test_a_tier_c_bucket_on_an_aws_kms_key_fails_rule_2(public: Synthesized, tmp
     outcome = evaluator.evaluate(RULES_BY_NUMBER[2], _data_bucket(evaluator.model))
     assert outcome.status == "NON_COMPLIANT"
     assert any(reason.startswith("tier C:") and "AWS_KMS" in reason for reason in outcome.reasons)
+
+
+def test_every_tier_c_handler_imports_from_its_lambda_asset(public: Synthesized) -> None:
+    import subprocess
+    import sys
+
+    # GIVEN the tier C stack's functions of this project (CDK's own framework handlers aside)
+    template = public.template(TIER_C)
+    handlers = {
+        r["Properties"]["Handler"].rsplit(".", 1)[0]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("Handler", "").startswith("lambdas.")
+    }
+    assert {"lambdas.xks_provisioner.handler", "lambdas.keystore_monitor.handler",
+            "lambdas.tier_b_validator.handler"} <= handlers  # fmt: skip
+    (asset,) = {p for p in public.outdir.glob("asset.*") if (p / "lambdas").is_dir()}
+    # WHEN each module is imported with only the asset's copy of the project on the path (the Lambda runtime's
+    # view; boto3 and Powertools come from the runtime and the layer, here from the test environment)
+    script = (
+        "import importlib, sys; from pathlib import Path\n"
+        f"for name in {sorted(handlers)!r}:\n"
+        "    module = importlib.import_module(name)\n"
+        "    assert Path(module.__file__).resolve().is_relative_to(Path.cwd().resolve()), module.__file__\n"
+        "    import lambdas.keystore_monitor.xks, lambdas.xks_provisioner.logic\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=asset, capture_output=True, text=True, timeout=120)
+    # THEN every one imports (the asset carries what the handlers import, and no proxy code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not (asset / "kommunmoln" / "tier_c").exists()

@@ -66,7 +66,7 @@ def _assert_one_line(error: ConfigError) -> None:
 def _any_value_property(ledger, key: str, value: Any) -> None:
     # GIVEN the shipped defaults with one setting replaced by an arbitrary value
     # WHEN the config is loaded
-    result = _load(ledger, {**DEFAULTS, key: value})
+    result = _load(ledger, {**_base_for(key), key: value})
     # THEN it is a config, or a one-line ConfigError naming a known setting (never a crash)
     assert isinstance(result, AppConfig | ConfigError)
     if isinstance(result, ConfigError):
@@ -198,6 +198,30 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "residency_guardrail_policy_ids": _bad_list(
         _NON_STRING | _not_matching(r"p-[0-9a-zA-Z_]{8,128}"), empty_is_bad=False
     ),
+    # Tier C (validated only when the use case is on: see TIER_C_ON). Patterns from the KMS API reference
+    # (CreateCustomKeyStore XksProxyUriEndpoint/XksProxyUriPath, CreateKey XksKeyId), not from config.py.
+    "tier_c_connectivity": _NON_STRING | st.sampled_from(["DIRECT", "public_endpoint", "", "VPC"]),
+    "tier_c_proxy_uri_endpoint": _NON_STRING
+    | st.sampled_from(["http://xks.exempel.se", "https://xks.exempel.se:8443", "https://xks.exempel.se/path", ""]),
+    "tier_c_proxy_uri_path": _NON_STRING | st.sampled_from(["/xks/v1", "kms/xks/v1", "/kms/xks/v2", ""]),
+    "tier_c_credential_secret_arn": _NON_STRING
+    | st.sampled_from(
+        [
+            "",
+            "arn:aws:secretsmanager:eu-west-1:111122223333:secret:x-AbCdEf",
+            "arn:aws-eusc:secretsmanager:eu-north-1:111122223333:secret:x-AbCdEf",
+            "arn:aws:kms:eu-north-1:111122223333:key/x",
+        ]
+    ),
+    "tier_c_credential_key_arn": _NON_STRING
+    | st.sampled_from(["arn:aws:kms:eu-west-1:111122223333:key/0", "alias/x", "key/1234"]),
+    "tier_c_xks_key_id": _NON_STRING | st.sampled_from(["", "kommun key", "x" * 129, "nyckel/1"]),
+    "tier_c_proxy_target_ips": _bad_list(
+        _NON_STRING | st.sampled_from(["8.8.8.8", "10.0.0.300", "fd00::1", "x"]), empty_is_bad=False
+    ),
+    "tier_c_proxy_port": _bad_int(1, 65535),
+    "tier_c_noncurrent_version_days": _bad_int(1, 3650),
+    "tier_c_monitor_interval_minutes": _bad_int(1, 60),
     "gallring_decision": _NON_STRING
     | _not_matching(r"|[A-Za-z0-9ÅÄÖåäö+=._:/@-][A-Za-z0-9ÅÄÖåäö +=._:/@-]{1,126}[A-Za-z0-9ÅÄÖåäö+=._:/@-]"),
 }
@@ -208,10 +232,29 @@ def test_every_setting_has_a_bad_value_generator() -> None:
     assert set(BAD_VALUES) == set(DEFAULTS)
 
 
+# Tier C is off by default and its settings are read only when it is deployed, so they are fuzzed
+# with a valid tier C app as the base (the values of tests/infrastructure/test_tier_c_stack.py).
+TIER_C_ON = {
+    "use_cases": [names.USE_CASE_CLIENT_SIDE, names.USE_CASE_EXTERNAL_KEY_STORE],
+    "tier_c_proxy_uri_endpoint": "https://xks.exempel.se",
+    "tier_c_xks_key_id": "kommun-key-1",
+    "tier_c_credential_secret_arn": "arn:aws:secretsmanager:eu-north-1:111122223333:secret:kommunmoln/xks-AbCdEf",
+}
+
+
+def _base_for(key: str) -> dict[str, Any]:
+    return {**DEFAULTS, **TIER_C_ON} if key.startswith("tier_c_") else dict(DEFAULTS)
+
+
+def test_the_tier_c_base_is_a_valid_app() -> None:
+    # GIVEN the base the tier C generators mutate  WHEN loaded  THEN it is a config with tier C on
+    assert load_config(_base_for("tier_c_connectivity")).tier_c is not None
+
+
 def _bad_value_property(ledger, key: str, value: Any) -> None:
     # GIVEN the defaults with one setting given a value its rules forbid
     # WHEN the config is loaded
-    result = _load(ledger, {**DEFAULTS, key: value})
+    result = _load(ledger, {**_base_for(key), key: value})
     # THEN a one-line ConfigError names exactly that setting
     if isinstance(result, AppConfig):
         ledger.add(CATEGORY, false_passes=1)

@@ -224,7 +224,7 @@ def test_a_drifted_key_policy_alarms_with_the_statements_that_differ(
     kms.add_response("get_key_policy", _live(mutate(TEMPLATE_POLICY)), GET_POLICY)
     topic = Topic()
     # WHEN the monitor runs
-    report, result = run(WITH_POLICY, topic)
+    report, _result = run(WITH_POLICY, topic)
     # THEN the key-policy check is a problem naming the statement, its metric is 0, and the alarm goes out
     [problem] = report.problems
     assert problem.name == "key-policy" and said in problem.detail

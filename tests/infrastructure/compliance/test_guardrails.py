@@ -63,8 +63,9 @@ def test_gaps_name_what_a_partial_policy_does_not_prevent() -> None:
     partial = {"Version": "2012-10-17", "Statement": [region]}
     # THEN each missing denial is named, and the kms:* exemption does not count as a region guardrail
     missing = gaps(partial, REGIONS)
-    assert [m.split(" ")[0] for m in missing[:3]] == list(CROSS_REGION_COPY_ACTIONS)
-    assert "requests outside eu-north-1, eu-central-1 are not denied" in missing[3]
+    copies = len(CROSS_REGION_COPY_ACTIONS)
+    assert [m.split(" ")[0] for m in missing[:copies]] == list(CROSS_REGION_COPY_ACTIONS)
+    assert "requests outside eu-north-1, eu-central-1 are not denied" in missing[copies]
     # AND a region allowed by the policy but not by the config is a gap too
     assert any("requests outside" in m for m in gaps(residency_scp(("eu-north-1", "us-east-1")), REGIONS))
     # AND a conditional deny of the copy actions does not count
@@ -72,6 +73,28 @@ def test_gaps_name_what_a_partial_policy_does_not_prevent() -> None:
     conditional["Statement"][0]["Condition"] = {"StringEquals": {"aws:PrincipalTag/team": "x"}}
     assert "cloudhsm:CopyBackupToRegion is not denied" in gaps(conditional, REGIONS)
     assert gaps(None, REGIONS) and gaps("not a policy", REGIONS)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        "secretsmanager:ReplicateSecretToRegions",
+        "backup:StartCopyJob",
+        "backup:CopyIntoBackupVault",
+        "ecr:PutReplicationConfiguration",
+        "dynamodb:CreateTableReplica",
+        "dynamodb:CreateGlobalTable",
+    ],
+)
+def test_copies_requested_from_an_allowed_region_are_denied_and_their_absence_is_a_gap(action: str) -> None:
+    # GIVEN the generated SCP WHEN it is checked THEN the copy action is denied without condition
+    document = residency_scp(REGIONS)
+    assert action in document["Statement"][0]["Action"] and "Condition" not in document["Statement"][0]
+    # AND a policy that leaves that one action out is reported as a gap naming it
+    document["Statement"][0]["Action"] = [a for a in document["Statement"][0]["Action"] if a != action]
+    assert gaps(document, REGIONS) == [f"{action} is not denied"]
+    # AND the whole set still fits the SCP quota
+    assert len(render(residency_scp(REGIONS))) <= SCP_MAX_CHARACTERS
 
 
 def test_rule8_flags_an_app_without_guardrails() -> None:

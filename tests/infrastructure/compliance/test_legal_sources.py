@@ -66,3 +66,29 @@ def test_foreign_access_law_beyond_the_cloud_act_and_the_mcf_rename_are_recorded
         assert needle in text, needle
     assert "Myndigheten för civilt försvar" in text and "CERT-SE" in text
     assert "tier B+" in text
+
+
+BANNED_IN_USE_CASES = (
+    "sufficiently strong encryption",
+    "exception of eSam",
+    "eSam's 2018/2019 statements",
+    '| eSam / EDPB "provider cannot read the data" | Met |',
+    "eSam / EDPB",
+)
+
+
+@pytest.mark.parametrize("name", ["use-case-1.md", "use-case-2.md", "use-case-3.md"])
+def test_use_cases_do_not_sell_encryption_as_an_esam_exception(name: str) -> None:
+    # GIVEN a use-case document THEN none of the phrasings that present tier A as meeting an eSam exception
+    # is left (compliance.md section 1.1: not an exception to rely on without own evidence)
+    text = (DOCS / name).read_text(encoding="utf-8")
+    for phrase in BANNED_IN_USE_CASES:
+        assert phrase not in text, f"{name}: {phrase!r}"
+
+
+def test_tier_a_is_described_as_evidence_for_the_municipalitys_assessment() -> None:
+    # GIVEN use case 1 and the tier table of use case 2 THEN they state compliance.md's position
+    for name in ("use-case-1.md", "use-case-2.md"):
+        text = (DOCS / name).read_text(encoding="utf-8")
+        assert "SOU 2021:1" in text and "the assessment is the municipality's" in text, name
+    assert "10 kap. 2 a §" in (DOCS / "use-case-1.md").read_text(encoding="utf-8")
