@@ -261,12 +261,13 @@ def live_checks(session: Any, outputs: Mapping[str, str], *, wait_seconds: float
 
 def _unlisted_principal(session: Any, bucket: str, *, wait_seconds: float) -> list[Check]:
     """A role that IAM allows s3:* on the bucket, not listed in tier_a_data_access_principals, from outside the VPC."""
-    iam, account = session.client("iam"), session.client("sts").get_caller_identity()["Account"]
+    iam, identity = session.client("iam"), session.client("sts").get_caller_identity()
+    account, partition = identity["Account"], identity["Arn"].split(":")[1]  # aws, aws-eusc, ...
     role = f"kommunmoln-verify-live-unlisted-{int(time.time())}"
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-             "Principal": {"AWS": f"arn:aws:iam::{account}:root"}}]}  # fmt: skip
+             "Principal": {"AWS": f"arn:{partition}:iam::{account}:root"}}]}  # fmt: skip
     grant = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*",
-             "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}  # fmt: skip
+             "Resource": [f"arn:{partition}:s3:::{bucket}", f"arn:{partition}:s3:::{bucket}/*"]}]}  # fmt: skip
     try:
         arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     except Exception as err:  # the check fails closed: no role, no evidence

@@ -32,13 +32,17 @@ CONTRACTING_ENTITY: Text = {
 }
 JURISDICTION: Text = {
     "en": "Governing law and courts: as the agreement states for that party (not checked here). The group's parent, "
-    "Amazon.com, Inc., is a US company: the CLOUD Act (18 U.S.C. 2713) and FISA section 702 can reach the provider "
-    "wherever data is stored; the EU e-Evidence Regulation (EU) 2023/1543 applies from 18 Aug 2026; the Data Act "
+    "Amazon.com, Inc., is a US company: the CLOUD Act (18 U.S.C. 2713) lets US courts order the provider to "
+    "produce data in its possession, custody or control wherever stored; FISA section 702 (reauthorised to 20 Apr "
+    "2026; later status not checked) is a risk whose reach to data held in the EU by an EU subsidiary is "
+    "contested; the EU e-Evidence Regulation (EU) 2023/1543 applies from 18 Aug 2026; the Data Act "
     "(EU) 2023/2854 Art. 28 (published jurisdiction statement) and Art. 32 (third-country access). See "
     "docs/compliance.md, section 1.",
     "sv": "Tillämplig lag och domstol: enligt avtalet för den avtalsparten (inte kontrollerat här). Koncernens "
-    "moderbolag Amazon.com, Inc. är ett amerikanskt bolag: CLOUD Act (18 U.S.C. 2713) och FISA avsnitt 702 kan nå "
-    "leverantören var uppgifterna än lagras; EU:s e-bevisförordning (EU) 2023/1543 gäller från 18 aug 2026; "
+    "moderbolag Amazon.com, Inc. är ett amerikanskt bolag: enligt CLOUD Act (18 U.S.C. 2713) kan amerikanska "
+    "domstolar förelägga leverantören att lämna ut uppgifter i dess besittning eller kontroll var de än lagras; "
+    "FISA avsnitt 702 (förlängd till 20 apr 2026; senare status inte kontrollerad) är en risk vars räckvidd för "
+    "uppgifter som ett EU-dotterbolag har i EU är omstridd; EU:s e-bevisförordning (EU) 2023/1543 gäller från 18 aug 2026; "
     "dataförordningen (EU) 2023/2854 art. 28 (publicerad jurisdiktionsförklaring) och art. 32 "
     "(tredjelandsåtkomst). Se docs/compliance.md, avsnitt 1.",
 }
@@ -66,8 +70,14 @@ TIERS: dict[str, TierFacts] = {
     TIER_A: TierFacts(
         {"en": "Tier A: client-side encryption", "sv": "Nivå A: kryptering hos kommunen (klientsidan)"},
         {
-            "en": "the municipality's key file or HSM; each data key is also wrapped under the escrow key",
-            "sv": "kommunens nyckelfil eller HSM; varje datanyckel är också inslagen under depositionsnyckeln",
+            "en": "the municipality's key file or HSM; with RSA escrow (--escrow-public-key) each data key is also "
+            "wrapped under the escrow's RSA public key and that wrapping is stored at AWS in every object header (not "
+            "quantum-resistant: 'harvest now, decrypt later'); with the symmetric --escrow-key option, under a second "
+            "AES-256 key kept offline, and only the AES-wrapped data key is at AWS",
+            "sv": "kommunens nyckelfil eller HSM; med RSA-deposition (--escrow-public-key) är varje datanyckel också "
+            "inslagen under depositionens publika RSA-nyckel och den inslagningen lagras hos AWS i varje objekthuvud "
+            "(inte kvantsäker: 'samla nu, dekryptera senare'); med det symmetriska alternativet --escrow-key under en "
+            "andra AES-256-nyckel som förvaras offline, och endast den AES-inslagna datanyckeln finns hos AWS",
         },
         {
             "en": f"ciphertext only; {_COMMON_METADATA['en']} (tier A can encrypt object names, docs/use-case-1.md)",
@@ -101,9 +111,12 @@ TIERS: dict[str, TierFacts] = {
         },
         {
             "en": "read the objects through S3 while the key store is connected (S3 decrypts them) and store them "
-            "elsewhere; disconnecting the key store first stops that",
+            "elsewhere; disconnecting the key store stops new KMS calls, but a data key S3 already holds under S3 "
+            "Bucket Keys keeps working until S3 next calls KMS (AWS KMS Developer Guide, 'Disconnect an AWS CloudHSM "
+            "key store')",
             "sv": "läs objekten via S3 medan nyckellagret är anslutet (S3 dekrypterar) och lagra dem på annat håll; "
-            "kopplas nyckellagret från först går det inte",
+            "frånkoppling av nyckellagret stoppar nya KMS-anrop, men en datanyckel som S3 redan har med S3 Bucket "
+            "Keys fungerar tills S3 nästa gång anropar KMS",
         },
     ),
     TIER_C: TierFacts(
@@ -121,8 +134,11 @@ TIERS: dict[str, TierFacts] = {
         },
         {"en": "the key material (it never exists in AWS)", "sv": "nyckelmaterialet (det finns aldrig i AWS)"},
         {
-            "en": "read the objects through S3 while the proxy answers and store them elsewhere",
-            "sv": "läs objekten via S3 medan proxyn svarar och lagra dem på annat håll",
+            "en": "read the objects through S3 while the proxy answers and store them elsewhere; refusing at the proxy "
+            "stops new KMS calls, but a data key S3 already holds under S3 Bucket Keys keeps working until S3 next "
+            "calls KMS",
+            "sv": "läs objekten via S3 medan proxyn svarar och lagra dem på annat håll; att vägra i proxyn stoppar nya "
+            "KMS-anrop, men en datanyckel som S3 redan har med S3 Bucket Keys fungerar tills S3 nästa gång anropar KMS",
         },
     ),
     TIER_UNVERIFIED: TierFacts(

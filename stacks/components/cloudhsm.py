@@ -254,11 +254,12 @@ class HsmProvisioner(Construct):
             # Longer than the longest wait inside one invocation (common.MAX_WAIT_IN_INVOCATION_SECONDS);
             # waits longer than that belong to is_complete (tests/infrastructure: test_provisioner_timeouts).
             "timeout": cdk.Duration.seconds(PROVISIONER_FUNCTION_TIMEOUT_SECONDS),
-            # CreateHsm and DeleteHsm (called by the code) need ec2:CreateNetworkInterface and
+            # CreateHsm and DeleteHsm (called by tier B's code) need ec2:CreateNetworkInterface and
             # DeleteNetworkInterface on the caller (Service Authorization Reference, CloudHSM, dependent
-            # actions), so the provisioner's code keeps the network-interface permissions that the other
-            # functions' code is denied (function.deny_network_interfaces_to_function_code).
-            "code_needs_network_interfaces": True,
+            # actions), so that provisioner's code keeps the network-interface permissions that the other
+            # functions' code (tier C's provisioner included) is denied
+            # (function.deny_network_interfaces_to_function_code).
+            "code_needs_network_interfaces": handler == PROVISIONER_HANDLER,
         }
         self.on_event = HardenedFunction(
             self,

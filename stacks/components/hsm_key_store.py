@@ -20,7 +20,7 @@ from kommunmoln import names
 from stacks.compliance import acknowledge
 from stacks.components.cloudhsm import CloudHsmCluster, CloudHsmHsms, HsmProvisioner, finding_arn
 from stacks.components.lifecycle import removal_policy, supporting_key
-from stacks.components.network import IsolatedNetwork
+from stacks.components.network import IsolatedNetwork, endpoint_perimeter
 
 # Key administration without any cryptographic use and without kms:CreateGrant (a grant
 # could hand an administrator the use of the key). Written out: no `kms:*`, no wildcards.
@@ -111,11 +111,11 @@ class KmsUserSecret(Construct):
         )
         self.endpoint.add_to_policy(
             iam.PolicyStatement(
-                sid="OnlyThisAccountsPrincipals",
+                sid="OnlyThisAccountsPrincipalsAndResources",
                 principals=[iam.AnyPrincipal()],
                 actions=["*"],
                 resources=["*"],
-                conditions={"StringEquals": {"aws:PrincipalAccount": account}},
+                conditions=endpoint_perimeter(account),
             )
         )
 

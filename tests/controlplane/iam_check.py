@@ -56,6 +56,7 @@ class Recorder:
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self._attached: list[tuple[Any, Callable[..., None]]] = []
 
     def attach(self, client: Any) -> Any:
         prefix = _PREFIX.get(client.meta.service_model.service_name, client.meta.service_model.service_name)
@@ -64,7 +65,14 @@ class Recorder:
             self.calls.append(Call(iam_action(prefix, model.name, params), dict(params)))
 
         client.meta.events.register("before-parameter-build", record)
+        self._attached.append((client, record))
         return client
+
+    def detach(self) -> None:
+        """Stop recording (for clients shared with other tests)."""
+        for client, record in self._attached:
+            client.meta.events.unregister("before-parameter-build", record)
+        self._attached.clear()
 
 
 # --- resources an action is authorized on (Service Authorization Reference) -----------------

@@ -34,15 +34,17 @@ AL2023_REPOSITORY = f"arn:aws:s3:::al2023-repos-{REGION}-de612dc2/core/mirrors/l
 
 
 def _policies(synth: Synthesized) -> dict[str, dict[str, Any]]:
-    """Endpoint policy by service suffix (s3, kms, sts, ssm, ...), intrinsics resolved."""
+    """Endpoint policy by service suffix (s3, kms, sts, ssm, secretsmanager, ...) of every stack, resolved."""
     resolver = Resolver(synth.templates)
-    template = resolver.template_of(NETWORK)
     policies = {}
-    for resource in template["Resources"].values():
-        if resource["Type"] != "AWS::EC2::VPCEndpoint" or "PolicyDocument" not in resource["Properties"]:
-            continue
-        service = str(resolver.resolve(resource["Properties"]["ServiceName"], template)).rsplit(".", 1)[-1]
-        policies[service] = resolver.resolve(resource["Properties"]["PolicyDocument"], template)
+    for name in synth.templates:
+        template = resolver.template_of(name)
+        for resource in template["Resources"].values():
+            if resource["Type"] != "AWS::EC2::VPCEndpoint" or "PolicyDocument" not in resource["Properties"]:
+                continue
+            service = str(resolver.resolve(resource["Properties"]["ServiceName"], template)).rsplit(".", 1)[-1]
+            assert service not in policies, f"two {service} endpoints"
+            policies[service] = resolver.resolve(resource["Properties"]["PolicyDocument"], template)
     return policies
 
 
@@ -80,6 +82,23 @@ SCENARIOS = [
     ("logs", ROLE, "logs:PutLogEvents", f"arn:aws:logs:{REGION}:{OTHER}:log-group:x", OTHER, IMPLICIT_DENY),
     ("monitoring", ROLE, "cloudwatch:PutMetricData", "*", ACCOUNT, ALLOW),
     ("cloudhsmv2", ROLE, "cloudhsm:DescribeClusters", "*", ACCOUNT, ALLOW),
+    # Secrets Manager (tier B's stack: the kmsuser password): this account's secrets only
+    (
+        "secretsmanager",
+        ROLE,
+        "secretsmanager:GetSecretValue",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:k",
+        ACCOUNT,
+        ALLOW,
+    ),
+    (
+        "secretsmanager",
+        ROLE,
+        "secretsmanager:GetSecretValue",
+        f"arn:aws:secretsmanager:{REGION}:{OTHER}:secret:x",
+        OTHER,
+        IMPLICIT_DENY,
+    ),
     # SSM: AWS-owned public parameters and documents, read-only, for this account's principals
     (
         "ssm",

@@ -76,3 +76,19 @@ def test_the_provisioner_code_keeps_what_create_hsm_needs(functions) -> None:
         arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical}"
         for action in ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface"):
             assert _decide(policies, action, from_code=arn) == ALLOW
+
+
+def test_the_tier_c_provisioner_code_is_denied_them_too(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.conftest import synthesize
+    from tests.infrastructure.test_tier_c_stack import BASE, SECRET
+
+    # GIVEN tier C, whose provisioner reuses tier B's construct but never calls CreateHsm
+    context = {**BASE, "tier_c_credential_secret_arn": SECRET.format(p="aws", r="eu-north-1")}
+    synth = synthesize(tmp_path_factory.mktemp("tier-c-eni"), context)
+    xks = [f for f in _vpc_functions(synth) if "tier-c" in f[0]]
+    assert xks
+    for _, logical, policies in xks:
+        arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical}"
+        # THEN its code is denied the network-interface actions as well; Lambda itself keeps them
+        assert _decide(policies, "ec2:CreateNetworkInterface", from_code=arn) == EXPLICIT_DENY, logical
+        assert _decide(policies, "ec2:CreateNetworkInterface", from_code=None) == ALLOW, logical

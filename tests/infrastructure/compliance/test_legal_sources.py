@@ -92,3 +92,53 @@ def test_tier_a_is_described_as_evidence_for_the_municipalitys_assessment() -> N
         text = (DOCS / name).read_text(encoding="utf-8")
         assert "SOU 2021:1" in text and "the assessment is the municipality's" in text, name
     assert "10 kap. 2 a §" in (DOCS / "use-case-1.md").read_text(encoding="utf-8")
+
+
+def test_e_evidence_content_orders_are_stated_with_their_judicial_and_offence_limits() -> None:
+    # GIVEN compliance.md THEN the e-Evidence row does not let a prosecutor order content data
+    # (Regulation (EU) 2023/1543 Art. 4(1)-(2)) and names the offence threshold of Art. 5(4)
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "A prosecutor in any Member State can order" not in text
+    assert "judge, a court or an investigating judge" in text and "Art. 4(2)" in text and "Art. 4(1)" in text
+    assert "at least 3 years" in text and "Art. 5(4)" in text
+    assert "| The same orders can reach plaintext |" not in text
+
+
+def test_fisa_702_is_dated_and_worded_as_a_risk() -> None:
+    # GIVEN compliance.md and the fact sheet's jurisdiction line THEN FISA 702's status carries its date and a
+    # not-checked marker, and its reach is a contested risk, not a certainty
+    from kommunmoln.compliance.facts import JURISDICTION
+
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "reauthorised 2024 |" not in text and "20 Apr 2026" in text and "not checked" in text
+    assert "can reach the provider wherever" not in JURISDICTION["en"]
+    assert "contested" in JURISDICTION["en"] and "omstridd" in JURISDICTION["sv"]
+
+
+def test_fact_sheets_state_the_bucket_key_caveat_and_where_rsa_escrow_wrappings_are() -> None:
+    # GIVEN the tier fact sheets THEN tier B/C's cut-off leaves cached Bucket Keys working until the next KMS
+    # call (AWS KMS Developer Guide, "Disconnect an AWS CloudHSM key store"), and tier A's key line says the RSA
+    # escrow wrapping is stored at AWS and names the symmetric option
+    from kommunmoln.compliance.facts import TIER_A, TIER_B, TIER_C, TIERS
+
+    for tier in (TIER_B, TIER_C):
+        assert "until S3 next calls KMS" in TIERS[tier].exit["en"], tier
+        assert "tills S3 nästa gång anropar KMS" in TIERS[tier].exit["sv"], tier
+    assert "first stops that" not in TIERS[TIER_B].exit["en"]
+    keys = TIERS[TIER_A].keys["en"]
+    assert "RSA" in keys and "stored at AWS" in keys and "--escrow-key" in keys
+    use_case_3 = (DOCS / "use-case-3.md").read_text(encoding="utf-8")
+    assert "never after the kill switch" not in use_case_3 and "until S3 next calls KMS" in use_case_3
+
+
+@pytest.mark.parametrize("name", ["docs/use-case-3.md", "README.md"])
+def test_tier_c_is_ranked_tier_b_plus(name: str) -> None:
+    assert "tier B+" in (REPO_ROOT / name).read_text(encoding="utf-8")
+
+
+def test_use_case_1_escrow_section_warns_about_rsa_and_offers_the_symmetric_key() -> None:
+    # GIVEN use case 1 THEN its escrow section says where RSA wrappings are stored and why that matters for a
+    # 70-year secrecy horizon, and documents the --escrow-key option (compliance.md section 5)
+    text = (DOCS / "use-case-1.md").read_text(encoding="utf-8")
+    assert "harvest now, decrypt later" in text and "stored at AWS in every object header" in text
+    assert "--escrow-key KEYFILE" in text and "70 years" in text
