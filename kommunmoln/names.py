@@ -107,6 +107,7 @@ ENV_CUSTOM_KEY_STORE_ID = "KOMMUNMOLN_CUSTOM_KEY_STORE_ID"
 ENV_CLUSTER_ID = "KOMMUNMOLN_CLOUDHSM_CLUSTER_ID"
 ENV_MIN_HSMS = "KOMMUNMOLN_MIN_ACTIVE_HSMS"
 ENV_EXPECTED_KEY_POLICY = "KOMMUNMOLN_EXPECTED_KEY_POLICY"  # the template's key policy (JSON)
+ENV_WORKSHOP_MODE = "KOMMUNMOLN_WORKSHOP_MODE"  # "true" in workshop mode (the key provisioner's deletion)
 # AWS_CLOUDHSM (default) or EXTERNAL_KEY_STORE: which key store the monitor checks (CustomKeyStoreType values).
 ENV_KEY_STORE_TYPE = "KOMMUNMOLN_KEY_STORE_TYPE"
 # Tier C monitor: the external key id and proxy URI the key store must still point at.

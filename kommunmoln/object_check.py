@@ -127,6 +127,9 @@ def check_object(s3: Any, *, bucket: str, key: str, version_id: str | None, sett
                 bucket, key, version_id, STATUS_QUARANTINED, [f"{EMPTY_OBJECT}: the object has no bytes"], 0
             )
         raise
+    # Without a version id (an event of an unversioned or suspended bucket) the outcome names the version
+    # actually read (GetObject's x-amz-version-id), so that its tag cannot land on a newer version.
+    version_id = version_id or response.get("VersionId") or None
     body = response["Body"]
     try:
         head = body.read(bound)  # bounded even if a server ignored the Range header

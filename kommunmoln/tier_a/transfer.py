@@ -141,7 +141,10 @@ def _s3_error(error: Exception, what: str) -> TierAError:
         if code in ("PreconditionFailed", "412"):
             return ConflictError(f"{what}: the object changed meanwhile (PreconditionFailed); nothing was replaced")
         if code in ("AccessDenied", "403", "Forbidden"):
-            return TransferError(f"{what}: access denied ({_client_error_text(error)})")
+            return TransferError(
+                f"{what}: access denied ({_client_error_text(error)}); a tier A object is readable only once the "
+                "validator has tagged it validated (a new upload takes a moment; a quarantined one needs the security role)"
+            )
         return TransferError(f"{what}: {_client_error_text(error)}")
     if isinstance(error, botocore.exceptions.NoCredentialsError):
         return UsageError(f"{what}: no AWS credentials (use --profile or the usual AWS variables)")
@@ -741,9 +744,24 @@ def object_size(s3, bucket: str, key: str) -> int | None:
         code = error.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchKey", "NotFound"):
             return None
+        if code in ("403", "AccessDenied", "Forbidden"):
+            # HeadObject needs s3:GetObject (S3 API Reference, HeadObject, "Permissions"), which tier A's
+            # bucket denies until a version is tagged validated: the listing still shows whether it exists.
+            listed = _listed_size(s3, bucket, key)
+            if listed is not None:
+                return listed
         raise _s3_error(error, f"s3://{bucket}/{key}") from None
     except Exception as error:
         raise _s3_error(error, f"s3://{bucket}/{key}") from None
+
+
+def _listed_size(s3, bucket: str, key: str) -> int | None:
+    """The size ListObjectsV2 reports for exactly `key` (exists, maybe not yet readable), else None."""
+    try:
+        contents = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    except botocore.exceptions.ClientError:
+        return None
+    return int(contents[0].get("Size", 0)) if contents and contents[0].get("Key") == key else None
 
 
 def safe_relative(rel: str) -> PurePosixPath:

@@ -7,11 +7,14 @@ Also tier C's Custom::KmsXksKey: with an XksKeyId property the key is created in
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from kommunmoln import names
 
 from lambdas.cloudhsm_provisioner.common import (
     KEY_STORE_ID,
@@ -62,6 +65,34 @@ class KeyProps:
             workshop_mode=flag(props, "WorkshopMode"),
             # KMS API Reference, CreateKey XksKeyId: 1 to 128 characters of ^[a-zA-Z0-9-_.]+$.
             xks_key_id=prop(props, "XksKeyId", pattern=r"[a-zA-Z0-9_.-]{1,128}", allow_empty=True),
+        )
+
+
+def deployed_policy(environ: Mapping[str, str] = os.environ) -> str:
+    """The key policy this provisioner was deployed with (its own environment, set at synthesis).
+
+    The event's KeyPolicy is only compared with it: anyone allowed lambda:InvokeFunction on the
+    provisioner could otherwise send a forged Update carrying a policy of their own. Fails closed
+    when the environment lacks it.
+    """
+    policy = environ.get(names.ENV_EXPECTED_KEY_POLICY, "")
+    if not policy:
+        raise ProvisioningError(
+            f"the provisioner has no {names.ENV_EXPECTED_KEY_POLICY} in its environment; it applies no key policy"
+        )
+    return policy
+
+
+def deployed_workshop_mode(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the provisioner was deployed in workshop mode (its own environment; never the event's word alone)."""
+    return environ.get(names.ENV_WORKSHOP_MODE, "false") == "true"
+
+
+def _require_deployed_policy(props: KeyProps) -> None:
+    if props.policy != deployed_policy():
+        raise ProvisioningError(
+            "the request's KeyPolicy differs from the key policy this provisioner was deployed with; it is "
+            "refused. Only a deployment changes the key policy (docs/use-case-2.md#who-administers-the-key)"
         )
 
 
@@ -187,6 +218,8 @@ def key_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> di
     request = event["RequestType"]
     props = KeyProps.parse(event["ResourceProperties"])
     kms = clients.kms
+    if request != "Delete":
+        _require_deployed_policy(props)
     if request == "Create":
         meta = _create_key(props, kms, sleep=sleep, replacing=False)
         return {"PhysicalResourceId": meta["KeyId"], "Data": _key_data(meta)}
@@ -212,7 +245,7 @@ def key_on_event(event: Mapping[str, Any], clients: Clients, sleep: Sleep) -> di
 
 
 def _key_delete(key_id: str, props: KeyProps, kms: Any, *, sleep: Sleep) -> dict[str, Any]:
-    if not props.workshop_mode:
+    if not (props.workshop_mode and deployed_workshop_mode()):  # a forged Delete cannot claim workshop mode
         LOG.info("KMS key %s is retained (not workshop mode)", key_id)
         return {"PhysicalResourceId": key_id}
     meta = _describe_key(kms, key_id, sleep=sleep)

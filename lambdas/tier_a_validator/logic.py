@@ -195,6 +195,12 @@ def validate_object(s3: Any, sns: Any, *, bucket: str, key: str, version_id: str
     outcome = decide_object(s3, bucket=bucket, key=key, version_id=version_id, settings=settings)
     if outcome.status == STATUS_MISSING:
         return outcome
+    if version_id is None and outcome.version_id:
+        # The event named no version: tag the version GetObject actually returned, never "the latest",
+        # which a new upload may have replaced since (its own event checks that one). Its tags are re-read.
+        version = _version_args(bucket, key, outcome.version_id)
+        this_version = outcome.version_id
+        tags = {tag["Key"]: tag["Value"] for tag in s3.get_object_tagging(**version)["TagSet"]}
     others = {k: v for k, v in tags.items() if k not in names.OBJECT_TAG_KEYS_STATUS}
     if len(others) + (3 if outcome.status == STATUS_QUARANTINED else 2) > MAX_TAGS_PER_OBJECT:
         # S3 allows 10 tags per object: the status tags replace those that do not fit. The

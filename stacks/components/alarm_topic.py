@@ -6,7 +6,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -45,6 +44,13 @@ class AlarmTopic(Construct):
             ("AllowEventBridgeRulesOfThisAccount", "events.amazonaws.com"),
         ):
             this_account = {"StringEquals": {"aws:SourceAccount": stack.account}}
+            publishers: dict = dict(this_account)
+            if service == "events.amazonaws.com":
+                # Only this account's rules in this region: EventBridge names the rule in aws:SourceArn
+                # (EventBridge User Guide, "Using resource-based policies for Amazon EventBridge").
+                publishers["ArnLike"] = {
+                    "aws:SourceArn": f"arn:{stack.partition}:events:{stack.region}:{stack.account}:rule/*"
+                }
             principal = iam.ServicePrincipal(service)
             self.key.add_to_resource_policy(
                 iam.PolicyStatement(
@@ -61,7 +67,7 @@ class AlarmTopic(Construct):
                     principals=[principal],
                     actions=["sns:Publish"],
                     resources=[self.topic.topic_arn],
-                    conditions=this_account,
+                    conditions=publishers,
                 )
             )
         if email:
@@ -91,7 +97,11 @@ class AlarmTopic(Construct):
                 source=[f"aws.{source}"], detail_type=["AWS API Call via CloudTrail"], detail=pattern
             ),
         )
-        rule.add_target(targets.SnsTopic(self.topic))
+        # The target is set on the CfnRule itself: CDK's targets.SnsTopic would also add an unconditioned
+        # "events.amazonaws.com may publish" statement to the topic policy, next to the conditioned one above.
+        cfn_rule = rule.node.default_child
+        assert isinstance(cfn_rule, events.CfnRule)
+        cfn_rule.targets = [events.CfnRule.TargetProperty(arn=self.topic.topic_arn, id="AlarmTopic")]
         return rule
 
     def grant_publish(self, role: ServiceRole) -> None:

@@ -23,7 +23,7 @@ from constructs import Construct
 
 from kommunmoln import names
 from stacks.compliance import acknowledge
-from stacks.components.function import HardenedFunction
+from stacks.components.function import HardenedFunction, deny_outside_functions
 from stacks.components.lifecycle import removal_policy, supporting_key
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
@@ -34,6 +34,21 @@ HSM_PORTS = ec2.Port.tcp_range(2223, 2225)  # CloudHSM client <-> HSM
 PROVISIONER_HANDLER = "lambdas.cloudhsm_provisioner.handler"
 PROVISIONER_SERVICE = "cloudhsm-provisioner"
 PROVISIONER_FUNCTION_TIMEOUT_SECONDS = 600
+SID_PROVISIONER_ONLY_FROM_ITS_CODE = "DenyProvisioningOutsideTheProvisionerFunctions"
+# What the provisioner roles may do only from the provisioner functions' own code: every key,
+# key store, HSM and secret action of the provisioning permissions. Not Lambda's own calls made
+# with the role outside the execution environment (network interfaces, the dead-letter queue and
+# its key), which carry no lambda:SourceFunctionArn.
+PROVISIONER_BOUND_ACTIONS = (
+    "kms:CreateKey", "kms:PutKeyPolicy", "kms:DisableKey", "kms:EnableKey", "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion", "kms:CreateGrant", "kms:RevokeGrant", "kms:RetireGrant", "kms:CreateAlias",
+    "kms:UpdateAlias", "kms:DeleteAlias", "kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource",
+    "kms:CreateCustomKeyStore", "kms:ConnectCustomKeyStore", "kms:DisconnectCustomKeyStore",
+    "kms:UpdateCustomKeyStore", "kms:DeleteCustomKeyStore", "cloudhsm:CreateCluster", "cloudhsm:DeleteCluster",
+    "cloudhsm:ModifyCluster", "cloudhsm:CreateHsm", "cloudhsm:DeleteHsm", "cloudhsm:InitializeCluster",
+    "cloudhsm:TagResource", "secretsmanager:GetSecretValue",
+    "iam:CreateServiceLinkedRole",
+)  # fmt: skip
 PROVIDER_TOTAL_TIMEOUT_SECONDS = 3300  # below CloudFormation's 3600 s custom resource limit, with margin
 PROVISIONER_WILDCARD_REASON = (
     "Only actions without resource-level permissions use '*': cloudhsm:DescribeClusters and "
@@ -228,6 +243,7 @@ class HsmProvisioner(Construct):
         """`handler` ... `wildcard_reason` let another tier's provisioner (tier C: lambdas.xks_provisioner) reuse
         the construct; the defaults are tier B's."""
         super().__init__(scope, construct_id)
+        stack_name = cdk.Stack.of(self).stack_name
         common: dict[str, Any] = {
             "service_name": service_name,
             "environment": {},
@@ -250,6 +266,7 @@ class HsmProvisioner(Construct):
             "OnEvent",
             handler=f"{handler}.on_event",
             description=f"{label}: starts {purpose} operations",
+            function_name=f"{stack_name}-provisioner-on-event",
             **common,
         )
         self.is_complete = HardenedFunction(
@@ -257,6 +274,7 @@ class HsmProvisioner(Construct):
             "IsComplete",
             handler=f"{handler}.is_complete",
             description=f"{label}: reports whether {purpose} operations finished",
+            function_name=f"{stack_name}-provisioner-is-complete",
             **common,
         )
         # The provisioning permissions live in one managed policy of their own, attached to
@@ -270,6 +288,16 @@ class HsmProvisioner(Construct):
         )
         for function in (self.on_event, self.is_complete):
             function.function.node.add_dependency(self.policy)
+        # The roles' provisioning rights hold only inside the two functions: a new function given one
+        # of these roles (iam:PassRole), or the roles' credentials used anywhere else, get none of them
+        # (lambda:SourceFunctionArn, usable in identity policies only). The ARNs come from the explicit
+        # function names, so the policy does not depend on the functions (which depend on it).
+        self.policy.add_statements(
+            deny_outside_functions(
+                PROVISIONER_BOUND_ACTIONS, ["*"], sid=SID_PROVISIONER_ONLY_FROM_ITS_CODE,
+                function_arns=[f.source_function_arn for f in (self.on_event, self.is_complete)],
+            )
+        )  # fmt: skip
         self.acknowledge_wildcard("Resource::*", wildcard_reason)
 
         self.framework_key = supporting_key(

@@ -10,7 +10,7 @@ from the public SSM parameter of the pinned version: synthesis makes no AWS call
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -76,6 +76,19 @@ def deny_network_interfaces_to_function_code() -> iam.PolicyStatement:
         actions=list(NETWORK_INTERFACE_ACTIONS),
         resources=["*"],
         conditions={"Null": {"lambda:SourceFunctionArn": "false"}},
+    )
+
+
+def deny_outside_functions(
+    actions: Sequence[str], resources: Sequence[str], *, sid: str, function_arns: Sequence[str]
+) -> iam.PolicyStatement:
+    """An identity-policy Deny of `actions` unless `lambda:SourceFunctionArn` is one of `function_arns`."""
+    return iam.PolicyStatement(
+        sid=sid,
+        effect=iam.Effect.DENY,
+        actions=list(actions),
+        resources=list(resources),
+        conditions={"ArnNotEquals": {"lambda:SourceFunctionArn": list(function_arns)}},
     )
 
 
@@ -162,8 +175,18 @@ class HardenedFunction(Construct):
         timeout: cdk.Duration | None = None,
         memory_size: int = 256,
         code_needs_network_interfaces: bool = False,
+        function_name: str | None = None,
     ) -> None:
+        """`function_name` (explicit) gives the function an ARN known before it exists, so its own role's policy
+        can name it (`deny_outside_function`) without a dependency cycle."""
         super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.function_name = function_name
+        self.source_function_arn = (
+            f"arn:{stack.partition}:lambda:{stack.region}:{stack.account}:function:{function_name}"
+            if function_name
+            else None
+        )
         self.role = ServiceRole(self, "Role", service="lambda.amazonaws.com", description=description)
         # Network interfaces in the VPC and log delivery: what every function needs.
         self.role.allow(list(NETWORK_INTERFACE_ACTIONS), ["*"], sid="LambdaVpcNetworkInterfaces")
@@ -221,6 +244,7 @@ class HardenedFunction(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler=handler,
+            function_name=function_name,
             code=project_code(),
             description=description,
             role=self.role.role,
@@ -242,6 +266,22 @@ class HardenedFunction(Construct):
         )
         # The dead-letter queue and its key are granted above on the managed policy.
         self.function.node.add_dependency(self.role.policy)
+
+    def deny_outside_function(self, actions: Sequence[str], resources: Sequence[str], *, sid: str) -> None:
+        """Deny `actions` to this role's credentials unless the request comes from this function's code.
+
+        Lambda puts `lambda:SourceFunctionArn` into the credentials context of requests made from the
+        execution environment; the key can be used in identity policies (not in resource-based ones)
+        ("Using source function ARN to control function access behavior",
+        https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html). The role's
+        credentials used anywhere else (another function given the role, a copied session) carry another
+        value or none: ArnNotEquals on an absent key is true, so they are denied (fail closed).
+        """
+        if self.source_function_arn is None:
+            raise ValueError("deny_outside_function needs an explicit function_name")
+        self.role.policy.add_statements(
+            deny_outside_functions(actions, resources, sid=sid, function_arns=[self.source_function_arn])
+        )
 
     def allow_invoke_from(self, service: str, *, source_arn: str, source_account: str) -> None:
         """Let an AWS service (e.g. s3.amazonaws.com) invoke the function for one source."""

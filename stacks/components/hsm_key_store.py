@@ -305,6 +305,11 @@ class HsmKey(Construct):
         # One JSON text for both: the provisioner applies it (also to an adopted key), the monitor
         # compares the live policy with it.
         self.policy_json = stack.to_json_string(policy.to_json())
+        # The provisioner applies only this policy, from its own environment: an invoker of the function
+        # with a forged event carrying another KeyPolicy is refused (key.deployed_policy), and a forged
+        # Delete cannot claim workshop mode.
+        provisioner.on_event.function.add_environment(names.ENV_EXPECTED_KEY_POLICY, self.policy_json)
+        provisioner.on_event.function.add_environment(names.ENV_WORKSHOP_MODE, str(workshop_mode).lower())
         self.resource = cdk.CustomResource(
             self,
             "Resource",

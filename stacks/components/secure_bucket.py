@@ -32,6 +32,14 @@ DATA_ACTIONS: tuple[str, ...] = (
     "s3:ListBucketMultipartUploads",
     "s3:ListMultipartUploadParts",
     "s3:AbortMultipartUpload",
+    # Tags are data too (the client's encryption tag, the validator's status): read and written only
+    # inside the perimeter.
+    "s3:GetObjectTagging",
+    "s3:GetObjectVersionTagging",
+    "s3:PutObjectTagging",
+    "s3:PutObjectVersionTagging",
+    "s3:DeleteObjectTagging",
+    "s3:DeleteObjectVersionTagging",
 )
 _LOGS_BY_POLICY_FLAG = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
 

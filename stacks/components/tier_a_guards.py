@@ -27,6 +27,7 @@ SID_ENCRYPTION_TAG = "DenyTaggedUploadsWithoutEncryptionTag"
 SID_TAG_ALLOW_LIST = "DenyObjectTagKeysOutsideAllowList"
 SID_FORGED_STATUS = "DenyStatusTagsFromOthersThanValidator"
 SID_KEEP_QUARANTINE = "DenyChangingQuarantineTags"
+SID_TAGGING = "DenyRetaggingExceptValidatorAndSecurityRole"
 SID_READ_UNVALIDATED = "DenyReadingVersionsNotValidated"
 SID_VALIDATOR_ENDPOINT = "DenyValidatorRoleOutsideItsEndpoint"
 SID_STORAGE_CLASS = "DenyUploadsToOtherStorageClasses"
@@ -71,6 +72,8 @@ CONFIGURATION_ACTIONS = (
     "s3:PutBucketOwnershipControls",
     "s3:PutBucketLogging",
     "s3:PutIntelligentTieringConfiguration",
+    "s3:PutInventoryConfiguration",
+    "s3:PutAnalyticsConfiguration",
     "s3:PutBucketAcl",
     "s3:DeleteBucket",
 )
@@ -92,8 +95,14 @@ CONFIGURATION_EVENT_NAMES = (
     "PutBucketPublicAccessBlock",
     "DeleteBucketPublicAccessBlock",
     "PutBucketOwnershipControls",
+    "DeleteBucketOwnershipControls",
     "PutBucketLogging",
     "PutBucketIntelligentTieringConfiguration",
+    "DeleteBucketIntelligentTieringConfiguration",
+    "PutBucketInventoryConfiguration",
+    "DeleteBucketInventoryConfiguration",
+    "PutBucketAnalyticsConfiguration",
+    "DeleteBucketAnalyticsConfiguration",
     "PutBucketAcl",
     "DeleteBucket",
 )
@@ -295,6 +304,16 @@ def add_status_tag_guards(bucket: GuardedBucket, who: GuardPrincipals) -> None:
                 "ForAnyValue:StringEquals": {"s3:RequestObjectTagKeys": list(names.OBJECT_TAG_KEYS_STATUS)},
                 **_not_principals(who.validator, who.security),
             },
+        )
+    )
+    # Nobody but the validator and the security role changes an object's tags after the upload: a
+    # PutObjectTagging replaces the whole tag set (S3 API Reference, PutObjectTagging: "replaces an existing
+    # tag set"), so anyone allowed it could strip `validated` or the client's encryption tag, and no
+    # ObjectCreated event would run the validator again. Clients tag only in the upload itself (PutObject
+    # with x-amz-tagging, authorized as s3:PutObject with s3:RequestObjectTag keys), never afterwards.
+    bucket.add_policy_statement(
+        _deny(
+            SID_TAGGING, [*TAGGING_ACTIONS, *UNTAGGING_ACTIONS], objects, _not_principals(who.validator, who.security)
         )
     )
     # Nobody but the security role may lift a quarantine by rewriting or removing tags.

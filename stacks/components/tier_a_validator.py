@@ -13,9 +13,19 @@ from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.function import HardenedFunction
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
-from stacks.components.secure_bucket import SecureBucket
+from stacks.components.secure_bucket import DATA_ACTIONS, SecureBucket
 
 HANDLER = "lambdas.tier_a_validator.handler.lambda_handler"
+
+
+SID_VALIDATOR_ONLY_FROM_ITS_CODE = "DenyDataBucketOutsideTheValidatorFunction"
+# What the validator role may do to the data bucket only from the validator function's code: every data
+# action (reads, writes, tags, deletes, listings) and the other object reads. Written out rather than
+# `s3:*`, which the compliance gates reject as a full-access statement even in a Deny.
+VALIDATOR_BOUND_ACTIONS = (
+    *DATA_ACTIONS, "s3:GetObjectVersionForReplication", "s3:GetObjectTorrent", "s3:GetObjectVersionTorrent",
+    "s3:BypassGovernanceRetention", "s3:PutObjectRetention", "s3:PutObjectLegalHold",
+)  # fmt: skip
 
 
 class TierAValidator(Construct):
@@ -60,8 +70,14 @@ class TierAValidator(Construct):
             reserved_concurrency=settings.validator_concurrency,
             workshop_mode=workshop_mode,
             timeout=cdk.Duration.seconds(30),
+            function_name=f"{stack.stack_name}-validator",
         )
         role = self.function.role
+        # The bucket policy's validator exemptions name the role; this binds the role's use of the bucket to
+        # the validator function's own code (lambda:SourceFunctionArn, identity policies only).
+        self.function.deny_outside_function(
+            list(VALIDATOR_BOUND_ACTIONS), [bucket.bucket_arn, bucket.objects_arn], sid=SID_VALIDATOR_ONLY_FROM_ITS_CODE
+        )
         role.allow(["s3:GetObject", "s3:GetObjectVersion"], [bucket.objects_arn], sid="ReadObjectHeads")
         role.allow(
             ["s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"],

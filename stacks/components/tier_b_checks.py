@@ -22,6 +22,7 @@ from stacks.components.alarm_topic import AlarmTopic
 from stacks.components.function import HardenedFunction
 from stacks.components.log_key import LogEncryption
 from stacks.components.network import IsolatedNetwork
+from stacks.components.tier_a_validator import SID_VALIDATOR_ONLY_FROM_ITS_CODE, VALIDATOR_BOUND_ACTIONS
 from stacks.components.tier_b_buckets import finding_text
 
 MONITOR_SERVICE = "tier-b-keystore-monitor"
@@ -196,6 +197,11 @@ class TierBValidator(Construct):
             log_encryption=log_encryption,
             reserved_concurrency=5,
             workshop_mode=workshop_mode,
+            function_name=f"{cdk.Stack.of(self).stack_name}-validator",
+        )
+        # The bucket's validator exemptions hold only for this function's own code (lambda:SourceFunctionArn).
+        self.function.deny_outside_function(
+            list(VALIDATOR_BOUND_ACTIONS), [bucket_arn, f"{bucket_arn}/*"], sid=SID_VALIDATOR_ONLY_FROM_ITS_CODE
         )
         self.function.role.allow(
             ["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging",

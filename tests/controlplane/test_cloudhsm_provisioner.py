@@ -592,9 +592,10 @@ def test_key_unavailable_fails_with_the_reason(stubs: Stubs) -> None:
         stubs.is_complete(key_event("Update"))
 
 
-def test_update_changes_the_key_policy_with_the_lockout_guard(stubs: Stubs) -> None:
+def test_update_changes_the_key_policy_with_the_lockout_guard(stubs: Stubs, monkeypatch: pytest.MonkeyPatch) -> None:
     old = key_event()["ResourceProperties"]
     new_policy = POLICY.replace("kms:PutKeyPolicy", "kms:GetKeyPolicy")
+    monkeypatch.setenv(names.ENV_EXPECTED_KEY_POLICY, new_policy)  # the deployment brought the new policy
     event = key_event("Update", ResourceProperties={**old, "KeyPolicy": new_policy}, OldResourceProperties=old)
     stubs.kms.add_response("describe_key", recorded.key_metadata(), {"KeyId": recorded.KEY_ID})
     stubs.kms.add_response(

@@ -10,13 +10,16 @@ workshop teardown fails with AccessDenied".
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
 
+from kommunmoln import names
 from tests.conftest import Synthesized, synthesize
 from tests.controlplane import iam_check
 from tests.controlplane.test_behaviour_model import (
+    POLICY,  # noqa: F401  (the deployed key policy, conftest)
     REGION,
     World,
     hsms_event,
@@ -59,6 +62,7 @@ def _lifecycle(world: World, recorder: iam_check.Recorder) -> None:
                  "KeyPolicy": json.dumps({**json.loads(props["KeyPolicy"]), "Id": "v2"})}  # fmt: skip
     update = {"RequestType": "Update", "ResourceType": props and key_event(store_id)["ResourceType"],
               "PhysicalResourceId": key_id, "ResourceProperties": new_props, "OldResourceProperties": props}  # fmt: skip
+    os.environ[names.ENV_EXPECTED_KEY_POLICY] = new_props["KeyPolicy"]  # the deployment brings the new policy
     world.run(update)
     # Workshop teardown, in CloudFormation's order: key, key store, HSMs.
     workshop = {**new_props, "WorkshopMode": "true"}

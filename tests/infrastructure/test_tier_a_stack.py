@@ -306,9 +306,16 @@ def test_validator_permissions_are_exactly_read_tag_publish(synthesized: Synthes
     }  # fmt: skip
     assert statements["PublishAlarms"]["Action"] == "sns:Publish"
     every_action = [
-        a for s in statements.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-    ]
+        a for s in statements.values() if s["Effect"] == "Allow"
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    ]  # fmt: skip
     assert not [a for a in every_action if a.startswith("s3:") and "Delete" in a]
+    # AND the role's use of the bucket is bound to the validator function's own code: lambda:SourceFunctionArn
+    # (identity policies only; https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html)
+    bound = statements["DenyDataBucketOutsideTheValidatorFunction"]
+    assert bound["Effect"] == "Deny" and {"s3:GetObjectVersion", "s3:PutObjectVersionTagging"} <= set(bound["Action"])
+    function_arn = bound["Condition"]["ArnNotEquals"]["lambda:SourceFunctionArn"]
+    assert ":function:kommunmoln-exempel-tier-a-validator" in repr(function_arn)
 
 
 def test_object_created_events_go_to_the_validator(synthesized: Synthesized) -> None:

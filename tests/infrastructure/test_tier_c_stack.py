@@ -121,7 +121,8 @@ def test_provisioner_may_create_only_external_key_store_keys(public: Synthesized
         for policy in public.resources(TIER_C, "AWS::IAM::ManagedPolicy").values()
         for s in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
-    create = [s for s in statements if s.get("Action") == "kms:CreateKey" or "kms:CreateKey" in s.get("Action", [])]
+    create = [s for s in statements if s["Effect"] == "Allow"
+              and (s.get("Action") == "kms:CreateKey" or "kms:CreateKey" in s.get("Action", []))]  # fmt: skip
     # THEN CreateKey is conditioned on origin EXTERNAL_KEY_STORE, never AWS_CLOUDHSM or AWS_KMS
     assert create and all(s["Condition"]["StringEquals"]["kms:KeyOrigin"] == "EXTERNAL_KEY_STORE" for s in create)
     # AND the credential secret is readable by exactly its ARN

@@ -502,3 +502,39 @@ def test_other_event_types_are_skipped() -> None:
 def test_malformed_events_raise(event: dict) -> None:
     with pytest.raises(ValueError):
         object_refs(event)
+
+
+class _UploadAfterRead:
+    """An S3 client whose GetObject is followed at once by another upload to the same key (the race)."""
+
+    def __init__(self, aws: FakeAws, key: str, later_body: bytes) -> None:
+        self._aws, self._key, self._later = aws, key, later_body
+        self.later_version: str | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._aws.s3, name)
+
+    def get_object(self, **kwargs):
+        response = self._aws.s3.get_object(**kwargs)
+        if self.later_version is None:
+            self.later_version = self._aws.put(self._key, self._later)
+        return response
+
+
+def test_an_event_without_version_tags_the_version_read_not_a_newer_one(fake_aws: FakeAws) -> None:
+    # GIVEN a valid object and an event naming no version (an unversioned or suspended bucket's event), and a
+    # plaintext upload to the same key landing right after the validator's GetObject. S3 returns the version
+    # it served in x-amz-version-id (S3 API Reference, GetObject, "Response Syntax": VersionId); moto does too.
+    key = "race/utan-version.pdf.esdk"
+    first = fake_aws.put(key, encrypt(b"beslut" * 500, context=context_for(key)))
+    racing = _UploadAfterRead(fake_aws, key, PDF)
+    # WHEN validated
+    outcome = validate_object(racing, fake_aws.sns, bucket=BUCKET, key=key, version_id=None, settings=fake_aws.settings)
+    # THEN the version read is the one tagged validated, for that version id
+    assert outcome.status == STATUS_VALIDATED and outcome.version_id == first
+    tags = fake_aws.tags(key, first)
+    assert tags[names.OBJECT_TAG_STATUS] == names.STATUS_VALIDATED
+    assert tags[names.OBJECT_TAG_CHECKED_VERSION] == first
+    # AND the newer (plaintext) version stays untagged, hence unreadable, until its own event checks it
+    assert racing.later_version not in (None, first)
+    assert names.OBJECT_TAG_STATUS not in fake_aws.tags(key, racing.later_version)

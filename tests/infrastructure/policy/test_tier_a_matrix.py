@@ -30,6 +30,13 @@ VALIDATED = {STATUS: "validated"}
 QUARANTINED = {STATUS: "quarantined"}
 IN_VPC = {"aws:SourceVpce": ENDPOINT}
 MFA = {"aws:MultiFactorAuthPresent": True}
+# The validator function's own code (explicit name, default municipality "exempel"; written out here).
+# Lambda sets lambda:SourceFunctionArn on requests made from a function's execution environment
+# (https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html).
+VALIDATOR_CODE = {
+    "lambda:SourceFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:kommunmoln-exempel-tier-a-validator"
+}
+OTHER_FUNCTION = {"lambda:SourceFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:attacker"}
 CLIENT_TAGS = {
     "s3:RequestObjectTagKeys": ["kommunmoln-encryption"],
     "s3:RequestObjectTag/kommunmoln-encryption": "esdk-client-side",
@@ -54,7 +61,7 @@ SCENARIOS = [
     _s("read through an access point / Object Lambda", "read-before-validation", "admin", "s3:GetObject", "object", D,
        parts=[IN_VPC, VALIDATED, {"s3:DataAccessPointArn": f"arn:aws:s3:{REGION}:{ACCOUNT}:accesspoint/ol"}]),
     _s("client reads a validated version", "legitimate", "client", "s3:GetObject", "object", A, parts=[IN_VPC, VALIDATED]),
-    _s("validator reads the head of an unchecked version", "legitimate", "validator", "s3:GetObjectVersion", "object", A, parts=[IN_VPC]),
+    _s("validator reads the head of an unchecked version", "legitimate", "validator", "s3:GetObjectVersion", "object", A, parts=[IN_VPC, VALIDATOR_CODE]),
     _s("security role reads a quarantined version", "legitimate", "security", "s3:GetObjectVersion", "object", A, parts=[MFA, QUARANTINED]),
     # --- item 3: uploads that cannot be valid ---------------------------------------------
     _s("upload to GLACIER", "upload-at-door", "client", "s3:PutObject", "object", D, parts=[IN_VPC, CLIENT_TAGS], **{"s3:x-amz-storage-class": "GLACIER"}),
@@ -82,12 +89,18 @@ SCENARIOS = [
     _s("admin tags a version validated", "status-tags", "admin", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     _s("admin forges the checked-version tag", "status-tags", "admin", "s3:PutObjectTagging", "object", D, parts=[IN_VPC], **{"s3:RequestObjectTagKeys": ["kommunmoln-checked-version"]}),
     _s("admin removes a quarantine's tags", "status-tags", "admin", "s3:DeleteObjectVersionTagging", "object", D, parts=[IN_VPC, QUARANTINED]),
-    _s("validator tags a version", "legitimate", "validator", "s3:PutObjectVersionTagging", "object", A, parts=[IN_VPC],
+    # PutObjectTagging replaces the whole tag set (S3 API Reference, PutObjectTagging), and no ObjectCreated
+    # event re-runs the validator: nobody but the validator and the security role retags.
+    _s("admin strips validated (tag set without the status)", "status-tags", "admin", "s3:PutObjectTagging", "object", D,
+       parts=[IN_VPC, VALIDATED, CLIENT_TAGS]),
+    _s("client deletes a validated version's tags", "status-tags", "client", "s3:DeleteObjectVersionTagging", "object", D, parts=[IN_VPC, VALIDATED]),
+    _s("client retags a version with allowed keys only", "status-tags", "client", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC, CLIENT_TAGS]),
+    _s("validator tags a version", "legitimate", "validator", "s3:PutObjectVersionTagging", "object", A, parts=[IN_VPC, VALIDATOR_CODE],
        **{"s3:RequestObjectTagKeys": ["kommunmoln-encryption", "kommunmoln-status", "kommunmoln-checked-version"]}),
-    _s("validator reads a version's tags", "legitimate", "validator", "s3:GetObjectVersionTagging", "object", A, parts=[IN_VPC]),
+    _s("validator reads a version's tags", "legitimate", "validator", "s3:GetObjectVersionTagging", "object", A, parts=[IN_VPC, VALIDATOR_CODE]),
     _s("security role releases a quarantine", "legitimate", "security", "s3:PutObjectVersionTagging", "object", A,
        parts=[MFA, QUARANTINED], **{"s3:RequestObjectTagKeys": ["kommunmoln-status", "kommunmoln-checked-version"]}),
-    _s("validator cannot lift a quarantine", "status-tags", "validator", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC, QUARANTINED], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
+    _s("validator cannot lift a quarantine", "status-tags", "validator", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC, VALIDATOR_CODE, QUARANTINED], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     # --- item 4: copies ---------------------------------------------------------------------
     _s("CopyObject of a validated object to a new key", "copy", "client", "s3:PutObject", "object", D, parts=[IN_VPC, CLIENT_TAGS], **{"s3:x-amz-copy-source": "bucket/validated-key"}),
     _s("UploadPartCopy", "copy", "client", "s3:PutObject", "object", D, parts=[IN_VPC], **{"s3:x-amz-copy-source": "bucket/validated-key"}),
@@ -99,6 +112,7 @@ SCENARIOS = [
             "s3:PutBucketNotification", "s3:PutLifecycleConfiguration", "s3:PutBucketVersioning", "s3:PutBucketPolicy",
             "s3:DeleteBucketPolicy", "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration",
             "s3:PutBucketObjectLockConfiguration", "s3:PutBucketPublicAccessBlock", "s3:PutIntelligentTieringConfiguration",
+            "s3:PutInventoryConfiguration", "s3:PutAnalyticsConfiguration",
         )
     ],
     *[
@@ -108,6 +122,7 @@ SCENARIOS = [
     _s("break-glass without MFA", "configuration", "break_glass", "s3:PutBucketPolicy", "bucket", D, **{"aws:MultiFactorAuthPresent": False}),
     _s("break-glass session lacking the MFA key", "configuration", "break_glass", "s3:PutLifecycleConfiguration", "bucket", D),
     _s("break-glass with MFA changes the lifecycle", "legitimate", "break_glass", "s3:PutLifecycleConfiguration", "bucket", A, parts=[MFA]),
+    _s("break-glass with MFA configures an inventory", "legitimate", "break_glass", "s3:PutInventoryConfiguration", "bucket", A, parts=[MFA]),
     _s("cdk deploy: CloudFormation updates the policy", "legitimate", "deployment", "s3:PutBucketPolicy", "bucket", A),
     _s("cdk deploy: CloudFormation sets the notification", "legitimate", "deployment", "s3:PutBucketNotification", "bucket", A),
     _s("security role cannot change the policy", "configuration", "security", "s3:PutBucketPolicy", "bucket", D, parts=[MFA]),
@@ -115,6 +130,10 @@ SCENARIOS = [
     _s("validator role used outside the VPC endpoint reads", "validator-binding", "validator", "s3:GetObjectVersion", "object", D),
     _s("validator role outside the endpoint tags validated", "validator-binding", "validator", "s3:PutObjectVersionTagging", "object", D, **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     _s("validator role through another endpoint", "validator-binding", "validator", "s3:GetObject", "object", D, **{"aws:SourceVpce": "vpce-attacker"}),
+    _s("another function given the validator role reads an unchecked version", "validator-binding", "validator", "s3:GetObjectVersion", "object", D, parts=[IN_VPC, OTHER_FUNCTION]),
+    _s("another function given the validator role tags validated", "validator-binding", "validator", "s3:PutObjectVersionTagging", "object", D,
+       parts=[IN_VPC, OTHER_FUNCTION], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
+    _s("validator role's credentials used in the VPC outside Lambda", "validator-binding", "validator", "s3:GetObjectVersion", "object", D, parts=[IN_VPC]),
     # --- deletion and perimeter ---------------------------------------------------------------
     _s("admin deletes a version", "deletion", "admin", "s3:DeleteObjectVersion", "object", D, parts=[IN_VPC, VALIDATED]),
     _s("admin bypasses governance retention", "deletion", "admin", "s3:BypassGovernanceRetention", "object", D, parts=[IN_VPC]),
@@ -123,6 +142,8 @@ SCENARIOS = [
     _s("admin from the internet reads a validated version", "perimeter", "admin", "s3:GetObject", "object", D, parts=[VALIDATED]),
     _s("client from the internet uploads", "perimeter", "client", "s3:PutObject", "object", D, parts=[CLIENT_TAGS]),
     _s("admin lists from the internet", "perimeter", "admin", "s3:ListBucket", "bucket", D),
+    _s("client reads tags from the internet", "perimeter", "client", "s3:GetObjectTagging", "object", D, parts=[VALIDATED]),
+    _s("client reads a version's tags from the internet", "perimeter", "client", "s3:GetObjectVersionTagging", "object", D),
     _s("client lists through the endpoint", "legitimate", "client", "s3:ListBucket", "bucket", A, parts=[IN_VPC]),
     _s("client without any grant", "perimeter", "nobody", "s3:GetObject", "object", I, parts=[IN_VPC, VALIDATED]),
 ]  # fmt: skip

@@ -34,6 +34,12 @@ STATUS = "s3:ExistingObjectTag/kommunmoln-status"
 QUARANTINED = {STATUS: "quarantined"}
 IN_VPC = {"aws:SourceVpce": ENDPOINT}
 MFA = {"aws:MultiFactorAuthPresent": True}
+# Written out (default municipality "exempel"): requests from the validator function's own code carry
+# lambda:SourceFunctionArn (https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html).
+VALIDATOR_CODE = {
+    "lambda:SourceFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:kommunmoln-exempel-tier-b-validator"
+}
+OTHER_FUNCTION = {"lambda:SourceFunctionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:attacker"}
 SSE = "s3:x-amz-server-side-encryption"
 DEPLOYMENT_ROLE = f"arn:aws:iam::{ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{ACCOUNT}-{REGION}"
 
@@ -62,16 +68,22 @@ SCENARIOS = [
     _s("usage role reads from the municipality", "legitimate", "usage", "s3:GetObject", "object", A),
     _s("usage role uploads from the municipality (default encryption)", "legitimate", "usage", "s3:PutObject", "object", A),
     _s("usage role lists", "legitimate", "usage", "s3:ListBucket", "bucket", A),
-    _s("validator reads a new version through the endpoint", "legitimate", "validator", "s3:GetObjectVersion", "object", A, parts=[IN_VPC]),
+    _s("another function given the validator role reads", "perimeter", "validator", "s3:GetObjectVersion", "object", D, parts=[IN_VPC, OTHER_FUNCTION]),
+    _s("validator role's credentials used in the VPC outside Lambda tag", "status-tags", "validator", "s3:PutObjectVersionTagging", "object", D,
+       parts=[IN_VPC], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
+    _s("validator reads a new version through the endpoint", "legitimate", "validator", "s3:GetObjectVersion", "object", A, parts=[IN_VPC, VALIDATOR_CODE]),
     # --- tags: only the validator's status tags, only from the validator ----------------------------
     _s("upload with a tag key outside the allow-list", "status-tags", "usage", "s3:PutObject", "object", D, **{"s3:RequestObjectTagKeys": ["owner"]}),
     _s("upload with tier A's encryption tag", "status-tags", "usage", "s3:PutObject", "object", D, **{"s3:RequestObjectTagKeys": ["kommunmoln-encryption"]}),
     _s("upload forging kommunmoln-status", "status-tags", "usage", "s3:PutObject", "object", D, **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     _s("admin tags a version validated", "status-tags", "admin", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     _s("admin removes a quarantine's tags", "status-tags", "admin", "s3:DeleteObjectVersionTagging", "object", D, parts=[IN_VPC, QUARANTINED]),
-    _s("validator lifts a quarantine", "status-tags", "validator", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC, QUARANTINED], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
+    _s("validator lifts a quarantine", "status-tags", "validator", "s3:PutObjectVersionTagging", "object", D, parts=[IN_VPC, VALIDATOR_CODE, QUARANTINED], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     _s("validator role outside the endpoint tags", "status-tags", "validator", "s3:PutObjectVersionTagging", "object", D, **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
-    _s("validator tags a version", "legitimate", "validator", "s3:PutObjectVersionTagging", "object", A, parts=[IN_VPC], **{"s3:RequestObjectTagKeys": ["kommunmoln-status", "kommunmoln-reason"]}),
+    # PutObjectTagging replaces the whole tag set (S3 API Reference, PutObjectTagging): nobody else retags.
+    _s("admin strips validated (empty tag set)", "status-tags", "admin", "s3:PutObjectTagging", "object", D, parts=[IN_VPC, {STATUS: "validated"}]),
+    _s("usage role deletes a version's tags", "status-tags", "usage", "s3:DeleteObjectVersionTagging", "object", D, parts=[{STATUS: "validated"}]),
+    _s("validator tags a version", "legitimate", "validator", "s3:PutObjectVersionTagging", "object", A, parts=[IN_VPC, VALIDATOR_CODE], **{"s3:RequestObjectTagKeys": ["kommunmoln-status", "kommunmoln-reason"]}),
     _s("security role releases a quarantine", "legitimate", "security", "s3:PutObjectVersionTagging", "object", A, parts=[MFA, QUARANTINED], **{"s3:RequestObjectTagKeys": ["kommunmoln-status"]}),
     # --- encryption (tier B's SSE-KMS rules instead of tier A's SSE-S3 ones) ------------------------
     _s("upload with SSE-S3", "upload-at-door", "usage", "s3:PutObject", "object", D, **{SSE: "AES256"}),
@@ -88,6 +100,7 @@ SCENARIOS = [
         for action in (
             "s3:PutBucketNotification", "s3:PutLifecycleConfiguration", "s3:PutBucketVersioning", "s3:PutBucketPolicy",
             "s3:PutEncryptionConfiguration", "s3:PutReplicationConfiguration", "s3:PutBucketObjectLockConfiguration",
+            "s3:PutInventoryConfiguration", "s3:PutAnalyticsConfiguration",
         )
     ],
     _s("admin ReplicateObject into the bucket", "configuration", "admin", "s3:ReplicateObject", "object", D, parts=[IN_VPC]),

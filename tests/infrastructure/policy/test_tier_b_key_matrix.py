@@ -28,7 +28,11 @@ from tests.infrastructure.policy.scenarios import ADMIN_POLICY, Scenario
 TIER_B = "-tier-b"
 VIA_S3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
 MFA = {"aws:MultiFactorAuthPresent": True}
-A, I = ALLOW, IMPLICIT_DENY  # noqa: E741
+A, I, D = ALLOW, IMPLICIT_DENY, EXPLICIT_DENY  # noqa: E741
+ORIGIN = {"kms:KeyOrigin": "AWS_CLOUDHSM"}
+# Written out (default municipality "exempel"), not taken from the code: the provisioner's explicit name.
+PROVISIONER_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:kommunmoln-exempel-tier-b-provisioner-on-event"
+OTHER_FUNCTION = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:attacker"
 
 
 def _bucket_context(suffix: str = "") -> dict[str, str]:
@@ -53,6 +57,13 @@ SCENARIOS = [
     Scenario("break-glass with MFA rewrites the policy", "legitimate", "break_glass", "kms:PutKeyPolicy", "key", A, MFA),
     Scenario("provisioner applies the template policy", "legitimate", "provisioner", "kms:PutKeyPolicy", "key", A),
     Scenario("account reads the key policy (monitor)", "legitimate", "admin", "kms:GetKeyPolicy", "key", A),
+    # The provisioner roles' key rights hold only inside the provisioner functions (lambda:SourceFunctionArn,
+    # identity policies only: https://docs.aws.amazon.com/lambda/latest/dg/permissions-source-function-arn.html).
+    # The role's own policies (and an administrator's rights on top) are evaluated, not only the key policy.
+    Scenario("provisioner role's credentials outside Lambda rewrite the policy", "key-takeover", "provisioner_iam", "kms:PutKeyPolicy", "key", D, ORIGIN),
+    Scenario("another function given the provisioner role schedules deletion", "key-takeover", "provisioner_iam", "kms:ScheduleKeyDeletion", "key", D, {**ORIGIN, "lambda:SourceFunctionArn": OTHER_FUNCTION}),
+    Scenario("another function given the provisioner role disables the key", "key-takeover", "provisioner_iam", "kms:DisableKey", "key", D, {**ORIGIN, "lambda:SourceFunctionArn": OTHER_FUNCTION}),
+    Scenario("provisioner code applies the template policy", "legitimate", "provisioner_iam", "kms:PutKeyPolicy", "key", A, {**ORIGIN, "lambda:SourceFunctionArn": PROVISIONER_FUNCTION}),
 ]  # fmt: skip
 
 
@@ -78,7 +89,11 @@ class KeyMatrix:
             "break_glass": (role("/Key/AdminRole/")[0], [ADMIN_POLICY]),
             "usage": (role("/Key/UsageRole")[0], [ADMIN_POLICY]),
             "provisioner": (role("/Provisioner/OnEvent/Role/")[0], [ADMIN_POLICY]),
-        }  # identity policies as broad as possible: only the key policy may stop them
+            "provisioner_iam": (
+                role("/Provisioner/OnEvent/Role/")[0],
+                [ADMIN_POLICY, *role("/Provisioner/OnEvent/Role/")[1]],
+            ),
+        }  # identity policies as broad as possible: only the key policy (or the roles' own denies) may stop them
 
     def decide(self, scenario: Scenario) -> str:
         arn, identity = self.principals[scenario.who]
@@ -128,3 +143,18 @@ def test_the_monitor_compares_the_live_policy_with_the_one_the_key_gets(phase2: 
     assert "kms:GetKeyPolicy" in json.dumps(
         resolver.role_policies(TIER_B, monitor["Properties"]["Role"]["Fn::GetAtt"][0])
     )
+
+
+def test_the_provisioner_applies_only_the_policy_it_was_deployed_with(phase2: Synthesized) -> None:
+    # GIVEN the phase 2 tier B template
+    template = Resolver(phase2.templates).template_of(TIER_B)
+    (key,) = [v for v in template["Resources"].values() if v["Type"] == "Custom::KmsHsmKey"]
+    (on_event,) = [v["Properties"] for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Function"
+                   and str(v["Properties"].get("Handler", "")).endswith("cloudhsm_provisioner.handler.on_event")]  # fmt: skip
+    env = on_event["Environment"]["Variables"]
+    # THEN the onEvent function holds the key policy of the custom resource (one source: the event's copy is
+    # only compared with it) and the deployment's workshop flag, so a forged event can neither rewrite nor delete
+    assert env["KOMMUNMOLN_EXPECTED_KEY_POLICY"] == key["Properties"]["KeyPolicy"]
+    assert env["KOMMUNMOLN_WORKSHOP_MODE"] == "false"
+    # AND its name is explicit, so the roles' SourceFunctionArn deny can name it without a dependency cycle
+    assert on_event["FunctionName"] == "kommunmoln-exempel-tier-b-provisioner-on-event"
