@@ -18,6 +18,8 @@ from tests.controlplane import test_xks_provisioner as flows
 from tests.infrastructure.test_tier_c_stack import public  # noqa: F401 - the synthesized tier C app (a fixture)
 
 REGION, ACCOUNT = flows.REGION, flows.ACCOUNT
+# The key handler applies only the policy its environment holds (tests/controlplane/conftest.py reads POLICY).
+POLICY = flows.POLICY
 
 
 def test_every_call_of_the_xks_provisioner_is_allowed_by_its_role(
