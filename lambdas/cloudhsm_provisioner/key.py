@@ -15,7 +15,6 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kommunmoln import names
-
 from lambdas.cloudhsm_provisioner.common import (
     KEY_STORE_ID,
     LOG,
