@@ -114,27 +114,33 @@ class HealthReport:
         )
 
 
-def check_key_store(kms: Any, key_store_id: str) -> Check:
-    if not key_store_id:
-        return Check("key-store", SKIPPED, f"{names.ENV_CUSTOM_KEY_STORE_ID} is empty (phase 1: no key store yet)")
-    metric = names.METRIC_KEYSTORE_CONNECTED
+def describe_key_store(kms: Any, key_store_id: str) -> dict[str, Any] | None:
+    """The key store's description, or None when KMS says it does not exist (any other error propagates)."""
     try:
         stores = kms.describe_custom_key_stores(CustomKeyStoreId=key_store_id).get("CustomKeyStores", [])
     except ClientError as err:
         if err.response.get("Error", {}).get("Code") != "CustomKeyStoreNotFoundException":
             raise
-        stores = []
-    if not stores:
+        return None
+    return stores[0] if stores else None
+
+
+def check_key_store(kms: Any, key_store_id: str) -> Check:
+    if not key_store_id:
+        return Check("key-store", SKIPPED, f"{names.ENV_CUSTOM_KEY_STORE_ID} is empty (phase 1: no key store yet)")
+    metric = names.METRIC_KEYSTORE_CONNECTED
+    store = describe_key_store(kms, key_store_id)
+    if store is None:
         return Check(
             "key-store", PROBLEM, f"custom key store {key_store_id} not found",
             "check the key store id in the config (tier_b_existing_key_store_id) and the stack outputs",
             {metric: 0},
         )  # fmt: skip
-    state = stores[0].get("ConnectionState", "UNKNOWN")
+    state = store.get("ConnectionState", "UNKNOWN")
     if state == "CONNECTED":
         return Check("key-store", OK, f"custom key store {key_store_id} is CONNECTED", metrics={metric: 1})
     if state == "FAILED":
-        code = stores[0].get("ConnectionErrorCode", "UNKNOWN")
+        code = store.get("ConnectionErrorCode", "UNKNOWN")
         return Check(
             "key-store",
             PROBLEM,

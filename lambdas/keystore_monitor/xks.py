@@ -28,6 +28,7 @@ from lambdas.keystore_monitor.logic import (
     MonitorSettings,
     check_key,
     check_key_policy,
+    describe_key_store,
 )
 from lambdas.xks_provisioner.connection_errors import XKS_DISCONNECTED_REMEDY, xks_remedy_for
 
@@ -39,16 +40,10 @@ def check_xks_key_store(kms: Any, key_store_id: str, *, proxy_uri: str = "") -> 
     if not key_store_id:
         return Check("key-store", SKIPPED, f"{names.ENV_CUSTOM_KEY_STORE_ID} is empty")
     metric = names.METRIC_KEYSTORE_CONNECTED
-    try:
-        stores = kms.describe_custom_key_stores(CustomKeyStoreId=key_store_id).get("CustomKeyStores", [])
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") != "CustomKeyStoreNotFoundException":
-            raise
-        stores = []
-    if not stores:
+    store = describe_key_store(kms, key_store_id)
+    if store is None:
         return Check("key-store", PROBLEM, f"external key store {key_store_id} not found",
                      "check CustomKeyStoreId in the tier C stack outputs", {metric: 0})  # fmt: skip
-    store = stores[0]
     if store.get("CustomKeyStoreType") != EXTERNAL_KEY_STORE:
         return Check("key-store", PROBLEM, f"key store {key_store_id} is {store.get('CustomKeyStoreType')}, not external",
                      "point the tier C stack at its external key store", {metric: 0})  # fmt: skip
