@@ -28,7 +28,7 @@ PREFLIGHT_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),
 # (CI, a pipeline), say what to do instead: review `make diff` and pass APPROVAL=never.
 APPROVAL ?= $(shell [ -t 0 ] && echo broadening || echo none-without-terminal)
 
-.PHONY: help install demo test synth preflight tiers diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean
+.PHONY: help install demo test synth preflight tiers diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean lock sbom drills
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -101,6 +101,24 @@ guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (b
 
 audit: $(VENV_STAMP) ## Read-only check of the deployed account against the OSL pack (needs credentials)
 	$(PY) -m kommunmoln.compliance.audit
+
+TOOLS_VENV := build/tools-venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+$(TOOLS_STAMP): requirements-tools.txt
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet -r requirements-tools.txt
+	@touch $@
+
+lock: $(TOOLS_STAMP) ## Re-resolve requirements-lock.txt: every dependency pinned with its PyPI SHA-256 hashes
+	$(TOOLS_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --output-file requirements-lock.txt requirements-dev.txt
+
+sbom: $(TOOLS_STAMP) $(VENV_STAMP) ## CycloneDX SBOM of the locked dependencies (build/sbom.json), checked against the lock
+	$(TOOLS_VENV)/bin/cyclonedx-py requirements --pyproject pyproject.toml --of JSON -o build/sbom.json requirements-lock.txt
+	$(PY) -m kommunmoln.compliance.supply_chain --sbom build/sbom.json
+
+drills: $(VENV_STAMP) ## Archive drills on a local emulation: decrypt-and-deliver, escrow recovery, restore (build/drills.json)
+	$(PY) -m kommunmoln.compliance.drills --out build/drills.json
 
 clean: ## Remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache
