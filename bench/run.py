@@ -57,6 +57,7 @@ from bench.report import (
     ValidatorResult,
     render_chart,
     render_markdown,
+    update_readme,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -594,7 +595,7 @@ def synthesis(ctx: Context) -> None:
 
 # --- profile ---------------------------------------------------------------------------------------
 def profile(ctx: Context) -> None:
-    """py-spy over our upload (on each fast endpoint) and download (on the first): bench/profiling.py."""
+    """py-spy over our upload and download on each fast endpoint: bench/profiling.py."""
     pyspy = Path(sys.executable).with_name("py-spy")
     size_mib = ctx.args.profile_size
     source = make_file(ctx.work / "profile-plain", size_mib * MIB)
@@ -607,11 +608,10 @@ def profile(ctx: Context) -> None:
             "key_file": ctx.key_file,
             **ctx.tuning(),
         }
-        ops = [("kommunmoln-upload", f"encrypt+upload, {endpoint.name}", {**common, "path": source})]
-        if endpoint is fast[0]:
-            ops.append(
-                ("kommunmoln-download", f"download+decrypt, {endpoint.name}", {**common, "dest": ctx.work / "p"})
-            )
+        ops = [
+            ("kommunmoln-upload", f"encrypt+upload, {endpoint.name}", {**common, "path": source}),
+            ("kommunmoln-download", f"download+decrypt, {endpoint.name}", {**common, "dest": ctx.work / "p"}),
+        ]
         for op, operation, args in ops:
             summary = profiling.record(pyspy, peers.child_argv(op, args), env=endpoint.env, cwd=REPO_ROOT,
                                        raw=ctx.work / "profile.txt", operation=operation, size_bytes=size_mib * MIB)  # fmt: skip
@@ -843,8 +843,11 @@ def _endpoint(stack: ExitStack, work: Path, name: str, moto: str, transfer_peers
 
 
 def write_outputs(results: BenchResults, args: argparse.Namespace) -> None:
+    """docs/BENCHMARKS.md and the chart; README.md's targets block too when the run writes the docs' file."""
     args.out.write_text(render_markdown(results) + "\n")
     render_chart(results, args.chart)
+    if args.out.resolve() == (REPO_ROOT / "docs" / "BENCHMARKS.md").resolve():
+        update_readme(REPO_ROOT / "README.md", results)
 
 
 def _run_step(name: str, function: Callable[[], None], results: BenchResults, args: argparse.Namespace) -> None:

@@ -15,7 +15,6 @@ same ETag.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -35,7 +34,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from kommunmoln import names
-from kommunmoln.tier_a import ranged
+from kommunmoln.tier_a import checksums, ranged
 from kommunmoln.tier_a.codec import FRAME_LENGTH, DecryptResult, decrypt_to_file, open_encryptor
 from kommunmoln.tier_a.errors import (
     ConflictError,
@@ -295,55 +294,6 @@ class _PartReader:
         return part
 
 
-class _PartBody(io.RawIOBase):
-    """A part buffer as a seekable file, for HTTPS.
-
-    Over HTTPS botocore sends the part as `aws-chunked` with the CRC32 in a trailer and first
-    copies a bytes-like body into an `io.BytesIO` (botocore/httpchecksum.py,
-    `_apply_request_trailer_checksum`): one more copy of every part, and up to
-    `concurrency` more part-sized buffers (peak RSS above 200 MB measured). A file-like body
-    is read in chunks instead, as boto3's `upload_file` sends file chunks. Over HTTP the
-    bytearray itself is best (hashed for SigV4 and sent without a copy).
-    """
-
-    def __init__(self, buffer: bytearray) -> None:
-        self._view = memoryview(buffer)
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
-        data = bytes(self._view[self._position : end])
-        self._position = max(self._position, end)
-        return data
-
-    def readinto(self, buffer) -> int:
-        n = min(len(buffer), len(self._view) - self._position)
-        memoryview(buffer)[:n] = self._view[self._position : self._position + n]
-        self._position += n
-        return n
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        self._view.release()  # the buffer goes back to the pool and may be resized
-        super().close()
-
-
 def stored_size_estimate(plaintext_bytes: int) -> int:
     """About how many bytes the ESDK message of a file this size has (progress totals only).
 
@@ -436,9 +386,11 @@ def upload_stream(
         raise EncryptionError(f"{what}: encryption failed: {type(error).__name__}: {error}") from None
     if not second:
         try:
+            checksums.register(s3)
             response = s3.put_object(
-                Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE, **condition
-            )
+                Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE,
+                ChecksumCRC32=checksums.crc32_b64(first), **condition,
+            )  # fmt: skip
         except KeyboardInterrupt:
             raise _put_interrupted(s3, bucket, key, first) from None
         except Exception as error:
@@ -485,7 +437,7 @@ def _multipart(
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     try:
         upload_id = s3.create_multipart_upload(
-            Bucket=bucket, Key=key, Tagging=TAGGING, ContentType=CONTENT_TYPE, ChecksumAlgorithm="CRC32"
+            Bucket=bucket, Key=key, Tagging=TAGGING, ContentType=CONTENT_TYPE, ChecksumAlgorithm=checksums.ALGORITHM
         )["UploadId"]
     except Exception as error:
         raise _s3_error(error, what) from None
@@ -494,16 +446,16 @@ def _multipart(
     futures: list[Future] = []
     completed: dict[int, dict[str, str]] = {}
 
-    trailer = str(getattr(s3.meta, "endpoint_url", "")).startswith("https://")
+    checksums.register(s3)
 
     def send(number: int, body: bytearray) -> None:
-        with _PartBody(body) if trailer else contextlib.nullcontext(body) as sent:
-            response = s3.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=sent, ChecksumAlgorithm="CRC32"
-            )
-        completed[number] = {"PartNumber": number, "ETag": response["ETag"]}
-        if response.get("ChecksumCRC32"):
-            completed[number]["ChecksumCRC32"] = response["ChecksumCRC32"]
+        # the part's CRC32 in a signed header, which S3 verifies before it stores the part
+        # (kommunmoln.tier_a.checksums); the bytearray goes out as it is, without a copy
+        crc32 = checksums.crc32_b64(body)
+        response = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, ChecksumCRC32=crc32
+        )
+        completed[number] = {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
         reader.release(body)
         if on_bytes:
             on_bytes(len(body))
