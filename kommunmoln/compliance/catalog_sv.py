@@ -99,4 +99,5 @@ STATUS_SV = {
     "not met": "inte uppfyllt",
     "fact": "fakta",
     "not applicable": "ej tillämplig",
+    "not run": "ej körd",
 }
