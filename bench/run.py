@@ -626,32 +626,30 @@ def profile(ctx: Context) -> None:
 
 
 def sweep(ctx: Context) -> None:
-    """Our upload with other part sizes and concurrency (transfer settings the client exposes)."""
+    """Our upload with other part sizes and concurrency (transfer settings the client exposes), and
+    without the manifest digest (as `kommunmoln rotate` uploads): what the SHA-256 of the plaintext costs."""
     size_mib = ctx.args.profile_size
     source = make_file(ctx.work / "sweep-plain", size_mib * MIB)
-    variants = [(16, 4), (8, 4), (32, 4), (16, 2), (16, 8), (8, 10)]
-    for _ in range(ctx.args.runs):
-        for part, concurrency in variants:
-            args = {
-                "endpoint": ctx.endpoint,
-                "bucket": BUCKET,
-                "key": "sweep",
-                "path": source,
-                "key_file": ctx.key_file,
-                "part_size_mib": part,
-                "concurrency": concurrency,
-            }
-            result = run_child(peers.child_argv("kommunmoln-upload", args), ctx.env, ctx.work)
-            m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant=f"part {part} MiB x {concurrency} in flight")
-            m.seconds.append(result.seconds)
-            m.max_rss_kib.append(result.max_rss_kib)
-            log(f"sweep part {part} MiB x {concurrency}: {result.seconds:.2f} s")
-            empty_bucket(ctx.endpoint)
-        result = run_child(peers.child_argv("boto3-upload", args), ctx.env, ctx.work)
-        m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant="plain boto3 (reference)")
+    variants = [(16, 4, True), (8, 4, True), (32, 4, True), (16, 2, True), (16, 8, True), (8, 10, True), (8, 8, True),
+                (8, 8, False)]  # fmt: skip
+    common = {"endpoint": ctx.endpoint, "bucket": BUCKET, "key": "sweep", "path": source, "key_file": ctx.key_file}
+
+    def measure(op: str, args: dict, variant: str) -> float:
+        result = run_child(peers.child_argv(op, args), ctx.env, ctx.work)
+        m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant=variant)
         m.seconds.append(result.seconds)
         m.max_rss_kib.append(result.max_rss_kib)
+        if result.cpu_seconds is not None:
+            m.cpu_seconds.append(result.cpu_seconds)
         empty_bucket(ctx.endpoint)
+        return result.seconds
+
+    for _ in range(ctx.args.runs):
+        for part, concurrency, digest in variants:
+            variant = f"part {part} MiB x {concurrency} in flight" + ("" if digest else ", no manifest digest")
+            args = {**common, "part_size_mib": part, "concurrency": concurrency, "digest": digest}
+            log(f"sweep {variant}: {measure('kommunmoln-upload', args, variant):.2f} s")
+        measure("boto3-upload", common, "plain boto3 (reference)")
     source.unlink()
 
 

@@ -187,17 +187,19 @@ class UploadResult:
 class _Counting(io.RawIOBase):
     """Counts bytes read from a file (progress of the plaintext side)."""
 
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None) -> None:
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None, *, digest: bool = True) -> None:
         self._raw = raw
         self._on_bytes = on_bytes
         self.count = 0
         # hashed while read, so it covers exactly what was encrypted (the manifest entry every
-        # upload records); SHA-256 costs about 0.6 CPU-s per GiB here, more than AES-GCM
-        self.sha256 = hashlib.sha256()
+        # upload records, which `sync` compares local files with); SHA-256 costs about 0.6 CPU-s
+        # per GiB here (SHA-NI), more than AES-GCM. Without `digest` nothing is hashed.
+        self.sha256 = hashlib.sha256() if digest else None
 
     @property
     def hexdigest(self) -> str:
-        return self.sha256.hexdigest()
+        """The SHA-256 of what was read, or "" when no digest was asked for."""
+        return self.sha256.hexdigest() if self.sha256 is not None else ""
 
     def readable(self) -> bool:
         return True
@@ -205,7 +207,8 @@ class _Counting(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.count += len(data)
-        self.sha256.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
         if self._on_bytes and data:
             self._on_bytes(len(data))
         return data
@@ -217,7 +220,8 @@ class _Counting(io.RawIOBase):
             return len(data)
         n = self._raw.readinto(buffer)
         self.count += n
-        self.sha256.update(memoryview(buffer)[:n])
+        if self.sha256 is not None:
+            self.sha256.update(memoryview(buffer)[:n])
         if self._on_bytes and n:
             self._on_bytes(n)
         return n
@@ -331,11 +335,14 @@ def upload_encrypted(
     settings: TransferSettings | None = None,
     on_bytes: Callable[[int], None] | None = None,
     pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
+    digest: bool = True,
 ) -> UploadResult:
     """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored.
 
     `pad_source` wraps the file's stream before encryption (size padding, size_padding.py);
-    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes.
+    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes. Without
+    `digest` the plaintext is not hashed and `plaintext_sha256` is "" (no manifest entry can
+    be made from the result: manifest.entry_for_upload refuses it).
 
     `on_bytes` is called with the number of stored (ciphertext) bytes S3 has acknowledged:
     progress counts what was sent, not what the encryptor read ahead. Ctrl-C raises
@@ -359,15 +366,19 @@ def upload_encrypted(
         return upload_stream(
             s3, source=raw, size=os.fstat(raw.fileno()).st_size, bucket=bucket, key=key, key_provider=key_provider,
             context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path, pad_source=pad_source,
+            digest=digest,
         )  # fmt: skip
 
 
 def upload_stream(
     s3, *, source: BinaryIO, size: int, bucket: str, key: str, key_provider, context: Mapping[str, str],
     settings: TransferSettings, on_bytes: Callable[[int], None] | None, what: str, path: Path = Path("-"),
-    if_match: str | None = None, pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
+    if_match: str | None = None, pad_source: Callable[[BinaryIO], BinaryIO] | None = None, digest: bool = True,
 ) -> UploadResult:  # fmt: skip
     """Encrypt `source` (at most `size` bytes, which sets the part size) while uploading it.
+
+    `digest`: hash the plaintext for the manifest (see upload_encrypted); a caller that
+    records no digest of its own (rotation keeps the recorded one) leaves it out.
 
     With `if_match` the write is conditional on the current object still having that ETag
     (S3 conditional writes on PutObject and CompleteMultipartUpload; a 412 raises ConflictError),
@@ -375,7 +386,7 @@ def upload_stream(
     """
     condition = {"IfMatch": if_match} if if_match else {}
     part_size = _part_size_for(size, settings.part_size)
-    counted = _Counting(source, None)
+    counted = _Counting(source, None, digest=digest)
     try:
         reader = _PartReader(open_encryptor(pad_source(counted) if pad_source else counted, key_provider, context))
         first = reader.next_part(part_size)

@@ -1,4 +1,5 @@
-"""Every part goes to S3 with its own CRC32 in a signed header, so S3 verifies each part it stores.
+"""Every part goes to S3 with its own CRC32 in a signed header, so S3 verifies each part it stores;
+the plaintext's SHA-256 for the manifest is computed while encrypting, or left out on request.
 
 The requests are caught on the wire (botocore's `before-send` event, after signing) and
 answered there, so nothing leaves the process. The answers follow the Amazon S3 API
@@ -29,8 +30,9 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 
-from kommunmoln.tier_a.errors import TransferError
+from kommunmoln.tier_a.errors import TransferError, UsageError
 from kommunmoln.tier_a.keys import Keyring, RawAesKey
+from kommunmoln.tier_a.manifest import entry_for_upload
 from kommunmoln.tier_a.transfer import MIB, TransferSettings, upload_stream
 
 pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and the ESDK's stream
@@ -164,3 +166,24 @@ def test_a_part_s3_refuses_with_bad_digest_aborts_the_upload() -> None:
     assert "aborted" in str(raised.value)
     assert any(m == "DELETE" and "uploadId=up-1" in u for m, u, _, _ in wire.requests)
     assert not any(m == "POST" and "uploadId=" in u for m, u, _, _ in wire.requests)
+
+
+@pytest.mark.parametrize("digest", [True, False])
+def test_the_manifest_digest_is_of_the_plaintext_or_left_out(digest: bool) -> None:
+    # GIVEN a two-part file
+    data = os.urandom(6 * MIB)
+    # WHEN it is uploaded with or without the manifest digest (rotation keeps the recorded one)
+    result = upload_stream(
+        _client("https", Wire()), source=io.BytesIO(data), size=len(data), bucket="b", key="k",
+        key_provider=Keyring(KEY.master_key()), context={"kommunmoln:bucket": "b", "kommunmoln:key": "k"},
+        settings=PARTS, on_bytes=None, what="test", digest=digest,
+    )  # fmt: skip
+    # THEN with it the result carries the SHA-256 of exactly the plaintext and makes a manifest entry
+    if digest:
+        assert result.plaintext_sha256 == hashlib.sha256(data).hexdigest()
+        assert entry_for_upload(result).sha256 == result.plaintext_sha256
+    # AND without it there is none, and no manifest entry can be made from the result (fail closed)
+    else:
+        assert result.plaintext_sha256 == ""
+        with pytest.raises(UsageError):
+            entry_for_upload(result)
