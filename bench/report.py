@@ -71,9 +71,18 @@ CLIENT_NOTES = (
     "(kommunmoln/tier_a/checksums.py; tests/library/tier_a/test_part_checksums.py checks the wire).",
     "Downloads: the first GET asks for the first 8 MiB + 256 bytes (8 frames); the ESDK parses and authenticates "
     "the header from it; the object's length then fixes where every frame is, and the remaining frames come as "
-    "ranged GETs of whole frames, up to 8 at a time, each decrypted into the temporary file at its offset "
-    "(kommunmoln/tier_a/ranged.py). The file is renamed into place only after every frame and the final frame "
+    "ranged GETs of whole frames, up to 8 at a time and at most two per core besides the first (`streams_for_cores`), "
+    "each decrypted into the temporary file at its offset (kommunmoln/tier_a/ranged.py). The file is renamed into place only after every frame and the final frame "
     "authenticated; every GET after the first is pinned to the first answer's ETag and version.",
+    "What stands in the way of targets that fail here (profile and sweep sections above): over HTTP the upload pays "
+    "the manifest's SHA-256 of the plaintext on top of everything boto3 does (SigV4 hashes the payload and botocore "
+    'the CRC32 on both sides); compare the sweep\'s "no manifest digest" row with the same settings with it. HTTPS '
+    "uploads do not pay the aws-chunked wrapper boto3 pays, which more than covers the digest. Against one "
+    "`get_object` stream, a download also pays the fsync before the rename (the peer writes without it), AES-GCM, "
+    "and parallel ranged GETs, whose TLS reads cost CPU per 16 KiB record and a GIL hand-off each: on loopback one "
+    "stream is the cheapest way to read, while over a real network each stream is bound by latency and concurrent "
+    'ranged GETs are what AWS recommends (S3 performance design patterns, "Use Byte-Range Fetches"). The tier A '
+    "buckets deny requests without TLS (`enforce_ssl`), so the HTTP rows are loopback-only figures.",
 )
 
 

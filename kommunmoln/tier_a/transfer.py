@@ -636,6 +636,7 @@ def download_decrypted(
     """Download and decrypt s3://bucket/key; `dest` appears only if all of it authenticated.
 
     The frames after the first part-sized range are fetched with up to `settings.concurrency`
+    (at most `ranged.streams_for_cores()`)
     parallel ranged GETs of whole frames, all pinned to the first answer's ETag and version
     (kommunmoln.tier_a.ranged); with the ESDK engine, a message of another suite, or an
     `output_filter` sink (size padding), one stream feeds the decryptor. An existing `dest` is replaced only with `overwrite` (and never
@@ -653,7 +654,8 @@ def download_decrypted(
     except Exception as error:
         raise _s3_error(error, what) from None
     with stream:
-        body = ranged.parallel_body(stream, concurrency=settings.concurrency, segment_frames=segment_frames,
+        streams = min(settings.concurrency, ranged.streams_for_cores())
+        body = ranged.parallel_body(stream, concurrency=streams, segment_frames=segment_frames,
                                     on_bytes=on_bytes)  # fmt: skip
         try:
             result = decrypt_to_file(
