@@ -10,6 +10,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 CDK_STAMP := node_modules/.installed
+# Supply-chain tools (make lock, make sbom, the SBOM test) in their own venv: requirements-tools.txt
+TOOLS_VENV := build/tools-venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 CDK := node_modules/.bin/cdk
 PYTEST_ARGS ?=
 # Dated test outcomes with the git commit; `make report` shows them as "proven by" (not run without it).
@@ -28,7 +31,7 @@ PREFLIGHT_ARGS := $(if $(AWS_PROFILE),--profile $(AWS_PROFILE),) $(if $(REGION),
 # (CI, a pipeline), say what to do instead: review `make diff` and pass APPROVAL=never.
 APPROVAL ?= $(shell [ -t 0 ] && echo broadening || echo none-without-terminal)
 
-.PHONY: help install demo test synth preflight tiers diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean
+.PHONY: help install demo test synth preflight tiers diff deploy verify-live destroy lint format bench report guardrails audit system-deps clean lock sbom drills
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,7 +57,7 @@ system-deps: ## Install SoftHSM2 (PKCS#11 tests) from Debian's packages when mis
 demo: $(VENV_STAMP) system-deps ## Synthesize with the gates, then run both use cases end to end on a local AWS emulation
 	$(PY) -m usecases.demo
 
-test: $(VENV_STAMP) $(CDK_STAMP) system-deps ## Run the whole test suite (starts its own moto server)
+test: $(VENV_STAMP) $(CDK_STAMP) $(TOOLS_STAMP) system-deps ## Run the whole test suite (starts its own moto server)
 	$(PY) -m tests.run_with_moto_server -- $(PY) -m pytest --results-file=$(TEST_RESULTS) $(PYTEST_ARGS)
 
 synth: $(VENV_STAMP) $(CDK_STAMP) ## Synthesize all stacks with the compliance gates into cdk.out/
@@ -95,12 +98,29 @@ bench: $(VENV_STAMP) ## Run the benchmarks, regenerate docs/BENCHMARKS.md (QUICK
 
 report: $(VENV_STAMP) ## Compliance report (docs/compliance-report.md/.html) and PDF/A in sv+en: report, fact sheets, DPIA annex (build/report/)
 	$(PY) -m kommunmoln.compliance.report --results $(TEST_RESULTS) --pdf-dir build/report
+	$(PY) -m kommunmoln.compliance.pdfa build/report/*.pdf
 
 guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (build/residency-scp.json)
 	$(PY) -m kommunmoln.compliance.guardrails
 
 audit: $(VENV_STAMP) ## Read-only check of the deployed account against the OSL pack (needs credentials)
 	$(PY) -m kommunmoln.compliance.audit
+
+$(TOOLS_STAMP): requirements-tools.txt
+	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet -r requirements-tools.txt
+	@touch $@
+
+lock: $(TOOLS_STAMP) ## Re-resolve requirements-lock.txt: every dependency pinned with its PyPI SHA-256 hashes
+	$(TOOLS_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	  --no-emit-find-links --output-file requirements-lock.txt requirements-dev.txt
+
+sbom: $(TOOLS_STAMP) $(VENV_STAMP) ## CycloneDX SBOM of the locked dependencies (build/sbom.json), checked against the lock
+	$(TOOLS_VENV)/bin/cyclonedx-py requirements --pyproject pyproject.toml --of JSON -o build/sbom.json requirements-lock.txt
+	$(PY) -m kommunmoln.compliance.supply_chain --sbom build/sbom.json
+
+drills: $(VENV_STAMP) ## Archive drills on a local emulation: decrypt-and-deliver, escrow recovery, restore (build/drills.json)
+	$(PY) -m kommunmoln.compliance.drills --out build/drills.json
 
 clean: ## Remove build output (keeps .venv and node_modules)
 	rm -rf cdk.out .pytest_cache .ruff_cache

@@ -80,6 +80,7 @@ class Tuning:
 
     part_size_mib: int | None = None
     concurrency: int | None = None
+    digest: bool = True  # the manifest's SHA-256 of the plaintext (False: as `kommunmoln rotate` uploads)
 
 
 def _our_client(endpoint: str, tuning: Tuning) -> tuple[Any, Any]:
@@ -112,7 +113,8 @@ def kommunmoln_upload(endpoint: str, key_file: Path, path: Path, bucket: str, ke
     from kommunmoln.tier_a.transfer import upload_encrypted
 
     s3, settings = _our_client(endpoint, tuning)
-    upload_encrypted(s3, source_path=path, bucket=bucket, key=key, key_provider=_keyring(key_file), settings=settings)
+    upload_encrypted(s3, source_path=path, bucket=bucket, key=key, key_provider=_keyring(key_file), settings=settings,
+                     digest=tuning.digest)  # fmt: skip
 
 
 def kommunmoln_download(endpoint: str, key_file: Path, bucket: str, key: str, dest: Path, tuning: Tuning) -> None:
@@ -290,7 +292,7 @@ def run_operation(op: str, args: Mapping[str, Any]) -> dict[str, float]:
     """Run one named operation in this process and time it."""
     a = dict(args)
     p = {k: Path(v) for k, v in a.items() if k in ("path", "dest", "source", "key_file")}
-    tuning = Tuning(a.get("part_size_mib"), a.get("concurrency"))
+    tuning = Tuning(a.get("part_size_mib"), a.get("concurrency"), a.get("digest", True))
     operations: dict[str, Callable[[], None]] = {
         "boto3-upload": lambda: boto3_upload(a["endpoint"], p["path"], a["bucket"], a["key"]),
         "boto3-download": lambda: boto3_download(a["endpoint"], a["bucket"], a["key"], p["dest"]),

@@ -26,7 +26,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("request checksum (CRC32)", ("httpchecksum", "crc32", "checksum")),
     ("SigV4 signing (payload hash over HTTP)", ("botocore/auth.py",)),
     ("HTTP send/receive (sockets, TLS)", ("urllib3/", "http/client.py", "socket.py", "ssl.py")),
-    ("reading the file", ("_fill_plain", "_Counting")),
+    ("reading the file, and its SHA-256 for the manifest", ("_fill_plain", "_Counting")),
     ("frame encryption (AES-GCM into the part)", ("FrameEncryptor",)),
     ("frame decryption (AES-GCM, frame checks)", ("FrameDecryptor",)),
     ("writing the file (pwrite into the page cache)", ("_decrypt_run",)),

@@ -60,15 +60,29 @@ CLIENT_NOTES = (
     "with SHA-NI, the largest single cost over boto3); on download an fsync of the temporary file before it is "
     "renamed into place, so that after a power cut the name never holds a partial file (boto3 `download_file` does "
     "not fsync).",
-    "Checksums: both peers send a CRC32 per part, which S3 verifies before it stores the part (botocore's default "
-    "`request_checksum_calculation='when_supported'`; AWS SDKs and Tools Reference Guide, Data Integrity "
-    "Protections for Amazon S3). `when_required` would skip it, but over HTTPS botocore then signs the payload with "
-    "SHA-256 instead (botocore/auth.py, S3SigV4Auth), which costs more; the CRC32 stays.",
+    "Checksums, the same guarantee on both sides: S3 verifies a CRC32 of every part before it stores it and keeps "
+    "the object's composite CRC32 (CreateMultipartUpload with ChecksumAlgorithm=CRC32, every part's CRC32 listed in "
+    "CompleteMultipartUpload; Amazon S3 User Guide, Checking object integrity for data uploads). Plain boto3 "
+    "(botocore's default `request_checksum_calculation='when_supported'`) sends the CRC32 over HTTPS in an unsigned "
+    "aws-chunked trailer, whose wrapper re-slices its 1 MiB buffer on every 16 KiB read, and over HTTP in a header "
+    "with the payload's SHA-256 signed. Our client computes each part's CRC32 itself (zlib, GIL released) and sends "
+    "it in a signed `x-amz-checksum-crc32` header, so the part goes out as it is: over HTTPS with `UNSIGNED-PAYLOAD` "
+    "(botocore's own rule for a header checksum over TLS), over HTTP with the payload's SHA-256 signed, as boto3 "
+    "(kommunmoln/tier_a/checksums.py; tests/library/tier_a/test_part_checksums.py checks the wire).",
     "Downloads: the first GET asks for the first 8 MiB + 256 bytes (8 frames); the ESDK parses and authenticates "
     "the header from it; the object's length then fixes where every frame is, and the remaining frames come as "
-    "ranged GETs of whole frames, up to 8 at a time, each decrypted into the temporary file at its offset "
-    "(kommunmoln/tier_a/ranged.py). The file is renamed into place only after every frame and the final frame "
+    "ranged GETs of whole frames, up to 8 at a time and at most two per core besides the first (`streams_for_cores`), "
+    "each decrypted into the temporary file at its offset (kommunmoln/tier_a/ranged.py). The file is renamed into place only after every frame and the final frame "
     "authenticated; every GET after the first is pinned to the first answer's ETag and version.",
+    "What stands in the way of targets that fail here (profile and sweep sections above): over HTTP the upload pays "
+    "the manifest's SHA-256 of the plaintext on top of everything boto3 does (SigV4 hashes the payload and botocore "
+    'the CRC32 on both sides); compare the sweep\'s "no manifest digest" row with the same settings with it. HTTPS '
+    "uploads do not pay the aws-chunked wrapper boto3 pays, which more than covers the digest. Against one "
+    "`get_object` stream, a download also pays the fsync before the rename (the peer writes without it), AES-GCM, "
+    "and parallel ranged GETs, whose TLS reads cost CPU per 16 KiB record and a GIL hand-off each: on loopback one "
+    "stream is the cheapest way to read, while over a real network each stream is bound by latency and concurrent "
+    'ranged GETs are what AWS recommends (S3 performance design patterns, "Use Byte-Range Fetches"). The tier A '
+    "buckets deny requests without TLS (`enforce_ssl`), so the HTTP rows are loopback-only figures.",
 )
 
 
@@ -482,7 +496,14 @@ def _sweep_section(results: BenchResults) -> list[str]:
     sweep = [m for m in results.measurements if m.section == SWEEP]
     if not sweep:
         return []
-    lines = ["## Tuning sweep (this project's client: part size and parts in flight)", ""]
+    lines = [
+        "## Tuning sweep (this project's client: part size, parts in flight, manifest digest)",
+        "",
+        'On the first endpoint of the run. "No manifest digest" leaves out the SHA-256 of the plaintext that '
+        "every `kommunmoln upload` records for `sync` (as `kommunmoln rotate` uploads, which keeps the recorded "
+        "digest): the difference to the same settings with it is what that digest costs.",
+        "",
+    ]
     rows = [
         [
             m.peer,
@@ -490,11 +511,13 @@ def _sweep_section(results: BenchResults) -> list[str]:
             _size(m.size_bytes),
             f"{m.median_seconds:.2f}",
             f"{m.mib_per_s:.1f}",
+            _fmt(m.cpu_s_per_gib),
             _fmt(m.peak_rss_mb, ".0f"),
         ]
         for m in sweep
     ]
-    return [*lines, *_table(["operation", "variant", "size", "median s", "MiB/s", "peak RSS MB"], rows), ""]
+    header = ["operation", "variant", "size", "median s", "MiB/s", "client CPU-s/GiB", "peak RSS MB"]
+    return [*lines, *_table(header, rows), ""]
 
 
 def _profile_section(profile: ProfileSummary | None) -> list[str]:
@@ -589,6 +612,36 @@ def render_markdown(results: BenchResults) -> str:
     lines += [f"- {note}" for note in [*CLIENT_NOTES, *results.notes]]
     lines.append("")
     return "\n".join(lines)
+
+
+# --- README ---------------------------------------------------------------------------------
+README_BEGIN = "<!-- bench:targets:begin (written by `make bench` from the run that wrote docs/BENCHMARKS.md) -->"
+README_END = "<!-- bench:targets:end -->"
+
+
+def readme_targets(results: BenchResults) -> str:
+    """The targets of this run, met and not met, as README.md quotes them (between its markers)."""
+    machine = results.machine
+    checks = [c for c in [*check_fast_targets(results), *check_targets(results)] if c.passed is not None]
+    lines = [
+        f"Run of {machine.get('date', results.date)}, medians of {results.runs}, 1-minute load average "
+        f"{machine.get('load average at start', '?').split(' ')[0]} at the start and "
+        f"{machine.get('load average at end', '?').split(' ')[0]} at the end (per row in docs/BENCHMARKS.md); "
+        f"{sum(bool(c.passed) for c in checks)} of {len(checks)} targets met:",
+        "",
+        *_table(["target", "measured", "result"], [[c.target, c.measured, _verdict(c.passed)] for c in checks]),
+    ]
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, results: BenchResults) -> bool:
+    """Replace the block between README_BEGIN and README_END in `path`; False when it has no such block."""
+    text = path.read_text()
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    path.write_text(text[: start + len(README_BEGIN)] + "\n" + readme_targets(results) + "\n" + text[end:])
+    return True
 
 
 # --- chart ----------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from bench.report import (
     ValidatorResult,
     render_chart,
     render_markdown,
+    update_readme,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -594,7 +595,7 @@ def synthesis(ctx: Context) -> None:
 
 # --- profile ---------------------------------------------------------------------------------------
 def profile(ctx: Context) -> None:
-    """py-spy over our upload (on each fast endpoint) and download (on the first): bench/profiling.py."""
+    """py-spy over our upload and download on each fast endpoint: bench/profiling.py."""
     pyspy = Path(sys.executable).with_name("py-spy")
     size_mib = ctx.args.profile_size
     source = make_file(ctx.work / "profile-plain", size_mib * MIB)
@@ -607,11 +608,10 @@ def profile(ctx: Context) -> None:
             "key_file": ctx.key_file,
             **ctx.tuning(),
         }
-        ops = [("kommunmoln-upload", f"encrypt+upload, {endpoint.name}", {**common, "path": source})]
-        if endpoint is fast[0]:
-            ops.append(
-                ("kommunmoln-download", f"download+decrypt, {endpoint.name}", {**common, "dest": ctx.work / "p"})
-            )
+        ops = [
+            ("kommunmoln-upload", f"encrypt+upload, {endpoint.name}", {**common, "path": source}),
+            ("kommunmoln-download", f"download+decrypt, {endpoint.name}", {**common, "dest": ctx.work / "p"}),
+        ]
         for op, operation, args in ops:
             summary = profiling.record(pyspy, peers.child_argv(op, args), env=endpoint.env, cwd=REPO_ROOT,
                                        raw=ctx.work / "profile.txt", operation=operation, size_bytes=size_mib * MIB)  # fmt: skip
@@ -626,32 +626,30 @@ def profile(ctx: Context) -> None:
 
 
 def sweep(ctx: Context) -> None:
-    """Our upload with other part sizes and concurrency (transfer settings the client exposes)."""
+    """Our upload with other part sizes and concurrency (transfer settings the client exposes), and
+    without the manifest digest (as `kommunmoln rotate` uploads): what the SHA-256 of the plaintext costs."""
     size_mib = ctx.args.profile_size
     source = make_file(ctx.work / "sweep-plain", size_mib * MIB)
-    variants = [(16, 4), (8, 4), (32, 4), (16, 2), (16, 8), (8, 10)]
-    for _ in range(ctx.args.runs):
-        for part, concurrency in variants:
-            args = {
-                "endpoint": ctx.endpoint,
-                "bucket": BUCKET,
-                "key": "sweep",
-                "path": source,
-                "key_file": ctx.key_file,
-                "part_size_mib": part,
-                "concurrency": concurrency,
-            }
-            result = run_child(peers.child_argv("kommunmoln-upload", args), ctx.env, ctx.work)
-            m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant=f"part {part} MiB x {concurrency} in flight")
-            m.seconds.append(result.seconds)
-            m.max_rss_kib.append(result.max_rss_kib)
-            log(f"sweep part {part} MiB x {concurrency}: {result.seconds:.2f} s")
-            empty_bucket(ctx.endpoint)
-        result = run_child(peers.child_argv("boto3-upload", args), ctx.env, ctx.work)
-        m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant="plain boto3 (reference)")
+    variants = [(16, 4, True), (8, 4, True), (32, 4, True), (16, 2, True), (16, 8, True), (8, 10, True), (8, 8, True),
+                (8, 8, False)]  # fmt: skip
+    common = {"endpoint": ctx.endpoint, "bucket": BUCKET, "key": "sweep", "path": source, "key_file": ctx.key_file}
+
+    def measure(op: str, args: dict, variant: str) -> float:
+        result = run_child(peers.child_argv(op, args), ctx.env, ctx.work)
+        m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant=variant)
         m.seconds.append(result.seconds)
         m.max_rss_kib.append(result.max_rss_kib)
+        if result.cpu_seconds is not None:
+            m.cpu_seconds.append(result.cpu_seconds)
         empty_bucket(ctx.endpoint)
+        return result.seconds
+
+    for _ in range(ctx.args.runs):
+        for part, concurrency, digest in variants:
+            variant = f"part {part} MiB x {concurrency} in flight" + ("" if digest else ", no manifest digest")
+            args = {**common, "part_size_mib": part, "concurrency": concurrency, "digest": digest}
+            log(f"sweep {variant}: {measure('kommunmoln-upload', args, variant):.2f} s")
+        measure("boto3-upload", common, "plain boto3 (reference)")
     source.unlink()
 
 
@@ -843,8 +841,11 @@ def _endpoint(stack: ExitStack, work: Path, name: str, moto: str, transfer_peers
 
 
 def write_outputs(results: BenchResults, args: argparse.Namespace) -> None:
+    """docs/BENCHMARKS.md and the chart; README.md's targets block too when the run writes the docs' file."""
     args.out.write_text(render_markdown(results) + "\n")
     render_chart(results, args.chart)
+    if args.out.resolve() == (REPO_ROOT / "docs" / "BENCHMARKS.md").resolve():
+        update_readme(REPO_ROOT / "README.md", results)
 
 
 def _run_step(name: str, function: Callable[[], None], results: BenchResults, args: argparse.Namespace) -> None:

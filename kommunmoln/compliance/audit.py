@@ -7,7 +7,12 @@ Uses the caller's credentials and only Get/List/Describe calls. Per protected bu
 (a fact), default encryption and, for SSE-KMS, the key's Origin from DescribeKey
 (AWS_CLOUDHSM or EXTERNAL_KEY_STORE), and the tier's verdict under "no disclosure to the
 provider" (tier A pass when its PutObject deny is in the bucket policy; tier B/C `not met`).
-Account-wide: a CloudTrail trail that is logging S3 data events, and the residency SCP set.
+On every bucket and log group: records expire only under a gallring decision named in the tag
+kommunmoln:gallring-decision (rule 9). Per key of a protected bucket: the live key policy passes
+rules 4 and 5 (kommunmoln/compliance/audit_live.py evaluates it with the same `Evaluator`).
+Account-wide: a CloudTrail trail that is logging S3 data events, Object Lock in compliance mode
+on every trail's bucket, the residency SCP/RCP set present and attached, and the CloudWatch
+alarms now in ALARM with the reporting deadlines their state change starts (a fact).
 Fails closed: what it cannot read is `unverified`, which fails the run like `fail`.
 Engineering evidence, not legal advice; the output may itself be secret (OSL 18 kap. 8 §).
 """
@@ -53,8 +58,10 @@ def _tags(s3: Any, bucket: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tag_set}
 
 
-def audit_bucket(s3: Any, kms: Any, bucket: str, tags: dict[str, str]) -> list[Finding]:
-    """The checks for one protected bucket."""
+def audit_bucket(
+    s3: Any, kms: Any, bucket: str, tags: dict[str, str], keys: dict[str, dict[str, Any]] | None = None
+) -> list[Finding]:
+    """The checks for one protected bucket; `keys` collects the KeyMetadata of its default keys (by ARN)."""
     found: list[Finding] = []
     try:
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
@@ -77,11 +84,11 @@ def audit_bucket(s3: Any, kms: Any, bucket: str, tags: dict[str, str]) -> list[F
         found.append(Finding("Object Lock", bucket, FACT, json.dumps(lock, sort_keys=True)))
     except ClientError as error:
         found.append(Finding("Object Lock", bucket, FACT, f"not enabled ({_code(error)})"))
-    found.extend(_encryption(s3, kms, bucket, tags))
+    found.extend(_encryption(s3, kms, bucket, tags, {} if keys is None else keys))
     return found
 
 
-def _encryption(s3: Any, kms: Any, bucket: str, tags: dict[str, str]) -> list[Finding]:
+def _encryption(s3: Any, kms: Any, bucket: str, tags: dict[str, str], keys: dict[str, dict[str, Any]]) -> list[Finding]:
     tier = tags.get(names.TAG_TIER, "")
     if tier == names.TIER_A:
         return [_tier_a_verdict(s3, bucket)]
@@ -102,6 +109,7 @@ def _encryption(s3: Any, kms: Any, bucket: str, tags: dict[str, str]) -> list[Fi
             found.append(Finding("key origin", bucket, UNVERIFIED, f"DescribeKey {key_id} failed ({_code(error)})"))
             continue
         origin = metadata.get("Origin", "")
+        keys[metadata.get("Arn", key_id)] = metadata
         found.append(
             Finding(
                 "key origin",
@@ -146,8 +154,11 @@ def _tier_a_verdict(s3: Any, bucket: str) -> Finding:
     return Finding(check, bucket, FAIL, "tier A tag, but no Deny of untagged s3:PutObject in the bucket policy")
 
 
-def audit_buckets(s3: Any, kms: Any) -> list[Finding]:
-    """Every protected bucket of the account (other buckets are listed as facts, not checked)."""
+def audit_buckets(s3: Any, kms: Any, keys: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
+    """Every protected bucket of the account, and on every bucket: expiry only under a gallring decision.
+
+    `keys` collects the KeyMetadata of the protected buckets' default keys, for `audit_key_policies`.
+    """
     found: list[Finding] = []
     for bucket in (b["Name"] for b in s3.list_buckets().get("Buckets", [])):
         try:
@@ -156,8 +167,45 @@ def audit_buckets(s3: Any, kms: Any) -> list[Finding]:
             found.append(Finding("classification", bucket, UNVERIFIED, f"tags unreadable ({_code(error)})"))
             continue
         if tags.get(names.TAG_CLASSIFICATION) == names.CLASSIFICATION_PROTECTED:
-            found.extend(audit_bucket(s3, kms, bucket, tags))
+            found.extend(audit_bucket(s3, kms, bucket, tags, keys))
+        found.append(_bucket_gallring(s3, bucket, tags))
     return found
+
+
+def live_expiry(rules: Sequence[dict[str, Any]]) -> str:
+    """What enabled lifecycle rules (GetBucketLifecycleConfiguration shape) destroy: "" for nothing.
+
+    Expiration (Days or Date) expires current objects, NoncurrentVersionExpiration old versions; an
+    ExpiredObjectDeleteMarker-only rule or AbortIncompleteMultipartUpload removes no record.
+    """
+    found = []
+    for rule in rules:
+        if rule.get("Status") != "Enabled":
+            continue
+        expiration = rule.get("Expiration") or {}
+        if (expiration.get("Days") or expiration.get("Date")) and "objects" not in found:
+            found.append("objects")
+        if (rule.get("NoncurrentVersionExpiration") or {}).get("NoncurrentDays") and "noncurrent versions" not in found:
+            found.append("noncurrent versions")
+    return f"a lifecycle rule expires {' and '.join(found)}" if found else ""
+
+
+def _bucket_gallring(s3: Any, bucket: str, tags: dict[str, str]) -> Finding:
+    """Rule 9 live: a bucket whose lifecycle destroys records must carry the gallring decision tag."""
+    check = "expiry only under a gallring decision"
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as error:
+        if _code(error) == "NoSuchLifecycleConfiguration":
+            return Finding(check, bucket, PASS, "no lifecycle configuration: records are kept")
+        return Finding(check, bucket, UNVERIFIED, f"lifecycle unreadable ({_code(error)})")
+    expiry = live_expiry(rules)
+    decision = tags.get(names.TAG_GALLRING_DECISION, "").strip()
+    if not expiry:
+        return Finding(check, bucket, PASS, "no lifecycle rule expires records")
+    if not decision:
+        return Finding(check, bucket, FAIL, f"{expiry} without a gallring decision (tag {names.TAG_GALLRING_DECISION})")
+    return Finding(check, bucket, PASS, f"{expiry} under gallring decision {decision!r}")
 
 
 def audit_trails(cloudtrail: Any) -> list[Finding]:
@@ -174,36 +222,63 @@ def audit_trails(cloudtrail: Any) -> list[Finding]:
     return [Finding("object access logged", "account", FAIL, f"none of {len(trails)} trails is logging S3 data events")]
 
 
+_GUARDRAIL_TYPES = ("SERVICE_CONTROL_POLICY", "RESOURCE_CONTROL_POLICY")
+
+
 def audit_guardrails(organizations: Any, allowed_regions: Sequence[str]) -> list[Finding]:
-    """The residency SCP set (`make guardrails`) is present in the organisation."""
+    """The residency set (`make guardrails`) is present as an SCP or RCP of the organisation, and attached.
+
+    An SCP listing fails closed (`unverified`: only the management account or a delegated administrator
+    may list policies); an RCP listing that fails (RCPs not enabled) only means no RCP can count.
+    """
     from kommunmoln.compliance.guardrails import gaps
 
-    try:
-        policies = organizations.list_policies(Filter="SERVICE_CONTROL_POLICY").get("Policies", [])
-    except ClientError as error:
-        return [
-            Finding(
-                "residency SCP present",
-                "organisation",
-                UNVERIFIED,
-                f"cannot list SCPs from this account ({_code(error)}): run the audit from the management account",
-            )
-        ]
-    for summary in policies:
-        content = organizations.describe_policy(PolicyId=summary["Id"])["Policy"]["Content"]
-        if not gaps(json.loads(content), allowed_regions):
-            return [Finding("residency SCP present", summary["Id"], PASS, summary.get("Name", ""))]
-    return [
-        Finding("residency SCP present", "organisation", FAIL, f"none of {len(policies)} SCPs denies all of rule 8")
-    ]
+    check = "residency SCP/RCP present and attached"
+    complete: list[dict[str, Any]] = []
+    listed = 0
+    for policy_type in _GUARDRAIL_TYPES:
+        try:
+            policies = organizations.list_policies(Filter=policy_type).get("Policies", [])
+        except ClientError as error:
+            if policy_type == "RESOURCE_CONTROL_POLICY":
+                continue
+            reason = f"cannot list SCPs from this account ({_code(error)}): run the audit from the management account"
+            return [Finding(check, "organisation", UNVERIFIED, reason)]
+        listed += len(policies)
+        for summary in policies:
+            content = organizations.describe_policy(PolicyId=summary["Id"])["Policy"]["Content"]
+            if not gaps(json.loads(content), allowed_regions):
+                complete.append(summary)
+    for summary in complete:
+        targets = organizations.list_targets_for_policy(PolicyId=summary["Id"]).get("Targets", [])
+        if targets:
+            where = ", ".join(t.get("TargetId", "?") for t in targets)
+            return [Finding(check, summary["Id"], PASS, f"{summary.get('Name', '')} attached to {where}")]
+    if complete:
+        ids = ", ".join(s["Id"] for s in complete)
+        return [Finding(check, ids, FAIL, "the residency policy exists but is attached to no root, OU or account")]
+    return [Finding(check, "organisation", FAIL, f"none of {listed} SCPs/RCPs denies all of rule 8")]
 
 
 def run_audit(session: Any, allowed_regions: Sequence[str]) -> list[Finding]:
     """All checks with clients from one boto3 session."""
+    from kommunmoln.compliance.audit_live import (
+        audit_alarms,
+        audit_key_policies,
+        audit_log_groups,
+        audit_trail_object_lock,
+    )
+
+    keys: dict[str, dict[str, Any]] = {}
+    s3, kms, cloudtrail = session.client("s3"), session.client("kms"), session.client("cloudtrail")
     return [
-        *audit_buckets(session.client("s3"), session.client("kms")),
-        *audit_trails(session.client("cloudtrail")),
+        *audit_buckets(s3, kms, keys),
+        *audit_key_policies(kms, keys),
+        *audit_log_groups(session.client("logs")),
+        *audit_trails(cloudtrail),
+        *audit_trail_object_lock(s3, cloudtrail),
         *audit_guardrails(session.client("organizations"), allowed_regions),
+        *audit_alarms(session.client("cloudwatch")),
     ]
 
 

@@ -263,9 +263,9 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "informationshanteringsplan and archives authority decide. Expiring them is gallring, which needs a "
         "decision of the archives authority (or a regulation): no default expires them. With "
         "gallring_decision set, the configured periods apply and every bucket and log group carries the "
-        "decision's reference in the tag kommunmoln:gallring-decision. Not evidenced here: a dated "
-        "decrypt-and-deliver drill (TF 2 kap.: prompt delivery) and escrow recovery drills (losing a tier A key "
-        "destroys the records it encrypts).",
+        "decision's reference in the tag kommunmoln:gallring-decision. Dated drills on a local emulation (`make "
+        "drills`): decrypt-and-deliver (TF 2 kap.: prompt delivery) and escrow recovery (losing a tier A key "
+        "destroys the records it encrypts); the municipality's own routine and exercises are not evidenced here.",
     ),
     Requirement(
         REQ_CYBERSECURITY,
@@ -284,17 +284,18 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         ),
         "Municipalities are covered. Evidenced here: logging and alarms that incident reports rest on, retained "
         "state and versioning (continuity), key policies and rotation where the key type allows (cryptography, "
-        "access control), and these checks on every synthesis. Not evidenced here: the 24 h / 72 h / one-month "
-        "reporting itself (alarm timestamps are in CloudWatch, not in this report), dated restore tests, an SBOM "
-        "and hash-pinned dependencies (requirements pin versions, not hashes), a dated post-quantum plan (the "
-        "position is in docs/compliance.md), and MFA.",
+        "access control), and these checks on every synthesis. Process evidence, dated by the test run: a restore "
+        "drill (continuity), hash-pinned dependencies and a CycloneDX SBOM (supply chain), key rotation and "
+        "symmetric escrow with a dated post-quantum plan in docs/compliance.md 7.1 (cryptography), MFA on every "
+        "role people assume (access control); `make audit` lists alarm timestamps with the 24 h / 72 h / "
+        "one-month deadlines they start. Not evidenced here: the reporting itself and who reports.",
     ),
     Requirement(
         REQ_GDPR_SECURITY,
         "Security of processing (GDPR Art. 32(1)(a)-(d)); Art. 28, 30 and 35 documentation",
         (s.GDPR,),
         "Art. 32(1)(a) encryption: rule 2 and default encryption; (b) confidentiality, integrity, availability: "
-        "rules 3-6; (c) restore: versioning and retained state (a dated restore test is not evidenced); (d) "
+        "rules 3-6; (c) restore: versioning, retained state and a dated restore drill; (d) "
         "regular testing: this pack runs on every synthesis. Art. 35: the DPIA annex of `make report` gives what "
         "AWS sees per tier, a data-flow diagram and the exported key policies; the DPIA itself, Art. 28 "
         "(processor terms with AWS) and Art. 30 (records of processing) are the municipality's documents.",

@@ -76,23 +76,25 @@ REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
         "handlingar (TF 2 kap.) oavsett om de är hemliga; kommunens informationshanteringsplan och "
         "arkivmyndighet avgör. Att låta dem löpa ut är gallring, som kräver beslut av arkivmyndigheten (eller "
         "föreskrift): inget gallras som standard. Med gallring_decision satt gäller de "
-        "konfigurerade tiderna och varje bucket och logggrupp märks med beslutets referens. Inte belagt här: en "
-        "daterad övning i att dekryptera och lämna ut (TF 2 kap.) och övningar i att återställa nycklar ur "
-        "deposition.",
+        "konfigurerade tiderna och varje bucket och logggrupp märks med beslutets referens. Daterade övningar i "
+        "en lokal emulering (`make drills`): att dekryptera och lämna ut (TF 2 kap.) och att återställa ur "
+        "depositionsnyckeln; kommunens egen rutin och egna övningar är inte belagda här.",
     ),
     c.REQ_CYBERSECURITY: (
         "Riskhanteringsåtgärder och incidentrapportering enligt cybersäkerhetslagen",
         "Kommuner omfattas. Belagt här: loggning och larm som incidentrapporter bygger på, kvarhållet tillstånd "
         "och versionshantering (kontinuitet), nyckelpolicyer och rotation där nyckeltypen tillåter det "
-        "(kryptografi, behörighet) och dessa kontroller vid varje syntes. Inte belagt här: rapporteringen inom "
-        "24 h / 72 h / en månad, daterade återläsningstester, SBOM och hash-låsta beroenden, en daterad plan för "
-        "postkvantkryptografi och MFA.",
+        "(kryptografi, behörighet) och dessa kontroller vid varje syntes. Processbelägg daterade av testkörningen: "
+        "återläsningsövning (kontinuitet), hash-låsta beroenden och en CycloneDX-SBOM (leverantörskedja), "
+        "nyckelrotation och symmetrisk deposition med en daterad plan för postkvantkryptografi (kryptografi), MFA "
+        "för varje roll som personer antar (behörighet); `make audit` listar larmens tidpunkter med fristerna "
+        "24 h / 72 h / en månad. Inte belagt här: själva rapporteringen och vem som rapporterar.",
     ),
     c.REQ_GDPR_SECURITY: (
         "Säkerhet i behandlingen (art. 32.1 a-d); dokumentation enligt art. 28, 30 och 35",
         "Art. 32.1 a kryptering: regel 2 och standardkryptering; b konfidentialitet, riktighet, tillgänglighet: "
-        "regel 3-6; c återställning: versionshantering och kvarhållet tillstånd (ett daterat återläsningstest är "
-        "inte belagt); d regelbunden testning: kontrollerna körs vid varje syntes. Art. 28 (biträdesvillkor med "
+        "regel 3-6; c återställning: versionshantering, kvarhållet tillstånd och en daterad återläsningsövning; "
+        "d regelbunden testning: kontrollerna körs vid varje syntes. Art. 28 (biträdesvillkor med "
         "AWS), art. 30 (registerförteckning) och art. 35 (konsekvensbedömning; se bilagan) är kommunens dokument.",
     ),
 }
@@ -104,4 +106,5 @@ STATUS_SV = {
     "not met": "inte uppfyllt",
     "fact": "fakta",
     "not applicable": "ej tillämplig",
+    "not run": "ej körd",
 }

@@ -39,6 +39,7 @@ from kommunmoln.compliance.catalog import (
 )
 from kommunmoln.compliance.checks import COMPLIANT, NOT_APPLICABLE, Evaluator, Options
 from kommunmoln.compliance.dpia import KeyPolicy, key_policies
+from kommunmoln.compliance.evidence import NOT_RUN, process_rows
 from kommunmoln.compliance.facts import FactSheet, fact_sheets
 from kommunmoln.compliance.mappings import SOURCES as MAPPING_SOURCES
 from kommunmoln.compliance.mappings import mapping_line
@@ -278,6 +279,8 @@ def collect_evidence(
     evaluator = Evaluator(model, evidence.options)
     evidence.rows.extend(_pack_rows(evaluator, paths, failed, acknowledged))
     evidence.rows.extend(_external_rows(model, paths, failed, acknowledged))
+    # Drills, lock, MFA and rotation checks: dated by the results file (kommunmoln/compliance/evidence.py).
+    evidence.rows.extend(Row(**row) for row in process_rows(model, evidence.results))
     return evidence
 
 
@@ -437,7 +440,9 @@ def _external_rows(
 
 # --- rendering ----------------------------------------------------------------------------
 def summary_line(evidence: Evidence | None = None) -> str:
-    """`Compliance: R requirements, N controls, X pass, Y acknowledged, Z fail, W not met`.
+    """`Compliance: R requirements, N controls, X pass, Y acknowledged, Z fail, W not met, V not run`.
+
+    `not run`: process evidence (drills, lock, MFA) without a passing dated test result.
 
     Counts are per control and resource, before they are read against a requirement (so a tier B
     bucket's rule 2 pass counts here once, and shows `not met` under the non-disclosure sections).
@@ -447,7 +452,8 @@ def summary_line(evidence: Evidence | None = None) -> str:
     covered = sum(1 for req in REQUIREMENTS if evidence.rows_for(req))
     return (
         f"Compliance: {covered} requirements, {len(evidence.controls())} controls, {counts[PASS]} pass, "
-        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail, {counts[NOT_MET]} not met"
+        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail, {counts[NOT_MET]} not met, "
+        f"{counts[NOT_RUN]} not run"
     )
 
 
@@ -549,7 +555,7 @@ def render_markdown(evidence: Evidence) -> str:
             f"{len(rows)} facts for the municipality's own assessment (not pass/fail)."
             if requirement.assessment
             else f"{counts[PASS]} pass, {counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail, "
-            f"{counts[NOT_MET]} not met."
+            f"{counts[NOT_MET]} not met, {counts[NOT_RUN]} not run."
         )
         lines += [
             f"## {requirement.title}",

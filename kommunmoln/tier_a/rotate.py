@@ -264,6 +264,7 @@ class Rotation:
                 self.s3, source=plaintext, size=total, bucket=self.bucket, key=key,
                 key_provider=self.custody.encrypting_keyring(), context=plaintext.rotated_context(),
                 settings=self.settings, on_bytes=self.on_bytes, what=f"rotation of {what}", if_match=etag,
+                digest=False,  # the record keeps the file's digest (below); this plaintext is authenticated
             )  # fmt: skip
         if entry is not None:  # the same plaintext (padding included), a new message: the record follows it
             self.pending[key] = Entry(

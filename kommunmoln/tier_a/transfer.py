@@ -15,7 +15,6 @@ same ETag.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -35,7 +34,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from kommunmoln import names
-from kommunmoln.tier_a import ranged
+from kommunmoln.tier_a import checksums, ranged
 from kommunmoln.tier_a.codec import FRAME_LENGTH, DecryptResult, decrypt_to_file, open_encryptor
 from kommunmoln.tier_a.errors import (
     ConflictError,
@@ -188,17 +187,19 @@ class UploadResult:
 class _Counting(io.RawIOBase):
     """Counts bytes read from a file (progress of the plaintext side)."""
 
-    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None) -> None:
+    def __init__(self, raw: BinaryIO, on_bytes: Callable[[int], None] | None, *, digest: bool = True) -> None:
         self._raw = raw
         self._on_bytes = on_bytes
         self.count = 0
         # hashed while read, so it covers exactly what was encrypted (the manifest entry every
-        # upload records); SHA-256 costs about 0.6 CPU-s per GiB here, more than AES-GCM
-        self.sha256 = hashlib.sha256()
+        # upload records, which `sync` compares local files with); SHA-256 costs about 0.6 CPU-s
+        # per GiB here (SHA-NI), more than AES-GCM. Without `digest` nothing is hashed.
+        self.sha256 = hashlib.sha256() if digest else None
 
     @property
     def hexdigest(self) -> str:
-        return self.sha256.hexdigest()
+        """The SHA-256 of what was read, or "" when no digest was asked for."""
+        return self.sha256.hexdigest() if self.sha256 is not None else ""
 
     def readable(self) -> bool:
         return True
@@ -206,7 +207,8 @@ class _Counting(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.count += len(data)
-        self.sha256.update(data)
+        if self.sha256 is not None:
+            self.sha256.update(data)
         if self._on_bytes and data:
             self._on_bytes(len(data))
         return data
@@ -218,7 +220,8 @@ class _Counting(io.RawIOBase):
             return len(data)
         n = self._raw.readinto(buffer)
         self.count += n
-        self.sha256.update(memoryview(buffer)[:n])
+        if self.sha256 is not None:
+            self.sha256.update(memoryview(buffer)[:n])
         if self._on_bytes and n:
             self._on_bytes(n)
         return n
@@ -295,55 +298,6 @@ class _PartReader:
         return part
 
 
-class _PartBody(io.RawIOBase):
-    """A part buffer as a seekable file, for HTTPS.
-
-    Over HTTPS botocore sends the part as `aws-chunked` with the CRC32 in a trailer and first
-    copies a bytes-like body into an `io.BytesIO` (botocore/httpchecksum.py,
-    `_apply_request_trailer_checksum`): one more copy of every part, and up to
-    `concurrency` more part-sized buffers (peak RSS above 200 MB measured). A file-like body
-    is read in chunks instead, as boto3's `upload_file` sends file chunks. Over HTTP the
-    bytearray itself is best (hashed for SigV4 and sent without a copy).
-    """
-
-    def __init__(self, buffer: bytearray) -> None:
-        self._view = memoryview(buffer)
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def __len__(self) -> int:
-        return len(self._view)
-
-    def read(self, size: int | None = -1) -> bytes:
-        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
-        data = bytes(self._view[self._position : end])
-        self._position = max(self._position, end)
-        return data
-
-    def readinto(self, buffer) -> int:
-        n = min(len(buffer), len(self._view) - self._position)
-        memoryview(buffer)[:n] = self._view[self._position : self._position + n]
-        self._position += n
-        return n
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        self._view.release()  # the buffer goes back to the pool and may be resized
-        super().close()
-
-
 def stored_size_estimate(plaintext_bytes: int) -> int:
     """About how many bytes the ESDK message of a file this size has (progress totals only).
 
@@ -381,11 +335,14 @@ def upload_encrypted(
     settings: TransferSettings | None = None,
     on_bytes: Callable[[int], None] | None = None,
     pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
+    digest: bool = True,
 ) -> UploadResult:
     """Encrypt `source_path` while uploading it to s3://bucket/key. Returns what S3 stored.
 
     `pad_source` wraps the file's stream before encryption (size padding, size_padding.py);
-    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes.
+    `plaintext_bytes` and `plaintext_sha256` still describe the file's own bytes. Without
+    `digest` the plaintext is not hashed and `plaintext_sha256` is "" (no manifest entry can
+    be made from the result: manifest.entry_for_upload refuses it).
 
     `on_bytes` is called with the number of stored (ciphertext) bytes S3 has acknowledged:
     progress counts what was sent, not what the encryptor read ahead. Ctrl-C raises
@@ -409,15 +366,19 @@ def upload_encrypted(
         return upload_stream(
             s3, source=raw, size=os.fstat(raw.fileno()).st_size, bucket=bucket, key=key, key_provider=key_provider,
             context=context, settings=settings, on_bytes=on_bytes, what=what, path=source_path, pad_source=pad_source,
+            digest=digest,
         )  # fmt: skip
 
 
 def upload_stream(
     s3, *, source: BinaryIO, size: int, bucket: str, key: str, key_provider, context: Mapping[str, str],
     settings: TransferSettings, on_bytes: Callable[[int], None] | None, what: str, path: Path = Path("-"),
-    if_match: str | None = None, pad_source: Callable[[BinaryIO], BinaryIO] | None = None,
+    if_match: str | None = None, pad_source: Callable[[BinaryIO], BinaryIO] | None = None, digest: bool = True,
 ) -> UploadResult:  # fmt: skip
     """Encrypt `source` (at most `size` bytes, which sets the part size) while uploading it.
+
+    `digest`: hash the plaintext for the manifest (see upload_encrypted); a caller that
+    records no digest of its own (rotation keeps the recorded one) leaves it out.
 
     With `if_match` the write is conditional on the current object still having that ETag
     (S3 conditional writes on PutObject and CompleteMultipartUpload; a 412 raises ConflictError),
@@ -425,7 +386,7 @@ def upload_stream(
     """
     condition = {"IfMatch": if_match} if if_match else {}
     part_size = _part_size_for(size, settings.part_size)
-    counted = _Counting(source, None)
+    counted = _Counting(source, None, digest=digest)
     try:
         reader = _PartReader(open_encryptor(pad_source(counted) if pad_source else counted, key_provider, context))
         first = reader.next_part(part_size)
@@ -436,9 +397,11 @@ def upload_stream(
         raise EncryptionError(f"{what}: encryption failed: {type(error).__name__}: {error}") from None
     if not second:
         try:
+            checksums.register(s3)
             response = s3.put_object(
-                Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE, **condition
-            )
+                Bucket=bucket, Key=key, Body=first, Tagging=TAGGING, ContentType=CONTENT_TYPE,
+                ChecksumCRC32=checksums.crc32_b64(first), **condition,
+            )  # fmt: skip
         except KeyboardInterrupt:
             raise _put_interrupted(s3, bucket, key, first) from None
         except Exception as error:
@@ -485,7 +448,7 @@ def _multipart(
 ) -> tuple[dict[str, Any], int]:  # fmt: skip
     try:
         upload_id = s3.create_multipart_upload(
-            Bucket=bucket, Key=key, Tagging=TAGGING, ContentType=CONTENT_TYPE, ChecksumAlgorithm="CRC32"
+            Bucket=bucket, Key=key, Tagging=TAGGING, ContentType=CONTENT_TYPE, ChecksumAlgorithm=checksums.ALGORITHM
         )["UploadId"]
     except Exception as error:
         raise _s3_error(error, what) from None
@@ -494,16 +457,16 @@ def _multipart(
     futures: list[Future] = []
     completed: dict[int, dict[str, str]] = {}
 
-    trailer = str(getattr(s3.meta, "endpoint_url", "")).startswith("https://")
+    checksums.register(s3)
 
     def send(number: int, body: bytearray) -> None:
-        with _PartBody(body) if trailer else contextlib.nullcontext(body) as sent:
-            response = s3.upload_part(
-                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=sent, ChecksumAlgorithm="CRC32"
-            )
-        completed[number] = {"PartNumber": number, "ETag": response["ETag"]}
-        if response.get("ChecksumCRC32"):
-            completed[number]["ChecksumCRC32"] = response["ChecksumCRC32"]
+        # the part's CRC32 in a signed header, which S3 verifies before it stores the part
+        # (kommunmoln.tier_a.checksums); the bytearray goes out as it is, without a copy
+        crc32 = checksums.crc32_b64(body)
+        response = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body, ChecksumCRC32=crc32
+        )
+        completed[number] = {"PartNumber": number, "ETag": response["ETag"], "ChecksumCRC32": crc32}
         reader.release(body)
         if on_bytes:
             on_bytes(len(body))
@@ -673,6 +636,7 @@ def download_decrypted(
     """Download and decrypt s3://bucket/key; `dest` appears only if all of it authenticated.
 
     The frames after the first part-sized range are fetched with up to `settings.concurrency`
+    (at most `ranged.streams_for_cores()`)
     parallel ranged GETs of whole frames, all pinned to the first answer's ETag and version
     (kommunmoln.tier_a.ranged); with the ESDK engine, a message of another suite, or an
     `output_filter` sink (size padding), one stream feeds the decryptor. An existing `dest` is replaced only with `overwrite` (and never
@@ -690,7 +654,8 @@ def download_decrypted(
     except Exception as error:
         raise _s3_error(error, what) from None
     with stream:
-        body = ranged.parallel_body(stream, concurrency=settings.concurrency, segment_frames=segment_frames,
+        streams = min(settings.concurrency, ranged.streams_for_cores())
+        body = ranged.parallel_body(stream, concurrency=streams, segment_frames=segment_frames,
                                     on_bytes=on_bytes)  # fmt: skip
         try:
             result = decrypt_to_file(

@@ -155,17 +155,26 @@ def test_trail_without_data_events_fails_and_with_them_passes(s3) -> None:
     assert audit_trails(cloudtrail)[0].status == PASS
 
 
-def test_scp_set_absent_fails_present_passes(s3) -> None:
+@pytest.mark.parametrize("policy_type", ["SERVICE_CONTROL_POLICY", "RESOURCE_CONTROL_POLICY"])
+def test_scp_set_absent_fails_unattached_fails_attached_passes(s3, policy_type: str) -> None:
+    # GIVEN an organisation without the residency set
     organizations = boto3.client("organizations", region_name="us-east-1")
     organizations.create_organization(FeatureSet="ALL")
     assert audit_guardrails(organizations, (REGION,))[0].status == FAIL
-    organizations.create_policy(
+    # WHEN the set is created as an SCP (or RCP) but attached nowhere  THEN it still fails: it prevents nothing
+    policy_id = organizations.create_policy(
         Name="kommunmoln-residency",
         Description="residency",
-        Type="SERVICE_CONTROL_POLICY",
+        Type=policy_type,
         Content=json.dumps(residency_scp((REGION,))),
-    )
-    assert audit_guardrails(organizations, (REGION,))[0].status == PASS
+    )["Policy"]["PolicySummary"]["Id"]
+    unattached = audit_guardrails(organizations, (REGION,))[0]
+    assert unattached.status == FAIL and "attached to no" in unattached.detail
+    # WHEN it is attached to the organisation's root  THEN it passes, naming the target
+    root = organizations.list_roots()["Roots"][0]["Id"]
+    organizations.attach_policy(PolicyId=policy_id, TargetId=root)
+    attached = audit_guardrails(organizations, (REGION,))[0]
+    assert attached.status == PASS and root in attached.detail
 
 
 def test_member_account_without_organizations_access_is_unverified_not_pass() -> None:

@@ -21,7 +21,10 @@ def test_stages_threads_and_own_lines_are_counted_and_start_up_and_exit_left_out
     # WHEN summarized  THEN imports (30) and frameless samples (5) are left out of the total
     assert summary.startup == 35 and summary.total == 95
     assert summary.stages["writing the file (pwrite into the page cache)"] == 50
-    assert summary.stages["reading the file"] == 20 and summary.stages["HTTP send/receive (sockets, TLS)"] == 25
+    assert (
+        summary.stages["reading the file, and its SHA-256 for the manifest"] == 20
+        and summary.stages["HTTP send/receive (sockets, TLS)"] == 25
+    )
     assert STARTUP not in summary.stages
     # AND threads are named without their pool index, and this project's own lines keep their line number
     assert summary.threads["kommunmoln-range"] == 75

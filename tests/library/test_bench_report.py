@@ -11,6 +11,8 @@ from bench.report import (
     FAST_HTTP,
     MEMORY_UPLOAD,
     MIB,
+    README_BEGIN,
+    README_END,
     UPLOAD,
     BenchResults,
     Measurement,
@@ -22,6 +24,7 @@ from bench.report import (
     openssl_ratio,
     ratio,
     render_markdown,
+    update_readme,
 )
 
 GIB = 1024 * MIB
@@ -191,3 +194,28 @@ def test_load_average_is_shown_next_to_every_figure_and_target():
     assert upload.measured == "0.95 (load 2.0-3.5)" and upload.passed is True
     assert "| 3.5 2.2 2.4 |" in text and "load avg per run" in text
     assert "## Profile: our download+decrypt, fast-http of 256 MiB" in text
+
+
+def test_readme_block_is_rewritten_from_the_same_results_with_failed_and_met_targets(tmp_path):
+    # GIVEN a README with a stale targets block between the markers, and text around it
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold figures\n{README_END}\noutro\n")
+    results = _fast_results()
+    results.machine.update({"date": "2026-01-01 10:00 UTC", "load average at start": "1.5 1.0 0.5"})
+    # WHEN it is updated
+    assert update_readme(readme, results) is True
+    text = readme.read_text()
+    # THEN the block holds this run's targets, met and not met, with their figures, and nothing else changed
+    assert text.startswith(f"intro\n{README_BEGIN}\n") and text.endswith(f"{README_END}\noutro\n")
+    assert "old figures" not in text and "Run of 2026-01-01 10:00 UTC" in text and "load average 1.5" in text
+    assert "| HTTP upload >= 0.95 x boto3 upload_file (1 GiB) | 0.95 | **pass** |" in text
+    assert "| HTTP upload CPU-s/GiB <= boto3's + 0.3 (1 GiB; measured: the excess) | 0.50 | **FAIL** |" in text
+
+
+def test_readme_without_markers_is_left_alone(tmp_path):
+    # GIVEN a README without the markers
+    readme = tmp_path / "README.md"
+    readme.write_text("no block here\n")
+    # WHEN an update is attempted THEN it reports so and the file is unchanged
+    assert update_readme(readme, _fast_results()) is False
+    assert readme.read_text() == "no block here\n"

@@ -58,7 +58,7 @@ def test_every_requirement_has_controls_and_acknowledgments_carry_reasons(eviden
 def test_summary_line_counts_rows(evidence: Evidence) -> None:
     line = summary_line(evidence)
     match = re.fullmatch(
-        rf"Compliance: {len(REQUIREMENTS)} requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met",
+        rf"Compliance: {len(REQUIREMENTS)} requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met, (\d+) not run",
         line,
     )
     assert match, line

@@ -1,38 +1,12 @@
-"""Upload part buffers: reused across parts, and handed to botocore over HTTPS as a file.
+"""Upload part buffers: reused across parts (a fresh part-sized bytearray per part costs page faults).
 
-botocore copies a bytes-like body into an io.BytesIO before it adds the aws-chunked CRC32
-trailer (HTTPS uploads, botocore/httpchecksum.py `_apply_request_trailer_checksum`); a
-file-like body is read in chunks instead, and must then behave as a seekable file: botocore
-measures it (`len` or seek/tell), reads it, and seeks back to retry.
+Each part goes to botocore as the bytearray itself, with its CRC32 in a header
+(test_part_checksums.py), so no aws-chunked wrapper copies it.
 """
 
 from __future__ import annotations
 
-import io
-import os
-
-from kommunmoln.tier_a.transfer import _PartBody, _PartReader
-
-
-def test_part_body_reads_seeks_and_releases_its_buffer():
-    # GIVEN a 3 MiB part buffer wrapped as a file
-    data = bytearray(os.urandom(3 * 1024 * 1024))
-    body = _PartBody(data)
-    # WHEN botocore-style reads happen: length, chunks, a seek back for a retry, readinto
-    assert len(body) == len(data) and body.seekable() and body.readable()
-    chunks = [body.read(1024 * 1024) for _ in range(4)]
-    body.seek(0)
-    again = bytearray(len(data))
-    n = body.readinto(again)
-    body.seek(-10, io.SEEK_END)
-    tail = body.read()
-    # THEN every read returns the buffer's bytes, in order, and nothing past its end
-    assert b"".join(chunks) == bytes(data) and chunks[-1] == b""
-    assert n == len(data) and again == data and tail == bytes(data[-10:]) and body.tell() == len(data)
-    # AND after close the buffer is no longer exported: the pool may shorten it for a last part
-    body.close()
-    del data[10:]
-    assert len(data) == 10
+from kommunmoln.tier_a.transfer import _PartReader
 
 
 def test_part_reader_reuses_released_buffers_of_the_same_size():
