@@ -232,8 +232,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         ),
         "Without object-level and key-level logs the municipality cannot show who read what, nor detect a "
         "disclosure. CloudTrail S3 data events, KMS management events and server access logs provide them. "
-        "Logs are kept until a gallring decision; where HSLF-FS 2016:40 applies, set log_retention_days to at "
-        "least 1827 with the decision.",
+        "Logs are kept until a gallring decision. These are storage-level logs (which principal read or wrote which "
+        "object, and key use); the access logs HSLF-FS 2016:40 4 kap. requires (who read which patient's record) "
+        "are the care provider's application logs, not these. If the municipality finds a five-year minimum "
+        "applies to these logs too, a gallring decision must keep log_retention_days at 1827 or more.",
     ),
     Requirement(
         REQ_DELETION,

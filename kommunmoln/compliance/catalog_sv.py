@@ -61,8 +61,10 @@ REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
         "Varje nyckelanvändning och varje åtkomst till objekt loggas",
         "Utan loggar på objekt- och nyckelnivå kan kommunen inte visa vem som läst vad eller upptäcka ett röjande. "
         "CloudTrail-datahändelser för S3, KMS-hanteringshändelser och serveråtkomstloggar ger dem. Loggar sparas "
-        "tills ett gallringsbeslut finns; där HSLF-FS 2016:40 gäller, sätt log_retention_days till minst 1827 med "
-        "beslutet.",
+        "tills ett gallringsbeslut finns. Det är loggar på lagringsnivå (vilken identitet som läst eller skrivit vilket "
+        "objekt, och nyckelanvändning); de åtkomstloggar som HSLF-FS 2016:40 4 kap. kräver (vem som läst vilken "
+        "patients journal) är vårdgivarens loggar i journalsystemet, inte dessa. Bedömer kommunen att minst fem år "
+        "gäller även för dessa loggar, ska ett gallringsbeslut hålla log_retention_days på minst 1827.",
     ),
     c.REQ_DELETION: (
         "Inget raderas av misstag",

@@ -195,3 +195,28 @@ def test_every_requirement_has_a_swedish_text_and_a_mapping() -> None:
             assert (theme, number) in {(5, n) for n in range(1, 38)} | {(8, n) for n in range(1, 35)}, requirement_id
         assert all(re.fullmatch(r"[A-Z]{2}-\d{1,2}(\(\d+\))?", c) for c in mapping.nist), requirement_id
         assert set(mapping.klassa_aspects) <= {"K", "R", "T"} and NOT_CHECKED in mapping.klassa_label()
+
+
+def test_pdf_reports_open_with_the_per_requirement_headline_and_print_each_source(
+    good_evidence: Evidence, pdfs: dict[str, Path]
+) -> None:
+    # GIVEN the fixture stack's tier B bucket (not met under the two non-disclosure requirements)
+    from kommunmoln.compliance.report import requirement_tally
+
+    tally = {req.id: counts for req, counts in requirement_tally(good_evidence)}
+    not_met = tally["disclosure"]["not met"]
+    assert not_met > 0
+    swedish, english = _text(pdfs["compliance-report.sv.pdf"]), _text(pdfs["compliance-report.en.pdf"])
+    # THEN each PDF opens with the count per requirement, in its own language
+    first_en = english.split(_squash("Provenance"))[0]
+    first_sv = swedish.split(_squash("Spårbarhet"))[0]
+    assert _squash("Per requirement") in first_en
+    assert _squash(f"{REQUIREMENTS_BY_ID['disclosure'].title} {not_met} not met, 0 fail") in first_en
+    assert _squash("Per krav") in first_sv and _squash(f"{not_met} inte uppfyllt") in first_sv
+    # AND every source is printed with its date, reference and whether it was checked
+    for requirement in REQUIREMENTS:
+        for source in requirement.sources:
+            assert _squash(source.reference) in english, source.name
+            assert _squash(source.date) in english, source.name
+    assert _squash("Checked against the source text") in english
+    assert _squash("Kontrollerad mot källtexten") in swedish
