@@ -10,6 +10,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 CDK_STAMP := node_modules/.installed
+# Supply-chain tools (make lock, make sbom, the SBOM test) in their own venv: requirements-tools.txt
+TOOLS_VENV := build/tools-venv
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 CDK := node_modules/.bin/cdk
 PYTEST_ARGS ?=
 # Dated test outcomes with the git commit; `make report` shows them as "proven by" (not run without it).
@@ -54,7 +57,7 @@ system-deps: ## Install SoftHSM2 (PKCS#11 tests) from Debian's packages when mis
 demo: $(VENV_STAMP) system-deps ## Synthesize with the gates, then run both use cases end to end on a local AWS emulation
 	$(PY) -m usecases.demo
 
-test: $(VENV_STAMP) $(CDK_STAMP) system-deps ## Run the whole test suite (starts its own moto server)
+test: $(VENV_STAMP) $(CDK_STAMP) $(TOOLS_STAMP) system-deps ## Run the whole test suite (starts its own moto server)
 	$(PY) -m tests.run_with_moto_server -- $(PY) -m pytest --results-file=$(TEST_RESULTS) $(PYTEST_ARGS)
 
 synth: $(VENV_STAMP) $(CDK_STAMP) ## Synthesize all stacks with the compliance gates into cdk.out/
@@ -95,6 +98,7 @@ bench: $(VENV_STAMP) ## Run the benchmarks, regenerate docs/BENCHMARKS.md (QUICK
 
 report: $(VENV_STAMP) ## Compliance report (docs/compliance-report.md/.html) and PDF/A in sv+en: report, fact sheets, DPIA annex (build/report/)
 	$(PY) -m kommunmoln.compliance.report --results $(TEST_RESULTS) --pdf-dir build/report
+	$(PY) -m kommunmoln.compliance.pdfa build/report/*.pdf
 
 guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (build/residency-scp.json)
 	$(PY) -m kommunmoln.compliance.guardrails
@@ -102,8 +106,6 @@ guardrails: $(VENV_STAMP) ## Write the residency SCP set for the organisation (b
 audit: $(VENV_STAMP) ## Read-only check of the deployed account against the OSL pack (needs credentials)
 	$(PY) -m kommunmoln.compliance.audit
 
-TOOLS_VENV := build/tools-venv
-TOOLS_STAMP := $(TOOLS_VENV)/.installed
 $(TOOLS_STAMP): requirements-tools.txt
 	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install --quiet -r requirements-tools.txt

@@ -267,7 +267,7 @@ DEFAULTS: dict[str, Any] = {
     "tier_a_storage_classes": ["STANDARD", "INTELLIGENT_TIERING"],
     "tier_a_client_source_ips": [],
     "tier_b_hsm_count": 2,
-    "tier_b_backup_retention_days": 90,
+    "tier_b_backup_retention_days": 379,
     "tier_b_restore_backup_id": "",
     "tier_b_keystore_enabled": False,
     "tier_b_trust_anchor_path": "",

@@ -1,8 +1,8 @@
 """The requirements the pack serves and the rules (controls) that implement them.
 
 One catalogue, read by the cdk-nag pack (rule text in findings), the evidence report and
-`docs/compliance.md`. Sources are cited by name and date; see `docs/compliance.md` for the
-full references. This is engineering documentation, not legal advice.
+`docs/compliance.md`. Every requirement's sources carry their date, reference and whether they were
+checked against the source text (`legal_sources.LegalSource`); see `docs/compliance.md`. This is engineering documentation, not legal advice.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kommunmoln import names
+from kommunmoln.compliance import legal_sources as s
+from kommunmoln.compliance.legal_sources import LegalSource
 
 PACK_NAME = names.COMPLIANCE_PACK
 
@@ -20,11 +22,16 @@ class Requirement:
 
     id: str
     title: str
-    source: str  # the sources, by name and date
+    sources: tuple[LegalSource, ...]  # each with date, reference and checked flag
     summary: str
     # True for a requirement the municipality itself must assess (OSL 10 kap. 2 a §): its section of
     # the report lists facts for that assessment, never pass/fail.
     assessment: bool = False
+
+    @property
+    def source(self) -> str:
+        """The sources on one line (name, date, reference), as the report's source line prints them."""
+        return "; ".join(source.citation() for source in self.sources)
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,38 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_DISCLOSURE,
         "No disclosure (röjande) of secret information to the provider",
-        "eSam legal expert group, statement on cloud services and disclosure (Nov 2018); eSam news of 14 Dec 2018; "
-        "eSam PM 'Adekvansbeslut och ny sekretessbrytande bestämmelse – Är det grönt ljus?' (June 2023); "
-        "SOU 2021:1 (2021); Kammarkollegiet pre-study (2019, dnr 23.2-6283-18); see docs/compliance.md section 1.1",
-        "eSam (Nov 2018): secret information made technically available to a provider bound by foreign law that can "
-        "oblige it to hand information over 'may be considered disclosed'. On encryption eSam 'does not rule out' "
-        "that it can work but says it 'has not been verified in practice' (14 Dec 2018): not an exception the "
+        (
+            s.ESAM_STATEMENT_2018,
+            s.ESAM_NEWS_2018,
+            s.ESAM_PM_2023,
+            s.SOU_2021_1,
+            LegalSource(
+                "Kammarkollegiet, pre-study on web-based office services",
+                "2019 (day not verified)",
+                "dnr 23.2-6283-18",
+                False,
+                "cited from REFERENCE.md only",
+            ),
+            LegalSource(
+                "SKL, position on cloud services with foreign ownership (reported by Computer Sweden)",
+                s.NOT_VERIFIED,
+                "Computer Sweden article 2.2683/1.717532; SKL's own text not found",
+                False,
+                "SKL's text not read; the report says SKL asked for a national common view of the legal position",
+            ),
+            LegalSource(
+                "SKR, debate reply 'Replik: Välkommet att Göteborgs molntjänster granskas'",
+                "27 Jan 2020",
+                "skr.se debate article (no reference number)",
+                True,
+                "read on skr.se",
+            ),
+        ),
+        "eSam's legal expert group (statement of Nov 2018): secret information made technically available to a "
+        "provider bound by foreign law that can oblige it to hand information over may be considered disclosed "
+        "('får uppgifterna anses vara röjda', quoted from a secondary source). On encryption the group 'utesluter "
+        "inte att det skulle kunna gå' (does not rule out that it could work) but points out that it 'i praktiken "
+        "inte har kunnat verifieras' (has not been verified in practice; eSam news of 14 Dec 2018): not an exception the "
         "municipality can rely on without its own evidence. SOU 2021:1 reads the opposite way (a hand-over is a "
         "disclosure whether or not it is encrypted); OSL 10 kap. 2 a § is the test that applies. Tier A is "
         "designed to provide that evidence (the provider holds only ciphertext); tier B and tier C are 'not met'.",
@@ -83,8 +116,31 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_OSL_10_2A,
         "Handing information to a technical provider is not inappropriate (OSL 10 kap. 2 a §)",
-        "OSL (2009:400) 10 kap. 2 a §, in force 1 Jul 2023 (prop. 2022/23:97 of 23 Mar 2023); SOU 2021:1 (2021); "
-        "lag (2020:914) om tystnadsplikt vid utkontraktering (prop. 2019/20:201)",
+        (
+            LegalSource(
+                "Offentlighets- och sekretesslagen (2009:400) 10 kap. 2 a §",
+                "in force 1 Jul 2023",
+                "amending SFS number not verified",
+                False,
+                "the enacted SFS text not read; the wording is checked against the bill's proposal (next source)",
+            ),
+            LegalSource(
+                "Prop. 2022/23:97 Sekretessgenombrott vid utlämnande för teknisk bearbetning eller teknisk lagring "
+                "av uppgifter",
+                "23 Mar 2023",
+                "prop. 2022/23:97",
+                True,
+                "proposed wording of 10 kap. 2 a § and the in-force date read on lagen.nu/prop/2022/23:97",
+            ),
+            s.SOU_2021_1,
+            LegalSource(
+                "Lag (2020:914) om tystnadsplikt vid utkontraktering av teknisk bearbetning eller lagring av uppgifter",
+                "2020",
+                "SFS 2020:914; prop. 2019/20:201",
+                False,
+                "known from prop. 2022/23:97's summary, which names it; the act's text not read",
+            ),
+        ),
         "Secrecy does not prevent handing information to a party that 'för den utlämnande myndighetens räkning' "
         "has been engaged to 'endast tekniskt bearbeta eller tekniskt lagra' it, unless that is inappropriate "
         "(olämpligt) in the circumstances. The municipality makes that assessment; recording it is good practice, "
@@ -94,8 +150,22 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_EDPB_UC1,
         "Effective supplementary measure: strong encryption, keys held only by the data exporter",
-        "EDPB Recommendations 01/2020 v2.0 (18 June 2021), Use Cases 1 and 6; IMY, four Google Analytics decisions "
-        "(decided 30 Jun 2023, published 3 Jul 2023)",
+        (
+            LegalSource(
+                "EDPB Recommendations 01/2020 on supplementary measures, version 2.0, Use Cases 1 and 6",
+                "18 Jun 2021",
+                "EDPB Recommendations 01/2020 v2.0",
+                False,
+                "use-case content as commonly cited; not re-read for this catalogue",
+            ),
+            LegalSource(
+                "IMY, four decisions on Google Analytics",
+                "decided 30 Jun 2023, published 3 Jul 2023",
+                "case numbers not verified",
+                False,
+                "dates from the issue text and secondary reports",
+            ),
+        ),
         "Storage with a provider subject to third-country access can be acceptable when data is strongly encrypted "
         "before it leaves the controller and only the controller holds the keys (Use Case 1). Where the provider "
         "needs the plaintext (Use Case 6) no effective measure was found, which is why tier B and tier C are 'not "
@@ -104,7 +174,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_PROTECTIVE_SECURITY,
         "Protective security for security-sensitive outsourcing",
-        "Säkerhetsskyddslagen (2018:585), in its current form since 1 Dec 2021; säkerhetsskyddsförordning (2021:955)",
+        (s.SAKERHETSSKYDDSLAGEN, s.SAKERHETSSKYDDSFORORDNINGEN),
         "Neither tier is designed for security-classified information (it needs cryptographic functions approved "
         "by the Swedish Armed Forces). Security-sensitive outsourcing needs a security-protection analysis, a "
         "special security assessment and a suitability assessment before procurement, consultation with the "
@@ -115,8 +185,28 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_RESIDENCY,
         "Data and keys stay in EU regions from the allow-list",
-        "GDPR chapter V; Decision (EU) 2023/1795 (EU-US Data Privacy Framework); General Court T-553/23 "
-        "(3 Sep 2025), appeal C-703/25 P pending",
+        (
+            s.GDPR,
+            LegalSource(
+                "EDPB, FAQ on the Schrems II judgment; EDPB Guidelines 05/2021 (Art. 3 and chapter V), v2.0",
+                "23 Jul 2020; 14 Feb 2023",
+                "EDPB FAQ (no number); Guidelines 05/2021",
+                False,
+                "dates from memory",
+            ),
+            LegalSource(
+                "Commission Implementing Decision (EU) 2023/1795 (EU-US Data Privacy Framework)",
+                "10 Jul 2023",
+                "CELEX 32023D1795",
+                False,
+            ),
+            LegalSource(
+                "General Court, T-553/23 Latombe v Commission (dismissed); appeal C-703/25 P pending",
+                "3 Sep 2025",
+                "T-553/23; C-703/25 P",
+                False,
+            ),
+        ),
         "Keeping data and keys in an EU region (default eu-north-1, Stockholm) reduces, does not eliminate, "
         "transfers under GDPR chapter V: remote support access is a transfer (EDPB FAQ, 23 Jul 2020; Guidelines "
         "05/2021), and CloudTrail events of global services are processed outside the EU. The Data Privacy "
@@ -126,9 +216,20 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_LOGGING,
         "Every key use and every object access is logged",
-        "Säkerhetsskyddslagen (2018:585); cybersäkerhetslagen (2025:1506); GDPR Art. 5(2) and 32; HSLF-FS "
-        "2016:40 (health and social care: access logs, kept at least five years where it applies; paragraph not "
-        "verified here)",
+        (
+            s.SAKERHETSSKYDDSLAGEN,
+            s.CYBERSAKERHETSLAGEN,
+            s.GDPR,
+            LegalSource(
+                "HSLF-FS 2016:40 (Socialstyrelsen, journalföring och behandling av personuppgifter i hälso- och "
+                "sjukvården) 4 kap.: the care provider's access logs, kept at least five years",
+                "2016, consolidated through HSLF-FS 2020:56 (in force 10 Dec 2020)",
+                "HSLF-FS 2016:40 4 kap.; paragraph and point not verified",
+                False,
+                "secondary sources cite 4 kap. 9 § (one with the five years as point 7) and IMY cites 9 a §; the "
+                "consolidated text's numbering not read",
+            ),
+        ),
         "Without object-level and key-level logs the municipality cannot show who read what, nor detect a "
         "disclosure. CloudTrail S3 data events, KMS management events and server access logs provide them. "
         "Logs are kept until a gallring decision; where HSLF-FS 2016:40 applies, set log_retention_days to at "
@@ -137,7 +238,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_DELETION,
         "Nothing is deleted by accident",
-        "Säkerhetsskyddslagen (2018:585) and cybersäkerhetslagen (2025:1506) (availability); GDPR Art. 32(1)(b)-(c)",
+        (s.SAKERHETSSKYDDSLAGEN, s.CYBERSAKERHETSLAGEN, s.GDPR),
         "Buckets, keys, log groups, the HSM cluster, secrets and tables survive a `cdk destroy`; deleted or "
         "overwritten objects stay recoverable; a key scheduled for deletion waits the full 30 days. Destruction "
         "by decision is the next section (arkivlagen), not this one.",
@@ -145,37 +246,56 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         REQ_ARCHIVES,
         "Public records are preserved, and destroyed (gallrade) only by decision",
-        "Arkivlagen (1990:782) 3 § (preservation) and 10 § (gallring), paragraph numbers as in the consolidated "
-        "text, verify against SFS; Tryckfrihetsförordningen (1949:105) chapter 2 (allmänna handlingar, prompt "
-        "access on request)",
+        (
+            s.ARKIVLAGEN,
+            s.TRYCKFRIHETSFORORDNINGEN,
+            LegalSource(
+                "Prop. 2009/10:58 Säkerhetskopiors rättsliga status: a backup kept only to restore lost information "
+                "(säkerhetskopia) is not an allmän handling",
+                "26 Nov 2009; in force 1 Jan 2011",
+                "prop. 2009/10:58 (then TF 2 kap. 10 § second paragraph)",
+                True,
+                "proposed wording read on lagen.nu/prop/2009/10:58; its paragraph number in today's TF not checked",
+            ),
+        ),
         "Stored objects, their old versions, server access logs and log events are likely to be public records "
         "(allmänna handlingar, TF 2 kap.) whether or not they are secret; the municipality's "
         "informationshanteringsplan and archives authority decide. Expiring them is gallring, which needs a "
         "decision of the archives authority (or a regulation): no default expires them. With "
         "gallring_decision set, the configured periods apply and every bucket and log group carries the "
-        "decision's reference in the tag kommunmoln:gallring-decision. Not evidenced here: a dated "
-        "decrypt-and-deliver drill (TF 2 kap.: prompt delivery) and escrow recovery drills (losing a tier A key "
-        "destroys the records it encrypts).",
+        "decision's reference in the tag kommunmoln:gallring-decision. Dated drills on a local emulation (`make "
+        "drills`): decrypt-and-deliver (TF 2 kap.: prompt delivery) and escrow recovery (losing a tier A key "
+        "destroys the records it encrypts); the municipality's own routine and exercises are not evidenced here.",
     ),
     Requirement(
         REQ_CYBERSECURITY,
         "Cybersecurity risk-management measures and incident reporting",
-        "Cybersäkerhetslagen (2025:1506) and cybersäkerhetsförordningen (2025:1507, issued 11 Dec 2025), in force "
-        "15 Jan 2026 (prop. 2025/26:28; bet. 2025/26:FöU2); Directive (EU) 2022/2555 (NIS2) Art. 21(2) and 23; "
-        "Myndigheten för civilt försvar (from 1 Jan 2026, replacing MSB; hosts CERT-SE)",
+        (
+            s.CYBERSAKERHETSLAGEN,
+            s.CYBERSAKERHETSFORORDNINGEN,
+            LegalSource("Directive (EU) 2022/2555 (NIS2) Art. 21(2) and 23", "14 Dec 2022", "CELEX 32022L2555", False),
+            LegalSource(
+                "Myndigheten för civilt försvar (replacing MSB; hosts CERT-SE)",
+                "from 1 Jan 2026",
+                "reference not verified",
+                False,
+                "from REFERENCE.md section 5",
+            ),
+        ),
         "Municipalities are covered. Evidenced here: logging and alarms that incident reports rest on, retained "
         "state and versioning (continuity), key policies and rotation where the key type allows (cryptography, "
-        "access control), and these checks on every synthesis. Not evidenced here: the 24 h / 72 h / one-month "
-        "reporting itself (alarm timestamps are in CloudWatch, not in this report), dated restore tests, an SBOM "
-        "and hash-pinned dependencies (requirements pin versions, not hashes), a dated post-quantum plan (the "
-        "position is in docs/compliance.md), and MFA.",
+        "access control), and these checks on every synthesis. Process evidence, dated by the test run: a restore "
+        "drill (continuity), hash-pinned dependencies and a CycloneDX SBOM (supply chain), key rotation and "
+        "symmetric escrow with a dated post-quantum plan in docs/compliance.md 7.1 (cryptography), MFA on every "
+        "role people assume (access control); `make audit` lists alarm timestamps with the 24 h / 72 h / "
+        "one-month deadlines they start. Not evidenced here: the reporting itself and who reports.",
     ),
     Requirement(
         REQ_GDPR_SECURITY,
         "Security of processing (GDPR Art. 32(1)(a)-(d)); Art. 28, 30 and 35 documentation",
-        "Regulation (EU) 2016/679 (GDPR) Art. 28, 30, 32 and 35",
+        (s.GDPR,),
         "Art. 32(1)(a) encryption: rule 2 and default encryption; (b) confidentiality, integrity, availability: "
-        "rules 3-6; (c) restore: versioning and retained state (a dated restore test is not evidenced); (d) "
+        "rules 3-6; (c) restore: versioning, retained state and a dated restore drill; (d) "
         "regular testing: this pack runs on every synthesis. Art. 35: the DPIA annex of `make report` gives what "
         "AWS sees per tier, a data-flow diagram and the exported key policies; the DPIA itself, Art. 28 "
         "(processor terms with AWS) and Art. 30 (records of processing) are the municipality's documents.",
@@ -185,6 +305,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 _TEST_RULES = "tests/infrastructure/compliance/test_rules.py"
 _TEST_GUARDRAILS = "tests/infrastructure/compliance/test_guardrails.py"
 _TEST_GALLRING = "tests/infrastructure/compliance/test_gallring.py"
+_TEST_REPORT = "tests/infrastructure/compliance/test_report.py"
 
 RULES: tuple[Rule, ...] = (
     Rule(
@@ -221,7 +342,7 @@ RULES: tuple[Rule, ...] = (
         2,
         "A protected bucket is tier A (client-side encryption + validator) or tier B (HSM-backed key)",
         (REQ_DISCLOSURE, REQ_OSL_10_2A, REQ_EDPB_UC1, REQ_GDPR_SECURITY),
-        "eSam (Nov 2018/2019) and OSL 10 kap. 2 a § (prop. 2022/23:97); EDPB Recommendations 01/2020 v2.0 Use "
+        "eSam legal expert group statement (Nov 2018) and OSL 10 kap. 2 a § (prop. 2022/23:97); EDPB Recommendations 01/2020 v2.0 Use "
         "Case 1: a bucket tagged as holding OSL-protected information must either receive only client-side "
         "encrypted objects (tier A: the bucket policy denies PutObject without the encryption object tag, and a "
         "validator Lambda checks every new object) or be encrypted with a KMS key whose material lives in the "
@@ -238,7 +359,9 @@ RULES: tuple[Rule, ...] = (
         ("AWS::S3::Bucket",),
         tests=(
             f"{_TEST_RULES}::test_osl2_tier_a_bucket_passes",
-            f"{_TEST_RULES}::test_osl2_tier_b_bucket_with_hsm_key_passes",
+            f"{_TEST_RULES}::test_osl2_tier_b_bucket_with_hsm_key_raises_no_rule_2_finding",
+            f"{_TEST_REPORT}::test_tier_b_bucket_is_not_met_under_no_disclosure_and_edpb_use_case_1",
+            f"{_TEST_REPORT}::test_tier_c_bucket_shows_its_b_plus_facts_in_the_report",
             f"{_TEST_RULES}::test_osl2_sse_s3_protected_bucket_fails_synthesis_with_rule_id_and_fix",
             f"{_TEST_RULES}::test_osl2_aws_kms_origin_key_fails",
             f"{_TEST_RULES}::test_osl2_tier_a_without_validator_fails",
@@ -267,7 +390,7 @@ RULES: tuple[Rule, ...] = (
         "No principal outside the account in the policies of protected buckets and their keys",
         # Access control against other accounts: not evidence that the provider cannot read the data.
         (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A, REQ_GDPR_SECURITY, REQ_CYBERSECURITY),
-        "eSam (Nov 2018/2019) and Säkerhetsskyddslagen (2018:585): granting another account, the public (`*` "
+        "eSam legal expert group statement (Nov 2018) and Säkerhetsskyddslagen (2018:585): granting another account, the public (`*` "
         "without an account condition), a federated or a canonical user access to a protected bucket or its key "
         "discloses the information beyond the municipality. Deny statements may use `*`.",
         "grant only principals of this account (roles of the app, arn:...:iam::<this account>:root); restrict "
@@ -284,7 +407,7 @@ RULES: tuple[Rule, ...] = (
         5,
         "Key policies grant no wildcard actions (kms:*, *) except the account root on ordinary keys",
         (REQ_PROTECTIVE_SECURITY, REQ_OSL_10_2A, REQ_GDPR_SECURITY, REQ_CYBERSECURITY),
-        "EDPB Recommendations 01/2020 v2.0 Use Case 1 and eSam (Nov 2018/2019): who can use a key must be "
+        "EDPB Recommendations 01/2020 v2.0 Use Case 1 and eSam legal expert group statement (Nov 2018): who can use a key must be "
         "decided by the key policy, not by any IAM policy in the account. Keys of protected buckets and HSM-backed "
         "keys: no `kms:*` or `*` for any principal (administration and use are granted as named actions). Other "
         "keys: `kms:*` only for the account root (the CDK default lockout guard).",

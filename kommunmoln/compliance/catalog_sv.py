@@ -2,7 +2,7 @@
 
 The English catalogue (`catalog.py`) is the one the rules and tests use; this module gives the
 Swedish title and summary of every requirement for the Swedish report. Sources are the same
-(`Requirement.source`) and are printed as they are. Control details are machine output and stay in
+(`Requirement.sources`: name, date, reference, checked) and are printed as they are. Control details are machine output and stay in
 English in both versions (the report says so).
 """
 
@@ -14,10 +14,15 @@ from kommunmoln.compliance import catalog as c
 REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
     c.REQ_DISCLOSURE: (
         "Inget röjande av sekretessbelagda uppgifter för leverantören",
-        "eSam (nov 2018): sekretessbelagda uppgifter som görs tekniskt tillgängliga för en leverantör som genom "
-        "ägande eller på annat sätt är bunden av utländsk rätt som kan tvinga den att lämna ut uppgifter 'kan anses "
-        "röjda'. Om kryptering säger eSam att den 'inte utesluter' att det kan fungera men att det 'inte är prövat "
-        "i praktiken' (14 dec 2018): inget undantag som kommunen kan luta sig mot utan egen bevisning. SOU 2021:1 "
+        "eSams rättsliga expertgrupp (uttalande i november 2018): enligt eSams nyhet den 14 dec 2018 framgår av "
+        'uttalandet "att det inte går att utesluta att en leverantör av en molntjänst som lyder under viss utländsk '
+        'lagstiftning kan medverka till att sekretessreglerade uppgifter röjs"; uttalandets slutsats är enligt en '
+        'andrahandskälla (Dagens Samhälle 6 sep 2019): "får uppgifterna anses vara röjda" (uttalandet självt är inte '
+        "läst). Omskrivningen "
+        'att leverantören är bunden "genom ägande eller på annat sätt" är inte kontrollerad mot uttalandet och är '
+        'inget citat. Om kryptering "utesluter [expertgruppen] inte att det skulle kunna gå", men påpekar att det '
+        '"i praktiken inte har kunnat verifieras att krypteringsmekanismer" [...] (nyheten 14 dec 2018; resten av '
+        "meningen återges inte här): inget undantag som kommunen kan luta sig mot utan egen bevisning. SOU 2021:1 "
         "gör motsatt läsning (ett utlämnande är röjande oavsett kryptering); OSL 10 kap. 2 a § är den prövning som "
         "gäller. Nivå A är byggd för att ge den bevisningen (leverantören har bara chiffertext); nivå B och C är "
         "'inte uppfyllt'.",
@@ -71,23 +76,25 @@ REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
         "handlingar (TF 2 kap.) oavsett om de är hemliga; kommunens informationshanteringsplan och "
         "arkivmyndighet avgör. Att låta dem löpa ut är gallring, som kräver beslut av arkivmyndigheten (eller "
         "föreskrift): inget gallras som standard. Med gallring_decision satt gäller de "
-        "konfigurerade tiderna och varje bucket och logggrupp märks med beslutets referens. Inte belagt här: en "
-        "daterad övning i att dekryptera och lämna ut (TF 2 kap.) och övningar i att återställa nycklar ur "
-        "deposition.",
+        "konfigurerade tiderna och varje bucket och logggrupp märks med beslutets referens. Daterade övningar i "
+        "en lokal emulering (`make drills`): att dekryptera och lämna ut (TF 2 kap.) och att återställa ur "
+        "depositionsnyckeln; kommunens egen rutin och egna övningar är inte belagda här.",
     ),
     c.REQ_CYBERSECURITY: (
         "Riskhanteringsåtgärder och incidentrapportering enligt cybersäkerhetslagen",
         "Kommuner omfattas. Belagt här: loggning och larm som incidentrapporter bygger på, kvarhållet tillstånd "
         "och versionshantering (kontinuitet), nyckelpolicyer och rotation där nyckeltypen tillåter det "
-        "(kryptografi, behörighet) och dessa kontroller vid varje syntes. Inte belagt här: rapporteringen inom "
-        "24 h / 72 h / en månad, daterade återläsningstester, SBOM och hash-låsta beroenden, en daterad plan för "
-        "postkvantkryptografi och MFA.",
+        "(kryptografi, behörighet) och dessa kontroller vid varje syntes. Processbelägg daterade av testkörningen: "
+        "återläsningsövning (kontinuitet), hash-låsta beroenden och en CycloneDX-SBOM (leverantörskedja), "
+        "nyckelrotation och symmetrisk deposition med en daterad plan för postkvantkryptografi (kryptografi), MFA "
+        "för varje roll som personer antar (behörighet); `make audit` listar larmens tidpunkter med fristerna "
+        "24 h / 72 h / en månad. Inte belagt här: själva rapporteringen och vem som rapporterar.",
     ),
     c.REQ_GDPR_SECURITY: (
         "Säkerhet i behandlingen (art. 32.1 a-d); dokumentation enligt art. 28, 30 och 35",
         "Art. 32.1 a kryptering: regel 2 och standardkryptering; b konfidentialitet, riktighet, tillgänglighet: "
-        "regel 3-6; c återställning: versionshantering och kvarhållet tillstånd (ett daterat återläsningstest är "
-        "inte belagt); d regelbunden testning: kontrollerna körs vid varje syntes. Art. 28 (biträdesvillkor med "
+        "regel 3-6; c återställning: versionshantering, kvarhållet tillstånd och en daterad återläsningsövning; "
+        "d regelbunden testning: kontrollerna körs vid varje syntes. Art. 28 (biträdesvillkor med "
         "AWS), art. 30 (registerförteckning) och art. 35 (konsekvensbedömning; se bilagan) är kommunens dokument.",
     ),
 }

@@ -17,7 +17,12 @@ from typing import Any
 from kommunmoln import names
 from kommunmoln.compliance.model import AppModel, policy_document, properties
 
-KEY_TYPES = ("AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY)
+KEY_TYPES = ("AWS::KMS::Key", names.RESOURCE_KMS_HSM_KEY, names.RESOURCE_KMS_XKS_KEY)
+_DEFAULT_ORIGIN = {
+    "AWS::KMS::Key": "AWS_KMS",
+    names.RESOURCE_KMS_HSM_KEY: "AWS_CLOUDHSM",
+    names.RESOURCE_KMS_XKS_KEY: "EXTERNAL_KEY_STORE",
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class KeyPolicy:
 
 
 def key_policies(model: AppModel) -> list[KeyPolicy]:
-    """Every KMS key of the app (AWS::KMS::Key and the HSM-backed custom resource), with its policy."""
+    """Every KMS key of the app (AWS::KMS::Key, the HSM-backed and the external-key-store custom resources)."""
     found = []
     for resource_type in KEY_TYPES:
         for ref, key in model.all_of_type(resource_type):
@@ -52,9 +57,7 @@ def key_policies(model: AppModel) -> list[KeyPolicy]:
                     logical_id=ref.logical_id,
                     resource_type=resource_type,
                     description=description if isinstance(description, str) else "",
-                    origin=str(
-                        props.get("Origin") or ("AWS_CLOUDHSM" if resource_type != "AWS::KMS::Key" else "AWS_KMS")
-                    ),
+                    origin=str(props.get("Origin") or _DEFAULT_ORIGIN[resource_type]),
                     document=policy_document(props.get("KeyPolicy")),
                 )
             )
@@ -73,20 +76,21 @@ def export_key_policies(policies: list[KeyPolicy], directory: Path) -> list[Path
 
 
 # --- the data-flow diagram ---------------------------------------------------------------------
-# (id, label en, label sv, x column, y row)
+ON_PREMISES, AT_AWS = 0, 1  # the diagram's two zones (columns): the municipality's premises, the provider
+ZONE_NAMES = {
+    ON_PREMISES: ("Municipality (on premises)", "Kommunen (egna lokaler)"),
+    AT_AWS: ("AWS (provider)", "AWS (leverantören)"),
+}
+# (id, label en, label sv, zone, y row). The XKS proxy and its HSM run on the municipality's premises
+# (tier C: AWS KMS calls them over the XKS API); CloudHSM (tier B) is operated by AWS for the municipality.
 _NODES = (
-    ("user", "Municipality staff", "Kommunens personal", 0, 0),
-    ("client", "kommunmoln client (tier A encrypts here)", "kommunmoln-klient (nivå A krypterar här)", 0, 1),
-    ("keys", "Municipality keys / HSM, escrow offline", "Kommunens nycklar / HSM, deposition offline", 0, 2),
-    ("s3", "Amazon S3 bucket (eu-north-1)", "Amazon S3-bucket (eu-north-1)", 1, 1),
-    (
-        "kms",
-        "AWS KMS + CloudHSM (tier B) / XKS proxy (tier C)",
-        "AWS KMS + CloudHSM (nivå B) / XKS-proxy (nivå C)",
-        1,
-        2,
-    ),
-    ("trail", "CloudTrail, access logs, alarms (at AWS)", "CloudTrail, åtkomstloggar, larm (hos AWS)", 1, 0),
+    ("user", "Municipality staff", "Kommunens personal", ON_PREMISES, 0),
+    ("client", "kommunmoln client (tier A encrypts here)", "kommunmoln-klient (nivå A krypterar här)", ON_PREMISES, 1),
+    ("keys", "Municipality keys / HSM, escrow offline", "Kommunens nycklar / HSM, deposition offline", ON_PREMISES, 2),
+    ("xks", "XKS proxy + municipality HSM (tier C)", "XKS-proxy + kommunens HSM (nivå C)", ON_PREMISES, 3),
+    ("trail", "CloudTrail, access logs, alarms (at AWS)", "CloudTrail, åtkomstloggar, larm (hos AWS)", AT_AWS, 0),
+    ("s3", "Amazon S3 bucket (eu-north-1)", "Amazon S3-bucket (eu-north-1)", AT_AWS, 1),
+    ("kms", "AWS KMS + CloudHSM (tier B)", "AWS KMS + CloudHSM (nivå B)", AT_AWS, 3),
 )
 # (from, to, label en, label sv)
 _EDGES = (
@@ -94,15 +98,27 @@ _EDGES = (
     ("client", "keys", "wrap/unwrap data keys (A)", "slå in/packa upp datanycklar (A)"),
     ("client", "s3", "TLS: ciphertext (A) / plaintext (B, C)", "TLS: chiffertext (A) / klartext (B, C)"),
     ("s3", "kms", "GenerateDataKey / Decrypt (B, C)", "GenerateDataKey / Decrypt (B, C)"),
+    ("kms", "xks", "XKS API: encrypt / decrypt (C)", "XKS-API: kryptera / dekryptera (C)"),
     ("s3", "trail", "data events, access logs", "datahändelser, åtkomstloggar"),
 )
 
 
+def zone_of(node_id: str) -> int:
+    """The zone (ON_PREMISES or AT_AWS) a node of the diagram is drawn in."""
+    zones = {node[0]: node[3] for node in _NODES}
+    if node_id not in zones:
+        raise KeyError(f"the diagram has no node {node_id!r}")
+    return zones[node_id]
+
+
 def mermaid(language: str = "en") -> str:
-    """The data-flow diagram as Mermaid flowchart text."""
+    """The data-flow diagram as Mermaid flowchart text, one subgraph per zone."""
     index = 1 if language == "en" else 2
     lines = ["flowchart LR"]
-    lines += [f'  {node[0]}["{node[index]}"]' for node in _NODES]
+    for zone, subgraph in ((ON_PREMISES, "premises"), (AT_AWS, "aws")):
+        lines.append(f'  subgraph {subgraph}["{ZONE_NAMES[zone][index - 1]}"]')
+        lines += [f'    {node[0]}["{node[index]}"]' for node in _NODES if node[3] == zone]
+        lines.append("  end")
     lines += [f'  {edge[0]} -- "{edge[index + 1]}" --> {edge[1]}' for edge in _EDGES]
     return "\n".join(lines)
 
@@ -111,17 +127,20 @@ def svg(language: str = "en") -> str:
     """The same diagram drawn as SVG (boxes in two columns: the municipality, AWS)."""
     esc = html.escape
     width, box_w, box_h, row_h = 780, 285, 46, 95
+    rows = 1 + max(node[4] for node in _NODES)
     col_x = (5, 490)
     top = 40
     index = 1 if language == "en" else 2
     centre = {}
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {top + 3 * row_h}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="100%" viewBox="0 0 {width} {top + rows * row_h}" '
         'font-family="DejaVu Sans, sans-serif" font-size="10">',
         '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" orient="auto">'
         '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>',
-        f'<text x="{col_x[0]}" y="20" font-weight="bold">{esc("Municipality" if language == "en" else "Kommunen")}</text>',
-        f'<text x="{col_x[1]}" y="20" font-weight="bold">{esc("AWS (provider)" if language == "en" else "AWS (leverantören)")}</text>',
+        *(
+            f'<text x="{col_x[zone]}" y="20" font-weight="bold">{esc(ZONE_NAMES[zone][index - 1])}</text>'
+            for zone in (ON_PREMISES, AT_AWS)
+        ),
     ]
     for node in _NODES:
         x, y = col_x[node[3]], top + node[4] * row_h

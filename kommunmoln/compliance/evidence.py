@@ -96,6 +96,26 @@ def keys_without_rotation(model: AppModel | None) -> list[str]:
     return gaps
 
 
+def alarms_without_actions(model: AppModel | None) -> list[str]:
+    """CloudWatch alarms of the app that notify nobody (no AlarmActions, or ActionsEnabled false).
+
+    An alarm's state-change time starts the incident-reporting clock only if someone learns of it;
+    an app without any alarm is a gap too.
+    """
+    if model is None:
+        return ["no synthesized app to check"]
+    alarms = list(model.all_of_type("AWS::CloudWatch::Alarm"))
+    if not alarms:
+        return ["the app defines no CloudWatch alarm"]
+    gaps = []
+    for ref, alarm in alarms:
+        props = properties(alarm)
+        enabled = props.get("ActionsEnabled", True)
+        if not props.get("AlarmActions") or enabled is False or str(enabled).lower() == "false":
+            gaps.append(f"{ref.stack}/{ref.logical_id}: notifies nobody (no enabled AlarmActions)")
+    return gaps
+
+
 CONTROLS: tuple[ProcessControl, ...] = (
     ProcessControl(
         "KommunmolnEvidence-continuity",
@@ -145,8 +165,14 @@ CONTROLS: tuple[ProcessControl, ...] = (
         "KommunmolnEvidence-incident-clock",
         "Incident reporting: alarm timestamps start the 24 h / 72 h / one-month clock (`make audit`)",
         (REQ_CYBERSECURITY,),
-        "CloudWatch alarm state timestamps read by `make audit`; förordning (2025:1507); NIS2 Art. 23(4)",
-        (f"{_AUDIT}::test_alarm_timestamps_give_the_reporting_deadlines",),
+        "every CloudWatch alarm of the app notifies (SNS); alarm state timestamps read by `make audit`; förordning "
+        "(2025:1507); NIS2 Art. 23(4)",
+        (
+            f"{_AUDIT}::test_alarm_timestamps_give_the_reporting_deadlines",
+            f"{_AUDIT}::test_reporting_deadlines_follow_nis2_article_23",
+            f"{_EVIDENCE}::test_project_alarms_notify_and_an_alarm_without_actions_is_a_gap",
+        ),
+        alarms_without_actions,
     ),
     ProcessControl(
         "KommunmolnEvidence-deliver",

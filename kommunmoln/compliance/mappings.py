@@ -139,13 +139,14 @@ MAPPINGS: dict[str, Mapping] = {
         ("R", "T"),
         "lagrumskrav arkivlagen; bevarande och gallring",
         (_RECORDS, _DELETION, _BACKUP),
-        ("SI-12", "MP-6", "AU-11"),
+        ("SI-12", "MP-6", "AU-11", "CP-4"),  # CP-4: the drills test delivery and escrow recovery
     ),
     REQ_CYBERSECURITY: Mapping(
         ("K", "R", "T"),
         "incidenthantering, kontinuitet, leverantörskedja",
         (_INCIDENT_PLAN, _INCIDENT_RESPONSE, _CONTINUITY, _SUPPLY_CHAIN, _SUPPLIER_REVIEW, _CRYPTO),
-        ("IR-4", "IR-6", "CP-2", "SR-3", "SC-12", "IA-2"),
+        # CP-4/CP-10: the restore drill; CM-8: the SBOM; IA-2(1): MFA on the roles people assume
+        ("IR-4", "IR-6", "CP-2", "CP-4", "CP-10", "SR-3", "CM-8", "SC-12", "IA-2", "IA-2(1)"),
     ),
     REQ_GDPR_SECURITY: Mapping(
         ("K", "R", "T"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kommunmoln.compliance import dpia, facts
-from kommunmoln.compliance.catalog import REQUIREMENTS
+from kommunmoln.compliance.catalog import REQUIREMENTS, Requirement
 from kommunmoln.compliance.catalog_sv import REQUIREMENTS_SV, STATUS_SV
 from kommunmoln.compliance.mappings import SOURCES, mapping_for
 
@@ -59,6 +59,13 @@ WORDS: dict[str, dict[str, str]] = {
     "provenance": {"en": "Provenance", "sv": "Spårbarhet"},
     "tests": {"en": "Test results", "sv": "Testresultat"},
     "source": {"en": "Source", "sv": "Källa"},
+    "date": {"en": "Date", "sv": "Datum"},
+    "reference": {"en": "Reference", "sv": "Referens"},
+    "checked": {"en": "Checked against the source text", "sv": "Kontrollerad mot källtexten"},
+    "yes": {"en": "yes", "sv": "ja"},
+    "no": {"en": "no", "sv": "nej"},
+    "per_requirement": {"en": "Per requirement", "sv": "Per krav"},
+    "facts": {"en": "facts for the assessment", "sv": "fakta för bedömningen"},
     "mapping": {"en": "Mapped to", "sv": "Motsvarar"},
     "control": {"en": "Control", "sv": "Kontroll"},
     "resource": {"en": "Resource", "sv": "Resurs"},
@@ -154,10 +161,41 @@ def _header(evidence: Evidence, language: str) -> list[str]:
     return parts
 
 
+def _sources_table(requirement: Requirement, language: str) -> list[str]:
+    """Every legal source of the requirement with its date, reference and whether it was checked."""
+    head = "".join(f"<th>{esc(_w(k, language))}</th>" for k in ("source", "date", "reference", "checked"))
+    rows = [
+        f"<tr><td>{esc(s.name)}</td><td>{esc(s.date)}</td><td>{esc(s.reference)}</td>"
+        f"<td>{esc(_w('yes' if s.checked else 'no', language))}{esc(': ' + s.note if s.note else '')}</td></tr>"
+        for s in requirement.sources
+    ]
+    return [f"<table><tr>{head}</tr>", *rows, "</table>"]
+
+
+def _headline(evidence: Evidence, language: str) -> list[str]:
+    """The per-requirement count of `not met` (and the other statuses), as read against each requirement."""
+    from kommunmoln.compliance.report import requirement_tally  # report imports this module lazily
+
+    parts = [f"<h2>{esc(_w('per_requirement', language))}</h2><table>"]
+    for requirement, counts in requirement_tally(evidence):
+        title = REQUIREMENTS_SV[requirement.id][0] if language == "sv" else requirement.title
+        if requirement.assessment:
+            text = f"{counts['fact']} {_w('facts', language)}"
+        else:
+            text = ", ".join(
+                f"{counts[status]} {_status(status, language)}"
+                for status in ("not met", "fail", "acknowledged", "pass")
+            )
+        parts.append(f"<tr><td>{esc(title)}</td><td>{esc(text)}</td></tr>")
+    parts.append("</table>")
+    return parts
+
+
 def render_report(evidence: Evidence, language: str) -> str:
     """The evidence report as HTML for the PDF, in `language` (sv or en)."""
     commit = evidence.provenance.get("git commit", "")
     body = [f"<p><strong>{esc(evidence.summary)}</strong></p>", f"<p>{esc(_w('machine', language))}</p>"]
+    body += _headline(evidence, language)
     body += _header(evidence, language)
     hashes = [(k, v) for k, v in evidence.provenance.items() if k.startswith("sha256 ")]
     if hashes:
@@ -172,7 +210,7 @@ def render_report(evidence: Evidence, language: str) -> str:
         body += [
             f"<h2>{esc(title)}</h2>",
             f"<p>{esc(summary)}</p>",
-            f"<p>{esc(_w('source', language))}: {esc(requirement.source)}.</p>",
+            *_sources_table(requirement, language),
             f"<table><tr><th colspan='2'>{esc(_w('mapping', language))}</th></tr>",
             f"<tr><td>KLASSA (SKR)</td><td>{esc(mapping.klassa_label())}</td></tr>",
             f"<tr><td>ISO/IEC 27001:2022 Annex A</td><td>{esc('; '.join(c.label() for c in mapping.iso))}</td></tr>",

@@ -457,6 +457,48 @@ def summary_line(evidence: Evidence | None = None) -> str:
     )
 
 
+def requirement_tally(evidence: Evidence) -> list[tuple[Requirement, Counter[str]]]:
+    """Per requirement, the statuses of its rows as read against it: the headline "not met" count per requirement."""
+    return [(req, Counter(row.status for row in evidence.rows_for(req))) for req in REQUIREMENTS]
+
+
+def _tally_text(requirement: Requirement, counts: Counter[str]) -> str:
+    if requirement.assessment:
+        return f"{counts[FACT]} facts for the assessment (not pass/fail)"
+    return f"{counts[NOT_MET]} not met, {counts[FAIL]} fail, {counts[ACKNOWLEDGED]} acknowledged, {counts[PASS]} pass"
+
+
+def tier_fact_rows(evidence: Evidence) -> list[tuple[str, dict[str, str]]]:
+    """(bucket, facts) for every protected bucket: its tier (A, B, or B+ for tier C) and what it does not meet.
+
+    Server-access-log buckets are left out (rule 2 does not apply to them, see `Evaluator.log_destinations`).
+    """
+    if evidence.model is None:
+        return []
+    evaluator = Evaluator(evidence.model, evidence.options)
+    rows = []
+    for ref, bucket in sorted(
+        evaluator.protected_buckets.items(), key=lambda item: (item[0].stack, item[0].logical_id)
+    ):
+        if ref in evaluator.log_destinations:
+            continue
+        rows.append((evidence.paths.get(ref, f"{ref.stack}/{ref.logical_id}"), evaluator.tier_facts(ref, bucket)))
+    return rows
+
+
+_TIER_FACTS_TITLE = "Tier facts per protected bucket (what each tier does and does not meet)"
+_TIER_FACT_KEYS = ("tier", "key material", "no-disclosure rules")
+
+
+def _sources_markdown(requirement: Requirement) -> list[str]:
+    lines = ["| Source | Date | Reference | Checked |", "|---|---|---|---|"]
+    lines += [
+        f"| {_cell(s.name)} | {_cell(s.date)} | {_cell(s.reference)} | {_cell(s.checked_label())} |"
+        for s in requirement.sources
+    ]
+    return lines
+
+
 _DISCLAIMER = (
     "Engineering evidence generated from the synthesized CloudFormation templates. It is not legal advice and does "
     "not replace the municipality's own assessments (OSL 10 kap. 2 a §, Säkerhetsskyddslagen, DPIA); see "
@@ -482,9 +524,21 @@ def render_markdown(evidence: Evidence) -> str:
         "",
         f"**{summary_line(evidence)}**",
         "",
-        "Configuration: " + ", ".join(f"{k}={v}" for k, v in evidence.config.items()),
+        "Per requirement (each row read against the requirement; a tier B/C bucket is `not met` under the "
+        "non-disclosure requirements even where its rule passes):",
         "",
+        "| Requirement | Not met | Fail | Acknowledged | Pass |",
+        "|---|---|---|---|---|",
     ]
+    for requirement, counts in requirement_tally(evidence):
+        if requirement.assessment:
+            lines.append(f"| {_cell(requirement.title)} | {counts[FACT]} facts for the assessment (not pass/fail) ||||")
+        else:
+            lines.append(
+                f"| {_cell(requirement.title)} | **{counts[NOT_MET]}** | {counts[FAIL]} | {counts[ACKNOWLEDGED]} | "
+                f"{counts[PASS]} |"
+            )
+    lines += ["", "Configuration: " + ", ".join(f"{k}={v}" for k, v in evidence.config.items()), ""]
     if evidence.provenance:
         lines += ["**Provenance**", "", "| Fact | Value |", "|---|---|"]
         lines += [f"| {_cell(k)} | `{_cell(v)}` |" for k, v in evidence.provenance.items()]
@@ -506,14 +560,26 @@ def render_markdown(evidence: Evidence) -> str:
         lines += [
             f"## {requirement.title}",
             "",
-            f"Source: {requirement.source}.",
-            "",
             requirement.summary,
+            "",
+            *_sources_markdown(requirement),
             "",
             f"Mapped to: {mapping_line(requirement.id)}.",
             "",
             f"{len({r.control for r in rows})} controls: {tally}",
             "",
+        ]
+        facts = tier_fact_rows(evidence) if requirement.id == REQ_DISCLOSURE else []
+        if facts:
+            lines += [
+                f"{_TIER_FACTS_TITLE}:",
+                "",
+                "| Bucket | " + " | ".join(_TIER_FACT_KEYS) + " |",
+                "|---|---|---|---|",
+            ]
+            lines += [f"| `{_cell(b)}` | " + " | ".join(_cell(f[k]) for k in _TIER_FACT_KEYS) + " |" for b, f in facts]
+            lines.append("")
+        lines += [
             "| Control | Resource | Status | Detail | Proven by (dated test results) |",
             "|---|---|---|---|---|",
         ]
@@ -538,6 +604,9 @@ def render_html(evidence: Evidence) -> str:
         "<h1>Compliance evidence report</h1>",
         f"<p><em>{esc(_DISCLAIMER)}</em></p>",
         f"<p><strong>{esc(summary_line(evidence))}</strong></p>",
+        "<table><tr><th>Requirement</th><th>Per requirement (read against it)</th></tr>",
+        *(f"<tr><td>{esc(r.title)}</td><td>{esc(_tally_text(r, c))}</td></tr>" for r, c in requirement_tally(evidence)),
+        "</table>",
         "<p>Configuration: " + esc(", ".join(f"{k}={v}" for k, v in evidence.config.items())) + "</p>",
     ]
     if evidence.provenance:
@@ -551,8 +620,14 @@ def render_html(evidence: Evidence) -> str:
         rows = evidence.rows_for(requirement)
         parts += [
             f"<h2>{esc(requirement.title)}</h2>",
-            f"<p>Source: {esc(requirement.source)}.</p>",
             f"<p>{esc(requirement.summary)}</p>",
+            "<table><tr><th>Source</th><th>Date</th><th>Reference</th><th>Checked</th></tr>",
+            *(
+                f"<tr><td>{esc(s.name)}</td><td>{esc(s.date)}</td><td>{esc(s.reference)}</td>"
+                f"<td>{esc(s.checked_label())}</td></tr>"
+                for s in requirement.sources
+            ),
+            "</table>",
             f"<p>Mapped to: {esc(mapping_line(requirement.id))}.</p>",
             "<table><tr><th>Control</th><th>Resource</th><th>Status</th><th>Detail</th><th>Proven by (dated test results)</th></tr>",
         ]
@@ -564,6 +639,14 @@ def render_html(evidence: Evidence) -> str:
                 f"<td>{esc(row.detail)}</td><td>{tests}</td></tr>"
             )
         parts.append("</table>")
+        facts = tier_fact_rows(evidence) if requirement.id == REQ_DISCLOSURE else []
+        if facts:
+            parts.append(f"<p>{esc(_TIER_FACTS_TITLE)}</p><table><tr><th>Bucket</th>")
+            parts += [f"<th>{esc(k)}</th>" for k in _TIER_FACT_KEYS] + ["</tr>"]
+            for bucket, fact in facts:
+                cells = "".join(f"<td>{esc(fact[k])}</td>" for k in _TIER_FACT_KEYS)
+                parts.append(f"<tr><td><code>{esc(bucket)}</code></td>{cells}</tr>")
+            parts.append("</table>")
     parts.append("<p><strong>Sources of the mappings</strong></p><ul>")
     parts += [f"<li>{esc(source)}</li>" for source in MAPPING_SOURCES]
     parts.append("</ul></body></html>")
@@ -624,4 +707,13 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["EXTERNAL_CONTROLS", "Evidence", "collect_evidence", "main", "summary_line", "write_reports"]
+__all__ = [
+    "EXTERNAL_CONTROLS",
+    "Evidence",
+    "collect_evidence",
+    "main",
+    "requirement_tally",
+    "summary_line",
+    "tier_fact_rows",
+    "write_reports",
+]

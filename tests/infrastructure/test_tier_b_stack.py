@@ -143,7 +143,7 @@ def test_cluster_is_fips_hsm2m_in_two_zones_with_backup_retention_and_retained(s
     assert len(subnet_ids) >= 2 and len(set(subnet_ids)) == len(subnet_ids)
     assert all("isolatedSubnet" in s for s in subnet_ids)
     # AND backups are kept for the configured days, and the cluster survives a stack deletion
-    assert props["BackupRetentionPolicy"] == {"Type": "DAYS", "Value": "90"}
+    assert props["BackupRetentionPolicy"] == {"Type": "DAYS", "Value": "379"}  # the maximum: keep by default
     assert cluster["DeletionPolicy"] == "RetainExceptOnCreate"
     assert cluster["UpdateReplacePolicy"] == "Retain"
 
@@ -532,7 +532,7 @@ def test_restore_creates_the_cluster_through_the_custom_resource_not_cloudformat
     assert not others
     assert not restored.resources(TIER_B, "AWS::CloudHSM::Cluster")
     assert props["SourceBackupId"] == BACKUP_ID
-    assert (props["HsmType"], props["Mode"], props["BackupRetentionDays"]) == ("hsm2m.medium", "FIPS", "90")
+    assert (props["HsmType"], props["Mode"], props["BackupRetentionDays"]) == ("hsm2m.medium", "FIPS", "379")
     assert len(props["SubnetIds"]) == 2 and all("isolatedSubnet" in _render(s) for s in props["SubnetIds"])
     # AND it is retained, as a cluster holding key material must be
     assert (cluster["DeletionPolicy"], cluster["UpdateReplacePolicy"], props["WorkshopMode"]) == (

@@ -57,6 +57,21 @@ def test_project_keys_rotate_and_a_key_without_rotation_is_a_gap(synthesized) ->
     assert [g.split(":")[0] for g in evidence.keys_without_rotation(model)] == ["s/Still"]
 
 
+def test_project_alarms_notify_and_an_alarm_without_actions_is_a_gap(synthesized) -> None:
+    # GIVEN the project's app  THEN every CloudWatch alarm notifies someone
+    assert evidence.alarms_without_actions(AppModel.from_outdir(synthesized.outdir)) == []
+    # GIVEN alarms with an action, without one, and with actions disabled; and an app without alarms
+    topic = {"Ref": "Topic"}
+    model = _model({
+        "Notifies": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"AlarmActions": [topic]}},
+        "Silent": {"Type": "AWS::CloudWatch::Alarm", "Properties": {}},
+        "Disabled": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"AlarmActions": [topic], "ActionsEnabled": False}},
+    })  # fmt: skip
+    # THEN the silent and disabled ones are gaps, and no alarm at all is a gap
+    assert sorted(g.split(":")[0] for g in evidence.alarms_without_actions(model)) == ["s/Disabled", "s/Silent"]
+    assert evidence.alarms_without_actions(_model({})) == ["the app defines no CloudWatch alarm"]
+
+
 def _results(tmp_path: Path, outcomes: dict[str, str]) -> TestResults:
     path = tmp_path / "results.json"
     tests = {t: {"outcome": o, "finished": "2026-12-02T19:00:00Z"} for t, o in outcomes.items()}

@@ -3,6 +3,7 @@ a review found overstated stay corrected (issue 16 items 1-6)."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -153,3 +154,111 @@ def test_archives_requirement_leaves_the_classification_to_the_municipality() ->
     assert "are likely to be public records" in summary and "informationshanteringsplan" in summary
     assert "sannolikt allmänna" in str(SV) and "informationshanteringsplan" in str(SV)
     assert "Record it." not in (DOCS / "compliance.md").read_text(encoding="utf-8")
+
+
+# --- every source carries its date, its reference and whether it was checked (issue 16, review item 2) ------
+@pytest.mark.parametrize("requirement", REQUIREMENTS, ids=lambda r: r.id)
+def test_every_legal_source_has_a_date_a_reference_and_a_checked_flag(requirement) -> None:
+    # GIVEN a requirement of the catalogue WHEN its sources are validated THEN none lacks a date, a reference or
+    # a checked flag (a date or reference that could not be found is written "not verified", never left out)
+    from kommunmoln.compliance.legal_sources import source_problems
+
+    assert source_problems(requirement.sources) == []
+
+
+def test_a_source_missing_its_date_reference_or_checked_flag_is_rejected() -> None:
+    # GIVEN sources that lack a date, a reference, a bool checked flag, or that are absent altogether
+    from kommunmoln.compliance.legal_sources import LegalSource, source_problems
+
+    undated = LegalSource("Some act (2099:1)", "", "SFS 2099:1", True)
+    unreferenced = LegalSource("Some memo", "1 Jan 2099", "  ", False)
+    unflagged = LegalSource("Some ruling", "1 Jan 2099", "C-1/99", "yes")  # type: ignore[arg-type]
+    # WHEN validated THEN each gap is reported by name, and no source at all is a problem too
+    assert source_problems((undated,)) == ["Some act (2099:1): no date (write 'not verified' if it could not be found)"]
+    assert source_problems((unreferenced,)) == [
+        "Some memo: no reference (write 'not verified' if it could not be found)"
+    ]
+    assert source_problems((unflagged,)) == ["Some ruling: checked is 'yes', not True or False"]
+    assert source_problems(()) == ["no legal source"]
+    assert source_problems(("OSL 10 kap. 2 a §",)) == ["source 0: 'OSL 10 kap. 2 a §' is not a LegalSource"]  # type: ignore[arg-type]
+
+
+def test_the_report_prints_each_source_with_date_reference_and_checked_flag() -> None:
+    # GIVEN an evidence report (no rows needed) WHEN rendered as Markdown and HTML
+    from kommunmoln.compliance.report import Evidence, render_html, render_markdown
+
+    evidence = Evidence(config={})
+    markdown, page = render_markdown(evidence), render_html(evidence)
+    # THEN every source of every requirement appears with its date, reference and checked label
+    for requirement in REQUIREMENTS:
+        for source in requirement.sources:
+            row = f"| {source.name} | {source.date} | {source.reference} | {source.checked_label()} |"
+            assert row in markdown, source.name
+            assert f"<td>{html.escape(source.reference)}</td>" in page, source.name
+    assert "not checked against the source text" in markdown and "checked against the source text" in markdown
+
+
+# --- eSam's wording (review item 1) and the eSam dates of the rules (item 3) ---------------------------
+ESAM_VERIFIED = (
+    # eSam news of 14 Dec 2018 (esamverka.se), read for this catalogue
+    "inte går att utesluta att en leverantör av en molntjänst som lyder under viss utländsk lagstiftning kan "
+    "medverka till att sekretessreglerade uppgifter röjs",
+    "utesluter [expertgruppen] inte att det skulle kunna gå",
+    "i praktiken inte har kunnat verifieras att krypteringsmekanismer",
+)
+
+
+def test_swedish_esam_quotations_are_esams_wording_and_the_paraphrase_is_marked() -> None:
+    # GIVEN the Swedish no-disclosure text THEN the quotations are eSam's own wording from its 14 Dec 2018 news,
+    # the issue's "genom ägande eller på annat sätt" is marked as an unchecked paraphrase, and the earlier
+    # invented wording is gone
+    from kommunmoln.compliance.catalog_sv import REQUIREMENTS_SV as SV
+
+    summary = SV["disclosure"][1]
+    for quote in ESAM_VERIFIED:
+        assert quote in summary, quote
+    paraphrase = summary.index("genom ägande eller på annat sätt")
+    assert "inte kontrollerad mot uttalandet och är inget citat" in summary[paraphrase : paraphrase + 120]
+    assert "andrahandskälla" in summary  # "får uppgifterna anses vara röjda" rests on a secondary source
+    assert "inte är prövat i praktiken" not in summary and "'kan anses röjda'" not in summary
+
+
+def test_esam_statement_reference_is_not_presented_as_verified() -> None:
+    from kommunmoln.compliance.legal_sources import ESAM_NEWS_2018, ESAM_PM_2023, ESAM_STATEMENT_2018
+
+    assert not ESAM_STATEMENT_2018.checked and "not verified" in ESAM_STATEMENT_2018.reference
+    assert ESAM_NEWS_2018.checked and ESAM_NEWS_2018.date == "14 Dec 2018"
+    assert not ESAM_PM_2023.checked and ESAM_PM_2023.reference == "reference not verified"
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "ES2018-xx" not in text and "utesluter inte att det skulle kunna gå" in text
+
+
+def test_no_rule_cites_an_ambiguous_esam_date() -> None:
+    # GIVEN the rules' explanations and the docs THEN eSam is cited with one document and date, not "2018/2019"
+    from kommunmoln.compliance import RULES
+
+    for rule in RULES:
+        assert "2018/2019" not in rule.explanation, rule.rule_id
+        if "eSam" in rule.explanation:
+            assert "eSam legal expert group statement (Nov 2018)" in rule.explanation, rule.rule_id
+    assert "2018/2019" not in (DOCS / "compliance.md").read_text(encoding="utf-8")
+
+
+# --- HSLF-FS 2016:40 (item 6) and the open points of issue 16 item 1 (item 10) ------------------------
+def test_hslf_fs_logs_are_the_care_providers_and_the_paragraph_is_not_overstated() -> None:
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "9 § p. 7" not in text and "4 kap. 9 § 7" not in text
+    assert "HSLF-FS 2016:40 4 kap." in text and "paragraph and point not verified" in text.lower()
+    assert "the care provider's" in text and "who read which patient's record" in text
+    logging = REQUIREMENTS_BY_ID["logging"]
+    assert any("HSLF-FS 2016:40" in s.name and not s.checked for s in logging.sources)
+
+
+def test_skl_skr_comments_the_2023_sfs_number_and_lag_2020_914_are_cited_honestly() -> None:
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "27 Jan 2020" in text and "Computer Sweden" in text  # SKR's dated reply; SKL's position as reported
+    assert "SFS number of the amending law is **not verified**" in text
+    assert "Lag (2020:914)" in text
+    sources = REQUIREMENTS_BY_ID["osl-10-2a"].sources
+    assert any("2020:914" in s.reference for s in sources)
+    assert any(s.reference == "amending SFS number not verified" for s in sources)

@@ -180,3 +180,77 @@ def test_report_is_traceable(evidence: Evidence) -> None:
     assert len(hashes) >= 3 and all(re.fullmatch(r"[0-9a-f]{64}", v) for v in hashes.values())
     page = render_markdown(evidence)
     assert "**Provenance**" in page and facts["git commit"] in page and "OSL 18 kap. 8 §" in page
+
+
+# --- the headline per requirement, and tier C's facts (review items 5 and 9) -------------------------------
+def test_headline_counts_not_met_per_requirement(good_stack_evidence: Evidence) -> None:
+    # GIVEN the compliant fixture stack with one tier B bucket (rule 2 passes on it)
+    from kommunmoln.compliance.report import requirement_tally
+
+    tally = dict((req.id, counts) for req, counts in requirement_tally(good_stack_evidence))
+    tier_b = [r for r in good_stack_evidence.rows if r.control == "KommunmolnOSL-2" and r.tier == "server-side"]
+    # THEN the headline counts it `not met` under each non-disclosure requirement, not only in the totals
+    for requirement in _NON_DISCLOSURE:
+        assert tally[requirement.id][NOT_MET] == len(tier_b) > 0, requirement.id
+        assert tally[requirement.id][PASS] >= 1  # the tier A bucket
+    # AND the assessment requirement is counted as facts, never not met
+    assert tally["osl-10-2a"][NOT_MET] == 0 and tally["osl-10-2a"][FACT] > 0
+    # AND the rendered summary shows the count per requirement, before the first section
+    page = render_markdown(good_stack_evidence)
+    headline = page.split("\n## ")[0]
+    row = f"| {REQUIREMENTS_BY_ID['disclosure'].title} | **{len(tier_b)}** | 0 |"
+    assert row in headline
+    assert f"{len(tier_b)} not met, 0 fail" in render_html(good_stack_evidence).split("<h2>")[0]
+
+
+def _tier_c_model() -> AppModel:
+    """Stack `C`: a protected bucket tagged tier C on an external-key-store key, as the tier C stack builds it."""
+    model = protected_bucket_model(
+        {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Ref": "Key"}},
+        {"Type": names.RESOURCE_KMS_XKS_KEY, "Properties": {"CustomKeyStoreId": "cks-1", "XksKeyId": "xks-key-1"}},
+    )
+    bucket = model.stacks["C"].template["Resources"]["Data"]
+    for tag in bucket["Properties"]["Tags"]:
+        if tag["Key"] == names.TAG_TIER:
+            tag["Value"] = names.TIER_C
+    return model
+
+
+def test_tier_c_bucket_shows_its_b_plus_facts_in_the_report() -> None:
+    # GIVEN a tier C bucket (key material on the municipality's premises, S3 still sees plaintext)
+    model = _tier_c_model()
+    options = Options((REGION,))
+    evidence = Evidence(config={}, rows=_pack_rows(Evaluator(model, options), {}, {}, {}), model=model, options=options)
+    # WHEN the report is rendered
+    page, html_page = render_markdown(evidence), render_html(evidence)
+    # THEN the no-disclosure section lists the bucket's tier facts: B+, on premises, not met
+    section = page.split(f"## {REQUIREMENTS_BY_ID['disclosure'].title}")[1].split("\n## ")[0]
+    assert "Tier facts per protected bucket" in section
+    assert (
+        "| `C/Data` | B+ (tier C) | on the municipality's premises (external key store) | not met: S3 sees" in section
+    )
+    assert "<td>B+ (tier C)</td>" in html_page
+    # AND its rows under no disclosure are `not met`, never pass
+    assert [r.status for r in evidence.rows_for(REQUIREMENTS_BY_ID["disclosure"])] == [NOT_MET]
+
+
+def test_tier_facts_are_absent_without_templates_and_for_access_log_buckets() -> None:
+    # GIVEN evidence built by hand (no templates) THEN no tier-facts table is invented
+    assert "Tier facts per protected bucket" not in render_markdown(Evidence(config={}))
+    # GIVEN a protected bucket that receives another protected bucket's server access logs
+    model = _tier_c_model()
+    resources = model.stacks["C"].template["Resources"]
+    resources["Data"]["Properties"]["LoggingConfiguration"] = {"DestinationBucketName": {"Ref": "Logs"}}
+    resources["Logs"] = {
+        "Type": "AWS::S3::Bucket",
+        "Properties": {"Tags": [{"Key": names.TAG_CLASSIFICATION, "Value": names.CLASSIFICATION_PROTECTED}]},
+    }
+    model.add(model.stacks["C"])
+    options = Options((REGION,))
+    evidence = Evidence(config={}, rows=_pack_rows(Evaluator(model, options), {}, {}, {}), model=model, options=options)
+    # THEN, as docs/compliance.md says, it has no row under no disclosure (rule 2 does not apply) and no tier facts
+    shown = {r.resource for r in evidence.rows_for(REQUIREMENTS_BY_ID["disclosure"])}
+    assert shown == {"C/Data"}
+    from kommunmoln.compliance.report import tier_fact_rows
+
+    assert [bucket for bucket, _ in tier_fact_rows(evidence)] == ["C/Data"]

@@ -75,8 +75,12 @@ def test_osl2_tier_a_bucket_passes(findings: Findings) -> None:
     assert OSL2 not in _rules(findings, "Good/TierA/Resource")
 
 
-def test_osl2_tier_b_bucket_with_hsm_key_passes(findings: Findings) -> None:
+def test_osl2_tier_b_bucket_with_hsm_key_raises_no_rule_2_finding(findings: Findings) -> None:
+    # GIVEN a tier B bucket on an HSM-backed key THEN rule 2 raises no finding: the bucket is protected
+    # server-side as tier B claims. That is not "no disclosure": the report shows it `not met` there
+    # (test_report.py::test_tier_b_bucket_is_not_met_under_no_disclosure_and_edpb_use_case_1).
     assert OSL2 not in _rules(findings, "Good/TierB/Resource")
+    assert "Good/TierB/Resource" not in findings.acknowledged
 
 
 def test_osl2_aws_kms_origin_key_fails(findings: Findings) -> None:
