@@ -14,9 +14,10 @@ Why not let botocore compute it: with its default `request_checksum_calculation=
 botocore sends a streaming body over HTTPS as `aws-chunked` with the CRC32 in an unsigned
 trailer (botocore/httpchecksum.py, `resolve_request_checksum_algorithm`: "Operations with
 streaming input must support trailers"), and its `AwsChunkedWrapper` re-slices a 1 MiB
-buffer on every 16 KiB read: 1.6-1.9 CPU-s per GiB in our profiles, more than TLS's own
-AES-GCM. A checksum the caller supplies turns that off ("If the header is already set by
-the customer, skip calculation", the same function).
+buffer on every 16 KiB read. A checksum the caller supplies turns that off ("If the header
+is already set by the customer, skip calculation", the same function): measured on
+2026-12-02 (bench/, 256 MiB over HTTPS, 2 cores), our upload went from 3.40 to 2.54 client
+CPU-s per GiB, against 2.53-2.77 for boto3's `upload_file`.
 
 Payload signing: botocore leaves the SHA-256 payload hash out of SigV4 over HTTPS only when
 it finds the request's checksum in a header it put there itself (botocore/auth.py,
