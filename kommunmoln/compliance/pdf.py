@@ -184,7 +184,7 @@ def _headline(evidence: Evidence, language: str) -> list[str]:
         else:
             text = ", ".join(
                 f"{counts[status]} {_status(status, language)}"
-                for status in ("not met", "fail", "acknowledged", "pass")
+                for status in ("not met", "fail", "not run", "acknowledged", "pass")
             )
         parts.append(f"<tr><td>{esc(title)}</td><td>{esc(text)}</td></tr>")
     parts.append("</table>")

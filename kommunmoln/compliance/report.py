@@ -465,7 +465,10 @@ def requirement_tally(evidence: Evidence) -> list[tuple[Requirement, Counter[str
 def _tally_text(requirement: Requirement, counts: Counter[str]) -> str:
     if requirement.assessment:
         return f"{counts[FACT]} facts for the assessment (not pass/fail)"
-    return f"{counts[NOT_MET]} not met, {counts[FAIL]} fail, {counts[ACKNOWLEDGED]} acknowledged, {counts[PASS]} pass"
+    return (
+        f"{counts[NOT_MET]} not met, {counts[FAIL]} fail, {counts[NOT_RUN]} not run, "
+        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[PASS]} pass"
+    )
 
 
 def tier_fact_rows(evidence: Evidence) -> list[tuple[str, dict[str, str]]]:
@@ -527,16 +530,18 @@ def render_markdown(evidence: Evidence) -> str:
         "Per requirement (each row read against the requirement; a tier B/C bucket is `not met` under the "
         "non-disclosure requirements even where its rule passes):",
         "",
-        "| Requirement | Not met | Fail | Acknowledged | Pass |",
-        "|---|---|---|---|---|",
+        "| Requirement | Not met | Fail | Not run | Acknowledged | Pass |",
+        "|---|---|---|---|---|---|",
     ]
     for requirement, counts in requirement_tally(evidence):
         if requirement.assessment:
-            lines.append(f"| {_cell(requirement.title)} | {counts[FACT]} facts for the assessment (not pass/fail) ||||")
+            lines.append(
+                f"| {_cell(requirement.title)} | {counts[FACT]} facts for the assessment (not pass/fail) |||||"
+            )
         else:
             lines.append(
-                f"| {_cell(requirement.title)} | **{counts[NOT_MET]}** | {counts[FAIL]} | {counts[ACKNOWLEDGED]} | "
-                f"{counts[PASS]} |"
+                f"| {_cell(requirement.title)} | **{counts[NOT_MET]}** | {counts[FAIL]} | {counts[NOT_RUN]} | "
+                f"{counts[ACKNOWLEDGED]} | {counts[PASS]} |"
             )
     lines += ["", "Configuration: " + ", ".join(f"{k}={v}" for k, v in evidence.config.items()), ""]
     if evidence.provenance:
