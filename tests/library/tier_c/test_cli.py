@@ -225,3 +225,20 @@ def test_the_documented_example_configuration_loads_with_its_four_keys(tmp_path,
     # AND the documented `status` command reads it without any secret in the environment
     assert xks("status", "--config", str(path)) == 0
     assert capsys.readouterr().out.strip() == "kill switch: refused keys: none"
+
+
+@pytest.mark.softhsm
+@pytest.mark.skipif(not local.available(), reason="SoftHSM2 is not installed (make system-deps)")
+def test_a_token_that_cannot_be_opened_is_one_line_exit_1(tmp_path) -> None:
+    # GIVEN a configuration naming a token label the HSM does not have
+    setup = local.make_setup(tmp_path / "xks")
+    text = setup.config_path.read_text()
+    assert 'token_label = "kommunmoln-xks"' in text
+    setup.config_path.write_text(text.replace('token_label = "kommunmoln-xks"', 'token_label = "no-such-token"'))
+    entry = [sys.executable, "-c", "from kommunmoln.tier_a.cli import console_main; console_main()", "xks"]
+    for command, reason in (("create-keys", "no PKCS#11 token labelled 'no-such-token'"), ("serve", "NoSuchToken")):
+        # WHEN keys are created or the proxy started THEN exit 1 and one line naming the cause, no traceback
+        done = subprocess.run([*entry, command, "--config", str(setup.config_path)], env=setup.env,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 1, (command, done.stderr)
+        assert done.stderr.startswith("error: ") and reason in done.stderr and done.stderr.count("\n") == 1
