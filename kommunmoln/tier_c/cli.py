@@ -11,7 +11,7 @@ Commands:
   status        what the kill switch refuses now
   verify-audit  check the audit log's hash chain
 
-Exit codes: 0 success, 1 the audit chain is broken, 2 bad input (missing or bad configuration,
+Exit codes: 0 success, 1 the audit chain is broken or the HSM failed, 2 bad input (missing or bad configuration,
 unset PIN or secret variable, unknown key id, missing optional dependencies). Errors are one
 line on stderr, never a traceback, never a secret. `kill`, `revive`, `status` and `verify-audit`
 need neither the SigV4 secrets nor the HSM PIN nor the `[xks]` extra, so an operator can cut
@@ -27,8 +27,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kommunmoln.tier_a.errors import TierAError
 from kommunmoln.tier_c.audit import verify_chain
 from kommunmoln.tier_c.config import ConfigError, ProxyConfig, load_config
+from kommunmoln.tier_c.hsm import HsmError
 from kommunmoln.tier_c.killswitch import KillState, read_state, write_state
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -103,8 +105,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{lines} lines; " + ("chain intact" if broken is None else f"chain BROKEN at line {broken}"))
         return EXIT_OK if broken is None else EXIT_FAILED
     except (ConfigError, MissingExtra) as error:
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(error, EXIT_USAGE)
+    except (HsmError, TierAError) as error:  # the token cannot be opened or used (tier A's handle creates keys)
+        return _error(error, EXIT_FAILED)
+
+
+def _error(error: Exception, code: int) -> int:
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    return code
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "kommunmoln xks") -> int:

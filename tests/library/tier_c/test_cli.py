@@ -201,3 +201,44 @@ def test_kommunmoln_xks_serves_the_proxy_and_stops_cleanly_on_sigterm(tmp_path) 
     assert process.returncode == 0, stderr
     assert stderr.strip().splitlines()[-1] == "xks proxy stopped" and "Traceback" not in stderr
     assert json.loads((setup.root / "audit.jsonl").read_text().splitlines()[-1])["event"] == "shutdown"
+
+
+def test_the_documented_example_configuration_loads_with_its_four_keys(tmp_path, capsys) -> None:
+    # GIVEN the example configuration of docs/use-case-3.md, verbatim, and its secrets in the environment
+    from pathlib import Path
+
+    from kommunmoln.tier_c.config import load_config
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "use-case-3.md").read_text(encoding="utf-8")
+    section = doc[doc.index("### Example configuration (SoftHSM2, four keys)") :]
+    example = section[section.index("```toml\n") + len("```toml\n") : section.index("\n```", section.index("```toml"))]
+    path = tmp_path / "proxy.toml"
+    path.write_text(example)
+    env = {"XKS_SECRET_CURRENT": "C" * 43, "XKS_SECRET_NEXT": "N" * 44}
+    # WHEN it is loaded THEN it is valid, with the four combinations of allowed operations
+    config = load_config(path, env)
+    assert {k: sorted(r.operations) for k, r in config.keys.items()} == {
+        "sekretess-s3-data": ["DECRYPT", "ENCRYPT"], "inkorg-encrypt-only": ["ENCRYPT"],
+        "arkiv-decrypt-only": ["DECRYPT"], "parkerad-neither": [],
+    }  # fmt: skip
+    assert len(config.credentials) == 2 and config.api_base == "/kommunmoln-xks/kms/xks/v1"
+    # AND the documented `status` command reads it without any secret in the environment
+    assert xks("status", "--config", str(path)) == 0
+    assert capsys.readouterr().out.strip() == "kill switch: refused keys: none"
+
+
+@pytest.mark.softhsm
+@pytest.mark.skipif(not local.available(), reason="SoftHSM2 is not installed (make system-deps)")
+def test_a_token_that_cannot_be_opened_is_one_line_exit_1(tmp_path) -> None:
+    # GIVEN a configuration naming a token label the HSM does not have
+    setup = local.make_setup(tmp_path / "xks")
+    text = setup.config_path.read_text()
+    assert 'token_label = "kommunmoln-xks"' in text
+    setup.config_path.write_text(text.replace('token_label = "kommunmoln-xks"', 'token_label = "no-such-token"'))
+    entry = [sys.executable, "-c", "from kommunmoln.tier_a.cli import console_main; console_main()", "xks"]
+    for command, reason in (("create-keys", "no PKCS#11 token labelled 'no-such-token'"), ("serve", "NoSuchToken")):
+        # WHEN keys are created or the proxy started THEN exit 1 and one line naming the cause, no traceback
+        done = subprocess.run([*entry, command, "--config", str(setup.config_path)], env=setup.env,
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 1, (command, done.stderr)
+        assert done.stderr.startswith("error: ") and reason in done.stderr and done.stderr.count("\n") == 1
