@@ -11,7 +11,10 @@ every later request was refused, which is how the committed XKS bench came to sh
 from __future__ import annotations
 
 import base64
+import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -59,7 +62,7 @@ def _round_trips(setup: local.LocalSetup) -> list[tuple[int, int, bool]]:
 
 
 def test_concurrent_encrypt_and_decrypt_all_succeed_and_the_proxy_keeps_running(tmp_path):
-    # GIVEN the proxy on a SoftHSM2 token with four HSM sessions and four HSM threads
+    # GIVEN the proxy on a SoftHSM2 token with a pool of four HSM sessions
     setup = local.make_setup(tmp_path, pool_size=4)
     with local.running_proxy(setup) as process:
         # WHEN eight clients send encrypt/decrypt round trips at the same time
@@ -71,3 +74,38 @@ def test_concurrent_encrypt_and_decrypt_all_succeed_and_the_proxy_keeps_running(
     failed = [r for r in results if r != (200, 200, True)]
     assert not failed, f"{len(failed)} of {len(results)} round trips failed, first {failed[0]}"
     assert len(results) == CLIENTS * ROUND_TRIPS
+
+
+# The pool itself, called from many threads at once (the proxy uses one HSM thread; a caller may use more).
+# In a child process: SoftHSM2 reads SOFTHSM2_CONF once per process (see test_hsm_key_attributes.py).
+_CHILD = r"""
+import json, os, sys
+from concurrent.futures import ThreadPoolExecutor
+from kommunmoln.tier_c import local
+from kommunmoln.tier_c.hsm import HsmPool
+
+pool = HsmPool(library=local.SOFTHSM_LIBRARY, token_label="kommunmoln-xks", pin=os.environ["XKS_HSM_PIN"], size=4,
+               acquire_timeout=30)
+
+def round_trips(_):
+    good = 0
+    for _ in range(150):
+        key = os.urandom(32)
+        good += pool.decrypt("xks-sekretess-s3-data", pool.encrypt("xks-sekretess-s3-data", key, b"aad"), b"aad") == key
+    return good
+
+with ThreadPoolExecutor(8) as threads:
+    print(json.dumps(sum(threads.map(round_trips, range(8)))))
+pool.close()
+"""
+
+
+def test_the_session_pool_serves_eight_threads_at_once_without_crashing(tmp_path):
+    # GIVEN a SoftHSM2 token with the example keys and a pool of four sessions in a fresh process
+    setup = local.make_setup(tmp_path)
+    # WHEN eight threads encrypt and decrypt 150 data keys each through the pool at the same time
+    child = subprocess.run([sys.executable, "-c", _CHILD], env=setup.env, capture_output=True, text=True, timeout=300,
+                           check=False)  # fmt: skip
+    # THEN the process did not crash (SIGSEGV is -11) and every data key came back
+    assert child.returncode == 0, f"exit {child.returncode}: {child.stderr[-1500:]}"
+    assert json.loads(child.stdout.splitlines()[-1]) == 8 * 150
