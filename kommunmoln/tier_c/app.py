@@ -366,10 +366,23 @@ class XksProxy:
                 status = "ACTIVE" if self.pool.open_sessions == self.config.session_pool_size else "DEGRADED"
                 self._health = (now, status, "")
             except XksError as error:
+                if error.name != "InternalException":
+                    raise  # ThrottlingException: every session busy, which is load, not a broken HSM
+                # A failed deep check is the spec's healthStatus UNAVAILABLE ("unable to serve traffic") in a
+                # 200 answer, not an error: KMS acts on it as documented (KMS API Reference,
+                # XksProxyUriUnreachableException: thrown "when the external key store proxy response to a
+                # GetHealthStatus request indicates that all external key manager instances are unavailable")
+                # and publishes XksExternalKeyManagerStates Unavailable for the alarms. Not cached: the next
+                # health request checks the HSM again.
                 self._health = None
-                raise XksError("InternalException", f"the HSM cannot serve requests ({error.message})") from None
-        status = self._health[1]
-        audit.update(status=200, ekmHealth=status)
+                audit.update(
+                    status=200, ekmHealth="UNAVAILABLE", reason=f"the HSM cannot serve requests ({error.message})"
+                )
+                return self._health_answer("UNAVAILABLE", audit)
+        audit.update(status=200, ekmHealth=self._health[1])
+        return self._health_answer(self._health[1], audit)
+
+    def _health_answer(self, status: str, audit: dict) -> Outcome:
         return Outcome(
             200,
             {

@@ -172,7 +172,7 @@ def use_tls(setup: LocalSetup) -> None:
 
 @contextlib.contextmanager
 def running_proxy(setup: LocalSetup, *, timeout: float = 30) -> Iterator[subprocess.Popen]:
-    """Start `serve` as a child process, wait until /health answers 200, stop it with SIGTERM afterwards."""
+    """Start `serve` as a child process, wait until /health reports a usable HSM, stop it with SIGTERM afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "usecases.external_key_store", "serve", "--config", str(setup.config_path)],
         env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -183,10 +183,10 @@ def running_proxy(setup: LocalSetup, *, timeout: float = 30) -> Iterator[subproc
             if process.poll() is not None:
                 raise RuntimeError(f"the proxy exited: {process.stderr.read()[-500:]}")
             try:
-                status, _ = call(
+                status, health = call(
                     setup, "/health", {"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "start"}}
                 )
-                if status == 200:
+                if status == 200 and health["ekmFleetDetails"][0]["healthStatus"] != "UNAVAILABLE":
                     break
             except OSError:
                 pass
