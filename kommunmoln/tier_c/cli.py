@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -146,8 +147,30 @@ def _require(modules: Sequence[str]) -> None:
         raise MissingExtra(f"this command needs {', '.join(missing)}, which is not installed: {INSTALL_HINT}")
 
 
+def _check_tls(config: ProxyConfig) -> None:
+    """Load the certificate and key once before the HSM is opened: a missing or bad file is one line, not a traceback.
+
+    The configuration has no key passphrase, so an encrypted key is refused here too (uvicorn would
+    otherwise ask for it on a terminal a service does not have). The message names paths, never contents.
+    """
+    if config.plain_http_for_tests:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+            config.tls_certificate, config.tls_private_key, password=b""
+        )
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "reason", None) or error.strerror or type(error).__name__
+        raise ConfigError(
+            f"server.tls_certificate/server.tls_private_key: cannot use {config.tls_certificate} with "
+            f"{config.tls_private_key} ({reason})"
+        ) from None
+
+
 def _serve(config: ProxyConfig) -> int:
     from kommunmoln.tier_c.server import serve
+
+    _check_tls(config)
 
     # uvicorn drains open requests on SIGTERM/SIGINT and then re-raises the signal to the handler
     # it found: make that a normal stop (exit 0), not a KeyboardInterrupt or the client's
