@@ -1,4 +1,6 @@
-"""GetHealthStatus reports the HSM's real state: ACTIVE, DEGRADED, UNAVAILABLE (a 200 answer), busy (429).
+"""The proxy app in-process: GetHealthStatus reports the HSM's real state, and the audit log keeps KMS's metadata.
+
+Health: ACTIVE, DEGRADED, UNAVAILABLE (a 200 answer), busy (429).
 
 The rules encoded (XKS Proxy API spec, aws/aws-kms-xksproxy-api-spec, xks_proxy_api_spec.md, "GetHealthStatus"):
 `ekmFleetDetails.healthStatus` is ACTIVE ("healthy"), DEGRADED ("unhealthy but can still serve traffic") or
@@ -6,6 +8,10 @@ UNAVAILABLE ("unable to serve traffic"), the check SHOULD be deep, and a cached 
 one minute. KMS acts on UNAVAILABLE in a successful answer (KMS API Reference, XksProxyUriUnreachableException:
 "thrown when the external key store proxy response to a GetHealthStatus request indicates that all external key
 manager instances are unavailable"), so a failed deep check is reported as that state, not as an error.
+
+Audit (spec, "Logging" and the requestMetadata of each API): the proxy records who asked (awsPrincipalArn),
+for which KMS key and request (kmsKeyArn, kmsOperation, kmsRequestId), via which service (kmsViaService) and
+from which VPC (awsSourceVpc, awsSourceVpce, present when KMS is called through a VPC endpoint).
 
 The app runs in-process on a stand-in for the PKCS#11 session pool (the HSM itself is covered against SoftHSM2
 in test_proxy.py); requests are signed with botocore as KMS signs them.
@@ -54,9 +60,14 @@ def app(tmp_path):
 
 
 def health(proxy: XksProxy) -> tuple[int, dict]:
-    """One signed POST /health through the ASGI entry point, as KMS's periodic KmsHealthCheck sends it."""
-    body = json.dumps({"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "h-1"}}).encode()
-    path = "/kms/xks/v1/health"
+    """One POST /health, as KMS's periodic KmsHealthCheck sends it."""
+    return post(proxy, "/health", {"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "h-1"}})
+
+
+def post(proxy: XksProxy, api_path: str, payload: dict) -> tuple[int, dict]:
+    """One SigV4-signed POST through the ASGI entry point; returns (HTTP status, JSON body)."""
+    body = json.dumps(payload).encode()
+    path = "/kms/xks/v1" + api_path
     signed = sigv4.sign(url=f"http://127.0.0.1:8443{path}", body=body, access_key_id=ACCESS_KEY_ID,
                         secret_access_key=SECRET, region="eu-north-1")  # fmt: skip
     headers = [(k.lower().encode(), v.encode()) for k, v in signed.items()]
@@ -125,3 +136,26 @@ def test_the_kill_switch_answers_health_with_invalid_state(app) -> None:
     # WHEN KMS asks for health THEN InvalidStateException (spec: "key store is disabled") and no HSM call
     status, body = health(proxy)
     assert (status, body["errorName"]) == (400, "InvalidStateException") and pool.checks == 0
+
+
+def test_the_audit_line_keeps_kms_metadata_with_vpc_ids_and_drops_the_rest(app) -> None:
+    proxy, _, root = app
+    # GIVEN a request shaped as KMS sends it through a VPC endpoint, with a field the spec does not define
+    # and an overlong principal
+    metadata = {"awsPrincipalArn": "arn:aws:iam::111122223333:role/" + "r" * 3000, "kmsOperation": "Encrypt",
+                "kmsKeyArn": "arn:aws:kms:eu-north-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "kmsRequestId": "4112f4d6-db54-4af4-ae30-c55a22a8dfae", "kmsViaService": "s3",
+                "awsSourceVpc": "vpc-0123456789abcdef0", "awsSourceVpce": "vpce-0123456789abcdef0",
+                "notInTheSpec": "x", "kmsOperationCount": 3}  # fmt: skip
+    # WHEN it names a key the proxy does not have
+    status, body = post(proxy, "/keys/not-configured/metadata", {"requestMetadata": metadata})
+    assert (status, body["errorName"]) == (404, "KeyNotFoundException")
+    # THEN the audit line records the refusal with every spec field, VPC ids included, the principal cut to
+    # 2048 characters, and nothing else from the request
+    line = audit_lines(root)[-1]
+    assert (line["status"], line["errorName"]) == (404, "KeyNotFoundException")
+    logged = line["requestMetadata"]
+    assert logged["awsSourceVpc"] == "vpc-0123456789abcdef0" and logged["awsSourceVpce"] == "vpce-0123456789abcdef0"
+    assert logged["awsPrincipalArn"] == metadata["awsPrincipalArn"][:2048]
+    assert set(logged) == {"awsPrincipalArn", "kmsOperation", "kmsKeyArn", "kmsRequestId", "kmsViaService",
+                           "awsSourceVpc", "awsSourceVpce"}  # fmt: skip
