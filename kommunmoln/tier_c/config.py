@@ -19,6 +19,7 @@ from pathlib import Path
 ACCESS_KEY_ID = re.compile(r"^[A-Z2-7]{20,30}$")
 SECRET_ACCESS_KEY = re.compile(r"^[A-Za-z0-9+/=]{43,64}$")
 EXTERNAL_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # Every setting the file may hold, per table ("" is the top level); anything else is refused.
 SETTINGS: dict[str, frozenset[str]] = {
     "": frozenset({"server", "sigv4", "hsm", "audit", "keys"}),
@@ -206,6 +207,12 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None, *, secr
     key = rel(_get(server, "server.tls_private_key", str, None))
     if not plain and (cert is None or key is None):
         raise ConfigError("server.tls_certificate/server.tls_private_key: required unless plain_http_for_tests")
+    host = _get(server, "server.host", str)
+    if plain and host not in LOOPBACK_HOSTS:
+        # Plain HTTP carries the SigV4-signed requests and the data keys in clear: a test on this machine only.
+        raise ConfigError(
+            f"server.plain_http_for_tests: only with a loopback host {sorted(LOOPBACK_HOSTS)}, not {host!r}"
+        )
     prefix = _get(server, "server.uri_path_prefix", str, "")
     if prefix and (not prefix.startswith("/") or prefix.endswith("/") or not re.match(r"^[A-Za-z0-9/._~-]*$", prefix)):
         raise ConfigError("server.uri_path_prefix: '' or '/path' without a trailing slash")
@@ -232,7 +239,7 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None, *, secr
     if len(set(labels)) != len(labels) or health_label in labels:
         raise ConfigError("keys.*.label: each external key needs its own HSM key, apart from hsm.health_key_label")
     return ProxyConfig(
-        host=_get(server, "server.host", str),
+        host=host,
         port=port,
         tls_certificate=cert,
         tls_private_key=key,

@@ -106,6 +106,19 @@ def test_a_credential_that_is_not_a_table_is_refused_without_a_traceback(tmp_pat
         load(tmp_path, text)
 
 
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "xks.kommun.example"])  # noqa: S104 - addresses the check refuses
+def test_plain_http_is_refused_on_any_but_a_loopback_host(tmp_path, host):
+    # GIVEN the plain-HTTP test flag instead of a TLS certificate
+    plain = GOOD.replace('tls_certificate = "cert.pem"\ntls_private_key = "key.pem"', "plain_http_for_tests = true")
+    assert plain != GOOD
+    # WHEN the proxy would listen on loopback THEN it loads; on any other address THEN it is refused
+    assert load(tmp_path, plain).plain_http_for_tests
+    with pytest.raises(
+        ConfigError, match=rf"^server\.plain_http_for_tests: only with a loopback host .* not '{host}'$"
+    ):
+        load(tmp_path, plain.replace('host = "127.0.0.1"', f'host = "{host}"'))
+
+
 def test_three_credentials_are_refused_two_are_accepted(tmp_path):
     second = '[[sigv4.credentials]]\naccess_key_id = "ABCDEFGHIJKLMNOPQRS2"\nsecret_env = "S1"\n'
     two = GOOD.replace("[hsm]", second + "[hsm]")
