@@ -813,7 +813,11 @@ def main(argv: list[str] | None = None) -> int:
         if "xks" in sections:  # tier C proxy bench, its own module and record (docs/BENCHMARKS-xks.md)
             from bench import xks
 
-            _run_step("xks", lambda: xks.main(["--quick"] if args.quick else []), results, args)
+            def xks_step() -> None:
+                if xks.main(["--quick"] if args.quick else []) != 0:  # a broken run writes no doc
+                    raise RuntimeError("the XKS bench failed (see its output); docs/BENCHMARKS-xks.md not written")
+
+            _run_step("xks", xks_step, results, args)
     results.machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results.notes += [
         "Two kinds of endpoint, both on loopback and both sharing the 2 cores with the client. The fast "

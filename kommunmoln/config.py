@@ -189,6 +189,8 @@ class TierCConfig:
     proxy_port: int
     noncurrent_version_days: int
     monitor_interval_minutes: int
+    certificate_alarm_days: int  # alarm when the proxy's TLS certificate expires in fewer days
+    credential_rotation_days: int  # alarm when KMS has held the proxy credential for more days
 
     @property
     def private_dns_name(self) -> str:
@@ -287,6 +289,8 @@ DEFAULTS: dict[str, Any] = {
     "tier_c_proxy_port": 443,
     "tier_c_noncurrent_version_days": 365,
     "tier_c_monitor_interval_minutes": 5,
+    "tier_c_certificate_alarm_days": 30,
+    "tier_c_credential_rotation_days": 90,
 }
 
 _EMAIL = r"[^@\s,]+@[^@\s,]+\.[A-Za-z]{2,}"
@@ -601,6 +605,12 @@ def _tier_c(get: Callable[[str], Any], region: str, account: str) -> TierCConfig
         ),
         monitor_interval_minutes=_int(
             "tier_c_monitor_interval_minutes", get("tier_c_monitor_interval_minutes"), low=1, high=60
+        ),
+        certificate_alarm_days=_int(
+            "tier_c_certificate_alarm_days", get("tier_c_certificate_alarm_days"), low=1, high=365
+        ),
+        credential_rotation_days=_int(
+            "tier_c_credential_rotation_days", get("tier_c_credential_rotation_days"), low=1, high=3650
         ),
     )
 

@@ -163,7 +163,8 @@ class TierCStack(cdk.Stack):
             self, "Monitor", network=network, log_encryption=log_encryption, alarms=alarms,
             key_store_id=key_store.key_store_id, key_arn=key_arn, xks_key_id=tier_c.xks_key_id,
             proxy_uri=f"{tier_c.proxy_uri_endpoint}{tier_c.proxy_uri_path}", expected_key_policy=key.policy_json,
-            interval_minutes=tier_c.monitor_interval_minutes, workshop_mode=workshop,
+            interval_minutes=tier_c.monitor_interval_minutes, certificate_alarm_days=tier_c.certificate_alarm_days,
+            credential_rotation_days=tier_c.credential_rotation_days, workshop_mode=workshop,
         )  # fmt: skip
         cdk.CfnOutput(self, names.OUTPUT_CUSTOM_KEY_STORE_ID, value=key_store.key_store_id)
         cdk.CfnOutput(self, names.OUTPUT_KMS_KEY_ARN, value=key_arn)

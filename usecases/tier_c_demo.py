@@ -4,9 +4,10 @@
    `python -m usecases.external_key_store serve`; requests shaped and SigV4-signed as KMS sends them.
 2. GenerateDataKey-style encrypt of a random data key (with AAD and CDIV), decrypt, refusals.
 3. The audit log lines; the kill switch (one command) and the next request refused.
-4. CreateCustomKeyStore (EXTERNAL_KEY_STORE) -> ConnectCustomKeyStore -> CreateKey
-   (Origin=EXTERNAL_KEY_STORE) against recorded responses checked by botocore's Stubber (moto has
-   no custom key stores), including the fail-fast path on an XKS ConnectionErrorCode.
+4. The stack's custom resources (lambdas/xks_provisioner, the one KMS control-plane implementation):
+   CreateCustomKeyStore (EXTERNAL_KEY_STORE) -> ConnectCustomKeyStore -> CONNECTED -> CreateKey
+   (Origin=EXTERNAL_KEY_STORE) and its alias, against recorded responses checked by botocore's Stubber
+   (moto has no custom key stores), including the fail-fast path on an XKS ConnectionErrorCode.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
-from kommunmoln.tier_c import controlplane, local
+from kommunmoln.tier_c import local
 
 KEY_ARN = "arn:aws:kms:eu-north-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 STORE_ID = "cks-1234567890abcdef0"
@@ -81,53 +83,94 @@ def proxy_flow(root: Path) -> None:
 
 
 def control_plane() -> None:
-    """KMS calls against recorded responses; Stubber checks every request against botocore's model."""
+    """The stack's own KMS control plane (`lambdas/xks_provisioner`, the custom resources' handler) driven with
+    CloudFormation's events against recorded responses; Stubber checks every request against botocore's model."""
     import boto3
     from botocore.stub import Stubber
 
-    kms = boto3.client("kms", region_name="eu-north-1", aws_access_key_id="demo", aws_secret_access_key="demo")  # noqa: S106
-    stub = Stubber(kms)
+    from kommunmoln import names
+    from lambdas.xks_provisioner import logic
+
+    def client(service: str):
+        return boto3.client(service, region_name="eu-north-1", aws_access_key_id="demo", aws_secret_access_key="demo")  # noqa: S106
+
+    clients = logic.XksClients(kms=client("kms"), secrets=client("secretsmanager"), ec2=client("ec2"))
+    kms, secrets = Stubber(clients.kms), Stubber(clients.secrets)
+    secret_arn = "arn:aws:secretsmanager:eu-north-1:111122223333:secret:kommunmoln/xks-proxy-AbCdEf"  # noqa: S105 - an ARN
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "Admin", "Effect": "Allow",
+                         "Principal": {"AWS": "arn:aws:iam::111122223333:role/kommun-break-glass"},
+                         "Action": ["kms:DescribeKey"], "Resource": "*"}]})  # fmt: skip
     creds = {"AccessKeyId": "XKSCURRENTAAAAAAAAAAAAAA", "RawSecretAccessKey": "A" * 43}
-    # CreateCustomKeyStore returns the new store's id (KMS API Reference, CreateCustomKeyStore).
-    stub.add_response("create_custom_key_store", {"CustomKeyStoreId": STORE_ID}, {
+    store_props = {"KeyStoreName": "kommunmoln-tier-c", "Connectivity": "PUBLIC_ENDPOINT",
+                   "UriEndpoint": "https://xks.kommun.example", "UriPath": "/kommunmoln-xks/kms/xks/v1",
+                   "VpcEndpointServiceName": "", "CredentialSecretArn": secret_arn, "WorkshopMode": "false"}  # fmt: skip
+    # DescribeCustomKeyStores by a name that does not exist throws CustomKeyStoreNotFoundException (API
+    # Reference, DescribeCustomKeyStores): nothing to adopt. The credential comes from Secrets Manager.
+    kms.add_client_error("describe_custom_key_stores", "CustomKeyStoreNotFoundException",
+                         expected_params={"CustomKeyStoreName": "kommunmoln-tier-c"})  # fmt: skip
+    secrets.add_response("get_secret_value", {"ARN": secret_arn, "Name": "kommunmoln/xks-proxy",
+                         "SecretString": json.dumps(creds)}, {"SecretId": secret_arn})  # fmt: skip
+    # CreateCustomKeyStore returns only the new store's id (API Reference, CreateCustomKeyStore).
+    kms.add_response("create_custom_key_store", {"CustomKeyStoreId": STORE_ID}, {
         "CustomKeyStoreName": "kommunmoln-tier-c", "CustomKeyStoreType": "EXTERNAL_KEY_STORE",
         "XksProxyUriEndpoint": "https://xks.kommun.example", "XksProxyUriPath": "/kommunmoln-xks/kms/xks/v1",
         "XksProxyAuthenticationCredential": creds, "XksProxyConnectivity": "PUBLIC_ENDPOINT"})  # fmt: skip
     # ConnectCustomKeyStore returns an empty body; the connection is asynchronous and is followed with
     # DescribeCustomKeyStores ConnectionState CONNECTING -> CONNECTED (API Reference, ConnectCustomKeyStore).
-    stub.add_response("connect_custom_key_store", {}, {"CustomKeyStoreId": STORE_ID})
+    kms.add_response("connect_custom_key_store", {}, {"CustomKeyStoreId": STORE_ID})
     for state in ("CONNECTING", "CONNECTED"):
-        stub.add_response("describe_custom_key_stores",
-                          {"CustomKeyStores": [{"CustomKeyStoreId": STORE_ID, "ConnectionState": state}]},
-                          {"CustomKeyStoreId": STORE_ID})  # fmt: skip
+        kms.add_response("describe_custom_key_stores",
+                         {"CustomKeyStores": [{"CustomKeyStoreId": STORE_ID, "ConnectionState": state}]},
+                         {"CustomKeyStoreId": STORE_ID})  # fmt: skip
     # CreateKey in an external key store: Origin EXTERNAL_KEY_STORE with XksKeyId; the metadata carries
-    # XksKeyConfiguration.Id (API Reference, CreateKey and KeyMetadata).
-    stub.add_response("create_key", {"KeyMetadata": {"KeyId": KEY_ARN.rsplit("/", 1)[1], "Arn": KEY_ARN,
+    # XksKeyConfiguration.Id (API Reference, CreateKey and KeyMetadata). The alias does not exist yet
+    # (DescribeKey on it: NotFoundException) and is created after the key (API Reference, CreateAlias).
+    alias = "alias/kommunmoln-demo-tier-c"
+    kms.add_client_error("describe_key", "NotFoundException", expected_params={"KeyId": alias})
+    kms.add_response("create_key", {"KeyMetadata": {"KeyId": KEY_ARN.rsplit("/", 1)[1], "Arn": KEY_ARN,
         "Origin": "EXTERNAL_KEY_STORE", "CustomKeyStoreId": STORE_ID, "XksKeyConfiguration": {"Id": "sekretess-s3-data"}}}, {
         "Origin": "EXTERNAL_KEY_STORE", "CustomKeyStoreId": STORE_ID, "XksKeyId": "sekretess-s3-data", "KeySpec": "SYMMETRIC_DEFAULT",
-        "KeyUsage": "ENCRYPT_DECRYPT", "Policy": "{}", "Description": "kommunmoln tier C"})  # fmt: skip
+        "KeyUsage": "ENCRYPT_DECRYPT", "Policy": policy, "Description": "kommunmoln tier C", "BypassPolicyLockoutSafetyCheck": False})  # fmt: skip
+    kms.add_response("create_alias", {}, {"AliasName": alias, "TargetKeyId": KEY_ARN.rsplit("/", 1)[1]})
     # A second store whose connection FAILS with an XKS ConnectionErrorCode (API Reference,
     # CustomKeyStoresListEntry: ConnectionErrorCode appears only when ConnectionState is FAILED).
-    stub.add_response("connect_custom_key_store", {}, {"CustomKeyStoreId": "cks-badtls0000000000"})
-    stub.add_response("describe_custom_key_stores", {"CustomKeyStores": [{"CustomKeyStoreId": "cks-badtls0000000000",
+    kms.add_response("describe_custom_key_stores", {"CustomKeyStores": [{"CustomKeyStoreId": "cks-badtls0000000000",
         "ConnectionState": "FAILED", "ConnectionErrorCode": "XKS_PROXY_INVALID_TLS_CONFIGURATION"}]},
         {"CustomKeyStoreId": "cks-badtls0000000000"})  # fmt: skip
-    with stub:
-        store = controlplane.create_key_store(kms, name="kommunmoln-tier-c", uri_endpoint="https://xks.kommun.example",
-                                              uri_path="/kommunmoln-xks/kms/xks/v1", access_key_id=creds["AccessKeyId"],
-                                              secret_access_key=creds["RawSecretAccessKey"])  # fmt: skip
-        controlplane.connect_and_wait(kms, store, sleep=lambda _s: None)
-        print(f"CreateCustomKeyStore EXTERNAL_KEY_STORE -> {store}; ConnectCustomKeyStore -> CONNECTED")
-        key = controlplane.create_xks_key(
-            kms, key_store_id=store, xks_key_id="sekretess-s3-data", policy="{}", description="kommunmoln tier C"
-        )
-        print(f"CreateKey Origin={key['Origin']} XksKeyId={key['XksKeyConfiguration']['Id']} -> {key['Arn']}")
+
+    def event(request: str, resource_type: str, props: dict, physical: str | None = None) -> dict:
+        return {"RequestType": request, "ResourceType": resource_type, "ResourceProperties": props,
+                **({"PhysicalResourceId": physical} if physical else {})}  # fmt: skip
+
+    no_wait = {"sleep": lambda _s: None}
+    # The key handler applies only the key policy of its own environment, which synthesis sets on the Lambda.
+    deployed = {names.ENV_EXPECTED_KEY_POLICY: policy}
+    with kms, secrets, mock.patch.dict(os.environ, deployed):
+        store = logic.on_event(event("Create", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, store_props), clients, **no_wait)
+        store_id = store["PhysicalResourceId"]
+        polls = 0
+        while not logic.is_complete(
+            event("Create", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, store_props, store_id), clients, **no_wait
+        )["IsComplete"]:
+            polls += 1
+        print(f"{names.RESOURCE_KMS_EXTERNAL_KEY_STORE}: CreateCustomKeyStore EXTERNAL_KEY_STORE -> {store_id}; "
+              f"ConnectCustomKeyStore -> CONNECTED after {polls + 1} polls")  # fmt: skip
+        key_props = {"CustomKeyStoreId": store_id, "Description": "kommunmoln tier C", "KeyPolicy": policy,
+                     "AliasName": alias, "XksKeyId": "sekretess-s3-data", "WorkshopMode": "false"}  # fmt: skip
+        key = logic.on_event(event("Create", names.RESOURCE_KMS_XKS_KEY, key_props), clients, **no_wait)
+        print(f"{names.RESOURCE_KMS_XKS_KEY}: CreateKey Origin=EXTERNAL_KEY_STORE XksKeyId=sekretess-s3-data "
+              f"-> {key['Data']['KeyArn']}, {alias}")  # fmt: skip
         try:
-            controlplane.connect_and_wait(kms, "cks-badtls0000000000", sleep=lambda _s: None)
+            logic.is_complete(
+                event("Create", names.RESOURCE_KMS_EXTERNAL_KEY_STORE, store_props, "cks-badtls0000000000"),
+                clients, **no_wait,
+            )  # fmt: skip
             raise RuntimeError("a FAILED connection was not reported")
-        except controlplane.KeyStoreConnectionFailed as failure:
-            print(f"ConnectCustomKeyStore (bad TLS) -> fails fast: {failure.code}\n  remedy: {failure.remedy[:160]}...")
-        stub.assert_no_pending_responses()
+        except logic.XksConnectionFailed as failure:
+            print(f"ConnectCustomKeyStore (bad TLS) -> fails the deployment at once: {failure.code}\n"
+                  f"  remedy: {failure.remedy[:160]}...")  # fmt: skip
+        kms.assert_no_pending_responses()
+        secrets.assert_no_pending_responses()
 
 
 def main() -> int:

@@ -10,6 +10,8 @@ provider" (tier A pass when its PutObject deny is in the bucket policy; tier B/C
 On every bucket and log group: records expire only under a gallring decision named in the tag
 kommunmoln:gallring-decision (rule 9). Per key of a protected bucket: the live key policy passes
 rules 4 and 5 (kommunmoln/compliance/audit_live.py evaluates it with the same `Evaluator`).
+Per protected bucket (rule 1): its region, its replication destinations' regions and its keys'
+MultiRegion flag against allowed_regions (GetBucketLocation, GetBucketReplication, DescribeKey).
 Account-wide: a CloudTrail trail that is logging S3 data events, Object Lock in compliance mode
 on every trail's bucket, the residency SCP/RCP set present and attached, and the CloudWatch
 alarms now in ALARM with the reporting deadlines their state change starts (a fact).
@@ -154,10 +156,13 @@ def _tier_a_verdict(s3: Any, bucket: str) -> Finding:
     return Finding(check, bucket, FAIL, "tier A tag, but no Deny of untagged s3:PutObject in the bucket policy")
 
 
-def audit_buckets(s3: Any, kms: Any, keys: dict[str, dict[str, Any]] | None = None) -> list[Finding]:
+def audit_buckets(
+    s3: Any, kms: Any, keys: dict[str, dict[str, Any]] | None = None, protected: list[str] | None = None
+) -> list[Finding]:
     """Every protected bucket of the account, and on every bucket: expiry only under a gallring decision.
 
-    `keys` collects the KeyMetadata of the protected buckets' default keys, for `audit_key_policies`.
+    `keys` collects the KeyMetadata of the protected buckets' default keys, for `audit_key_policies`;
+    `protected` collects the protected buckets' names, for `audit_residency`.
     """
     found: list[Finding] = []
     for bucket in (b["Name"] for b in s3.list_buckets().get("Buckets", [])):
@@ -168,6 +173,8 @@ def audit_buckets(s3: Any, kms: Any, keys: dict[str, dict[str, Any]] | None = No
             continue
         if tags.get(names.TAG_CLASSIFICATION) == names.CLASSIFICATION_PROTECTED:
             found.extend(audit_bucket(s3, kms, bucket, tags, keys))
+            if protected is not None:
+                protected.append(bucket)
         found.append(_bucket_gallring(s3, bucket, tags))
     return found
 
@@ -266,13 +273,16 @@ def run_audit(session: Any, allowed_regions: Sequence[str]) -> list[Finding]:
         audit_alarms,
         audit_key_policies,
         audit_log_groups,
+        audit_residency,
         audit_trail_object_lock,
     )
 
     keys: dict[str, dict[str, Any]] = {}
+    protected: list[str] = []
     s3, kms, cloudtrail = session.client("s3"), session.client("kms"), session.client("cloudtrail")
     return [
-        *audit_buckets(s3, kms, keys),
+        *audit_buckets(s3, kms, keys, protected),
+        *audit_residency(s3, protected, keys, allowed_regions),
         *audit_key_policies(kms, keys),
         *audit_log_groups(session.client("logs")),
         *audit_trails(cloudtrail),

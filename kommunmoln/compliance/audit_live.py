@@ -10,6 +10,9 @@ Each takes a boto3 client and returns `Finding`s (kommunmoln/compliance/audit.py
 - Log groups: a retention period destroys log events, so it needs the gallring decision tag (rule 9).
 - Trail buckets: Object Lock enabled with a default retention in COMPLIANCE mode (GOVERNANCE can be
   bypassed with s3:BypassGovernanceRetention, so it is not enough for audit logs).
+- Residency (rule 1): each protected bucket's region (GetBucketLocation), its replication rules'
+  destinations (GetBucketReplication, then GetBucketLocation of each destination) and MultiRegion of
+  its keys (DescribeKey), against allowed_regions.
 - Alarms (a fact): each alarm in ALARM gives the time its state changed, which is the earliest time the
   municipality can have become aware of a significant incident, and the deadlines that starts under
   NIS2 Art. 23(4) as cybersäkerhetslagen (2025:1506) applies it: early warning within 24 hours,
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -195,3 +198,74 @@ def audit_alarms(cloudwatch: Any) -> list[Finding]:
         )
     )
     return found
+
+
+# --- residency of protected buckets (rule 1 live) ------------------------------------------------
+def bucket_region(s3: Any, bucket: str) -> str:
+    """The bucket's region from GetBucketLocation.
+
+    AWS: "Buckets in Region us-east-1 have a LocationConstraint of null. Buckets with a
+    LocationConstraint of EU reside in eu-west-1." (Amazon S3 API Reference, GetBucketLocation,
+    Response Elements: https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketLocation.html).
+    """
+    location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
+
+
+def audit_residency(
+    s3: Any, buckets: Sequence[str], keys: dict[str, dict[str, Any]], allowed_regions: Sequence[str]
+) -> list[Finding]:
+    """Rule 1 on the live account: each protected bucket, its replication destinations, its keys.
+
+    - GetBucketLocation: the bucket is in an allowed region.
+    - GetBucketReplication: every rule not `Disabled` copies to a bucket whose GetBucketLocation is an
+      allowed region (no configuration: error ReplicationConfigurationNotFoundError, nothing copied).
+      A destination whose location cannot be read is `unverified` (fail closed).
+    - DescribeKey (from `audit_buckets`): each key of a protected bucket has MultiRegion false; a
+      KeyMetadata without MultiRegion is `unverified`.
+    """
+    allowed = ", ".join(allowed_regions)
+    found: list[Finding] = []
+    for bucket in buckets:
+        try:
+            region = bucket_region(s3, bucket)
+            status = PASS if region in allowed_regions else FAIL
+            found.append(Finding("region (rule 1)", bucket, status, f"{region}; allowed: {allowed}"))
+        except ClientError as error:
+            found.append(Finding("region (rule 1)", bucket, UNVERIFIED, f"GetBucketLocation failed ({_code(error)})"))
+        found.extend(_replication(s3, bucket, allowed_regions))
+    for arn, metadata in sorted(keys.items()):
+        multi = metadata.get("MultiRegion")
+        status = UNVERIFIED if multi is None else FAIL if multi else PASS
+        detail = "MultiRegion not in DescribeKey" if multi is None else f"MultiRegion {str(multi).lower()}"
+        found.append(Finding("key not multi-Region (rule 1)", arn, status, detail))
+    return found
+
+
+def _replication(s3: Any, bucket: str, allowed_regions: Sequence[str]) -> list[Finding]:
+    check = "replication destinations (rule 1)"
+    try:
+        rules = s3.get_bucket_replication(Bucket=bucket)["ReplicationConfiguration"].get("Rules", [])
+    except ClientError as error:
+        if _code(error) == "ReplicationConfigurationNotFoundError":
+            return [Finding(check, bucket, PASS, "no replication configuration")]
+        return [Finding(check, bucket, UNVERIFIED, f"GetBucketReplication failed ({_code(error)})")]
+    found = []
+    for index, rule in enumerate(rules):
+        if rule.get("Status") == "Disabled":
+            continue
+        name = rule.get("ID") or f"#{index + 1}"
+        destination = str((rule.get("Destination") or {}).get("Bucket", ""))
+        target = destination.removeprefix("arn:aws:s3:::")
+        try:
+            region = bucket_region(s3, target) if target else None
+        except ClientError as error:
+            found.append(
+                Finding(
+                    check, bucket, UNVERIFIED, f"rule {name} to {destination}: location unreadable ({_code(error)})"
+                )
+            )
+            continue
+        status = PASS if region in allowed_regions else FAIL
+        found.append(Finding(check, bucket, status, f"rule {name} copies to {destination or '?'} in {region}"))
+    return found or [Finding(check, bucket, PASS, "every replication rule is disabled")]

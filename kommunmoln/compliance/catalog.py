@@ -315,10 +315,12 @@ RULES: tuple[Rule, ...] = (
         "Data and keys only in allowed EU regions",
         (REQ_RESIDENCY, REQ_PROTECTIVE_SECURITY),
         "Data residency (GDPR chapter V; Decision (EU) 2023/1795, T-553/23, C-703/25 P pending): every stack that "
-        "holds data or keys must be deployed to a resolved region on the EU allow-list, and keys must not be "
-        "multi-Region (a replica could be created in any region).",
+        "holds data or keys must be deployed to a resolved region on the EU allow-list, keys must not be "
+        "multi-Region (a replica could be created in any region), and a protected bucket's enabled replication "
+        "rules must copy only to a bucket of the app provably in an allowed region (fail closed).",
         "set `region` on the stack (cdk.Environment(region=...)) to a region in allowed_regions; do not use "
-        "environment-agnostic stacks for data or keys; set MultiRegion to false",
+        "environment-agnostic stacks for data or keys; set MultiRegion to false; replicate a protected bucket "
+        "only to a bucket of the app in an allowed region (or disable the rule)",
         (
             "AWS::S3::Bucket",
             "AWS::KMS::Key",

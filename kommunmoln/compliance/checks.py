@@ -299,7 +299,56 @@ class Evaluator:
             region = replica.get("Region") if isinstance(replica, dict) else None
             if region not in self.options.allowed_regions:
                 reasons.append(f"a table replica is in {region}, not in {allowed}")
+        if resource.get("Type") == BUCKET and self.is_protected(resource):
+            reasons += self.replication_problems(ref, resource)
         return Outcome.fail(*reasons) if reasons else PASS
+
+    def replication_problems(self, ref: ResourceRef, bucket: dict[str, Any]) -> list[str]:
+        """Every replication rule not `Disabled` must copy to a bucket provably in an allowed region.
+
+        Fail closed: a destination is allowed only when it resolves to a bucket of this app (a Ref,
+        GetAtt or import of one, or its literal BucketName) whose stack has an allowed region. An ARN
+        of a bucket elsewhere names no region (S3 bucket ARNs carry none), so it fails; `make audit`
+        reads the live destination with GetBucketLocation. Status is Enabled or Disabled
+        (AWS::S3::Bucket ReplicationRule, CloudFormation reference); anything else counts as enabled.
+        """
+        config = properties(bucket).get("ReplicationConfiguration")
+        if config is None:
+            return []
+        if not isinstance(config, dict) or not isinstance(config.get("Rules"), list):
+            return ["the ReplicationConfiguration cannot be read, so its destinations are not shown to be allowed"]
+        allowed = ", ".join(self.options.allowed_regions)
+        problems = []
+        for index, replication in enumerate(config["Rules"]):
+            if isinstance(replication, dict) and replication.get("Status") == "Disabled":
+                continue
+            destination = (replication.get("Destination") or {}) if isinstance(replication, dict) else {}
+            value = destination.get("Bucket") if isinstance(destination, dict) else None
+            region = self._bucket_region(ref.stack, value)
+            if region in self.options.allowed_regions:
+                continue
+            name = (replication.get("Id") if isinstance(replication, dict) else None) or f"#{index + 1}"
+            where = f"in {region}" if region else "not resolvable to a region from the templates"
+            problems.append(
+                f"replication rule {name} copies objects to {flatten(value) or value!r}, which is {where}; "
+                f"allowed: {allowed}"
+            )
+        return problems
+
+    def _bucket_region(self, stack_id: str, value: Any) -> str | None:
+        """The region of the app's bucket a value names (a reference or its literal ARN/name), else None."""
+        target = self.model.target(stack_id, value)
+        if target is None:
+            flat = flatten(value)
+            name = flat.removeprefix("arn:aws:s3:::") if isinstance(flat, str) else None
+            target = next(
+                (r for r, b in self.model.all_of_type(BUCKET) if name and properties(b).get("BucketName") == name),
+                None,
+            )
+        resource = self.model.resource(target) if target else None
+        if target is None or resource is None or resource.get("Type") != BUCKET:
+            return None
+        return self.model.stacks[target.stack].region
 
     # --- rule 2: tier A or tier B ----------------------------------------------------------------
     def _rule2(self, ref: ResourceRef, bucket: dict[str, Any]) -> Outcome:

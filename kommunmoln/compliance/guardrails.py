@@ -12,6 +12,12 @@ account; this module writes one from the configuration (`allowed_regions`), and
 `gaps()` tells what a given policy document does not prevent (rule 8 uses it on any
 `AWS::Organizations::Policy` in the app).
 
+What an SCP does not restrict (AWS Organizations User Guide, "Service control policies (SCPs)",
+orgs_manage_policies_scps.html; limits as secondary sources quote the page, not checked against its
+text on 2 Dec 2026): users and roles of the management account, and service-linked roles. Deliveries
+that a service makes to another region on the account's behalf (Firehose destinations, EventBridge
+targets, CloudWatch Logs subscription destinations) are residual gaps. docs/compliance.md section 6.
+
 Sources (checked Dec 2026):
 - AWS Organizations User Guide, "General examples" of SCPs, "Deny access to AWS based on
   the requested AWS Region" (orgs_manage_policies_scps_examples_general.html), and the

@@ -120,7 +120,10 @@ td { overflow-wrap: anywhere; }
 .sheet th { width: 28%%; } .fail { background: #fdd; } .not-met { background: #fdb; } .pass { background: #dfd; }
 .acknowledged { background: #ffd; } table.rows { table-layout: fixed; }
 table.rows th:nth-child(1) { width: 20%%; } table.rows th:nth-child(2) { width: 17%%; }
-table.rows th:nth-child(3) { width: 9%%; } table.rows th:nth-child(4) { width: 27%%; } pre { font-size: 6.5pt; white-space: pre-wrap; overflow-wrap: anywhere; }
+table.rows th:nth-child(3) { width: 9%%; }
+tr { break-inside: avoid; page-break-inside: avoid; }
+table.tiers { table-layout: fixed; } table.tiers th:nth-child(1) { width: 22%%; }
+table.tiers td:first-child { overflow-wrap: normal; hyphens: manual; } table.rows th:nth-child(4) { width: 27%%; } pre { font-size: 6.5pt; white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 
@@ -194,7 +197,12 @@ def _headline(evidence: Evidence, language: str) -> list[str]:
 def render_report(evidence: Evidence, language: str) -> str:
     """The evidence report as HTML for the PDF, in `language` (sv or en)."""
     commit = evidence.provenance.get("git commit", "")
-    body = [f"<p><strong>{esc(evidence.summary)}</strong></p>", f"<p>{esc(_w('machine', language))}</p>"]
+    from kommunmoln.compliance.report import summary_line  # report imports this module lazily
+
+    body = [
+        f"<p><strong>{esc(summary_line(evidence, language))}</strong></p>",
+        f"<p>{esc(_w('machine', language))}</p>",
+    ]
     body += _headline(evidence, language)
     body += _header(evidence, language)
     hashes = [(k, v) for k, v in evidence.provenance.items() if k.startswith("sha256 ")]
@@ -268,7 +276,8 @@ def render_fact_sheets(evidence: Evidence, language: str) -> str:
 
 def render_dpia(evidence: Evidence, language: str) -> str:
     """The DPIA annex: what AWS sees per tier, the data-flow diagram, the exported key policies."""
-    body = [f"<h2>{esc(_w('per_tier', language))}</h2><table>"]
+    # Column 1 is wide enough for the tier names' longest words (no "krypterin g", "CloudHS M").
+    body = [f"<h2>{esc(_w('per_tier', language))}</h2><table class='tiers'>"]
     body.append(
         f"<tr><th>{esc(_w('tier', language))}</th><th>{esc(_w('keys', language))}</th>"
         f"<th>{esc(_w('sees', language))}</th><th>{esc(_w('not_sees', language))}</th></tr>"

@@ -439,21 +439,67 @@ def _external_rows(
 
 
 # --- rendering ----------------------------------------------------------------------------
-def summary_line(evidence: Evidence | None = None) -> str:
-    """`Compliance: R requirements, N controls, X pass, Y acknowledged, Z fail, W not met, V not run`.
+# A requirement's result, from the statuses of its rows as read against it (`requirement_tally`).
+REQUIREMENT_MET, REQUIREMENT_NOT_MET, REQUIREMENT_NOT_RUN, REQUIREMENT_ASSESSMENT = (
+    "met",
+    "not met",
+    "not run",
+    "assessment",
+)
+_SUMMARY = {
+    "en": (
+        "Compliance: {n} requirements: {met} met, {not_met} not met, {not_run} with proving tests not run, "
+        "{assessment} for the municipality's own assessment (facts, not pass/fail). "
+        "Rule outcomes (per control and resource, before they are read against a requirement; {controls} "
+        "controls): {pass_} pass, {ack} acknowledged, {fail} fail, {nm} not met, {nr} not run"
+    ),
+    "sv": (
+        "Efterlevnad: {n} krav: {met} uppfyllda, {not_met} inte uppfyllda, {not_run} med beläggande tester som "
+        "inte körts, {assessment} för kommunens egen bedömning (fakta, inte godkänt/underkänt). "
+        "Regelutfall (per kontroll och resurs, innan de läses mot ett krav; {controls} kontroller): "
+        "{pass_} godkända, {ack} kvitterade, {fail} underkända, {nm} inte uppfyllda, {nr} ej körda"
+    ),
+}
 
-    `not run`: process evidence (drills, lock, MFA) without a passing dated test result.
 
-    Counts are per control and resource, before they are read against a requirement (so a tier B
-    bucket's rule 2 pass counts here once, and shows `not met` under the non-disclosure sections).
+def requirement_result(requirement: Requirement, counts: Counter[str]) -> str:
+    """`met` only when every row read against the requirement passes or is acknowledged (fail closed).
+
+    Any `fail` or `not met` row makes it `not met`; otherwise any `not run` makes it `not run`; an
+    assessment requirement (OSL 10 kap. 2 a §) is never met or not met: its rows are facts.
+    """
+    if requirement.assessment:
+        return REQUIREMENT_ASSESSMENT
+    if counts[FAIL] or counts[NOT_MET] or not counts:
+        return REQUIREMENT_NOT_MET
+    if counts[NOT_RUN]:
+        return REQUIREMENT_NOT_RUN
+    return REQUIREMENT_MET
+
+
+def summary_line(evidence: Evidence | None = None, language: str = "en") -> str:
+    """The headline: requirements met / not met first, then the rule outcomes, labelled as such.
+
+    The per-requirement result comes from `requirement_tally` (a tier B bucket's rule 2 pass is
+    `not met` under the non-disclosure requirements). The rule outcomes are per control and resource,
+    before they are read against a requirement, and are labelled so they are not read as requirement
+    results. `language` is `en` or `sv` (the Swedish PDF).
     """
     evidence = evidence or collect_evidence()
+    results = Counter(requirement_result(req, counts) for req, counts in requirement_tally(evidence))
     counts = evidence.counts()
-    covered = sum(1 for req in REQUIREMENTS if evidence.rows_for(req))
-    return (
-        f"Compliance: {covered} requirements, {len(evidence.controls())} controls, {counts[PASS]} pass, "
-        f"{counts[ACKNOWLEDGED]} acknowledged, {counts[FAIL]} fail, {counts[NOT_MET]} not met, "
-        f"{counts[NOT_RUN]} not run"
+    return _SUMMARY[language].format(
+        n=sum(1 for req in REQUIREMENTS if evidence.rows_for(req)),
+        met=results[REQUIREMENT_MET],
+        not_met=results[REQUIREMENT_NOT_MET],
+        not_run=results[REQUIREMENT_NOT_RUN],
+        assessment=results[REQUIREMENT_ASSESSMENT],
+        controls=len(evidence.controls()),
+        pass_=counts[PASS],
+        ack=counts[ACKNOWLEDGED],
+        fail=counts[FAIL],
+        nm=counts[NOT_MET],
+        nr=counts[NOT_RUN],
     )
 
 
@@ -717,6 +763,7 @@ __all__ = [
     "Evidence",
     "collect_evidence",
     "main",
+    "requirement_result",
     "requirement_tally",
     "summary_line",
     "tier_fact_rows",

@@ -82,6 +82,7 @@ from kommunmoln.tier_a.transfer import (
     stored_size_estimate,
     upload_encrypted,
 )
+from kommunmoln.tier_c import cli as xks_cli
 
 PROG = "kommunmoln"
 EXIT_INTERRUPTED = 130
@@ -331,6 +332,7 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
 
     rotate.register(command, COMMANDS)
     batch_verify.register(command, COMMANDS)
+    xks_cli.register(commands, COMMANDS)  # tier C: `kommunmoln xks ...` (its own options, not tier A's)
     for command_spec in extra:
         command_spec.add_arguments(command(command_spec.name, command_spec.help))
     return parser

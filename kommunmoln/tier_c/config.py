@@ -1,6 +1,8 @@
 """The proxy's configuration file (TOML), parsed into one validated, typed object.
 
-A bad value fails loading with a message naming the key, so a misconfigured proxy never starts.
+A bad value fails loading with a message naming the key, so a misconfigured proxy never starts. So
+does a setting the proxy does not know (fail closed: a misspelt `max_body_bytes` or `session_pool_size`
+would otherwise silently fall back to its default).
 Secrets (SigV4 secret access keys, the HSM PIN) are never in the file: the file names the
 environment variables that hold them.
 """
@@ -17,6 +19,30 @@ from pathlib import Path
 ACCESS_KEY_ID = re.compile(r"^[A-Z2-7]{20,30}$")
 SECRET_ACCESS_KEY = re.compile(r"^[A-Za-z0-9+/=]{43,64}$")
 EXTERNAL_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# Every setting the file may hold, per table ("" is the top level); anything else is refused.
+SETTINGS: dict[str, frozenset[str]] = {
+    "": frozenset({"server", "sigv4", "hsm", "audit", "keys"}),
+    "server": frozenset(
+        {
+            "host",
+            "port",
+            "tls_certificate",
+            "tls_private_key",
+            "plain_http_for_tests",
+            "uri_path_prefix",
+            "kill_switch_file",
+            "max_body_bytes",
+            "max_concurrent_requests",
+            "fleet_size",
+        }
+    ),
+    "sigv4": frozenset({"region", "credentials"}),
+    "sigv4.credentials": frozenset({"access_key_id", "secret_env"}),
+    "hsm": frozenset({"library", "token_label", "pin_env", "health_key_label", "session_pool_size"}),
+    "audit": frozenset({"path"}),
+    "keys.*": frozenset({"label", "operations", "status", "principals", "via_services", "require_via_service"}),
+}
 OPERATIONS = ("ENCRYPT", "DECRYPT")
 STATUSES = ("ENABLED", "DISABLED")
 
@@ -89,15 +115,20 @@ def _get(table: dict, dotted: str, kind: type | tuple[type, ...], default=...):
     return value
 
 
+def _only_known(table: dict, where: str, settings: str) -> None:
+    """Refuse a setting that `settings` (a SETTINGS entry) does not list, naming it and its table."""
+    unknown = set(table) - SETTINGS[settings]
+    if unknown:
+        raise ConfigError(f"{where or 'top level'}: unknown setting(s) {sorted(unknown)}")
+
+
 def _key_rule(key_id: str, table: dict) -> KeyRule:
     where = f"keys.{key_id}"
     if not EXTERNAL_KEY_ID.match(key_id):
         raise ConfigError(f"{where}: an external key id is 1-128 of A-Z a-z 0-9 . - _ (XKS spec)")
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: expected a table")
-    unknown = set(table) - {"label", "operations", "status", "principals", "via_services", "require_via_service"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}")
+    _only_known(table, where, "keys.*")
     operations = _get(table, f"{where}.operations", list)
     bad = [op for op in operations if op not in OPERATIONS]
     if bad:
@@ -128,6 +159,9 @@ def _credentials(sigv4: dict, environ: dict[str, str]) -> tuple[Credential, ...]
     result = []
     for index, entry in enumerate(entries):
         where = f"sigv4.credentials[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table")
+        _only_known(entry, where, "sigv4.credentials")
         access_key_id = _get(entry, f"{where}.access_key_id", str)
         if not ACCESS_KEY_ID.match(access_key_id):
             raise ConfigError(f"{where}.access_key_id: 20-30 characters of A-Z and 2-7 (XKS spec, Appendix A)")
@@ -156,10 +190,13 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None, *, secr
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: cannot read the configuration ({error})") from None
     base = path.parent
+    _only_known(data, "", "")
     server = _get(data, "server", dict)
     sigv4 = _get(data, "sigv4", dict)
     hsm = _get(data, "hsm", dict)
     audit = _get(data, "audit", dict)
+    for name, table in (("server", server), ("sigv4", sigv4), ("hsm", hsm), ("audit", audit)):
+        _only_known(table, name, name)
     keys = _get(data, "keys", dict, {})
 
     def rel(value: str | None) -> Path | None:
@@ -170,6 +207,12 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None, *, secr
     key = rel(_get(server, "server.tls_private_key", str, None))
     if not plain and (cert is None or key is None):
         raise ConfigError("server.tls_certificate/server.tls_private_key: required unless plain_http_for_tests")
+    host = _get(server, "server.host", str)
+    if plain and host not in LOOPBACK_HOSTS:
+        # Plain HTTP carries the SigV4-signed requests and the data keys in clear: a test on this machine only.
+        raise ConfigError(
+            f"server.plain_http_for_tests: only with a loopback host {sorted(LOOPBACK_HOSTS)}, not {host!r}"
+        )
     prefix = _get(server, "server.uri_path_prefix", str, "")
     if prefix and (not prefix.startswith("/") or prefix.endswith("/") or not re.match(r"^[A-Za-z0-9/._~-]*$", prefix)):
         raise ConfigError("server.uri_path_prefix: '' or '/path' without a trailing slash")
@@ -196,7 +239,7 @@ def load_config(path: Path | str, environ: dict[str, str] | None = None, *, secr
     if len(set(labels)) != len(labels) or health_label in labels:
         raise ConfigError("keys.*.label: each external key needs its own HSM key, apart from hsm.health_key_label")
     return ProxyConfig(
-        host=_get(server, "server.host", str),
+        host=host,
         port=port,
         tls_certificate=cert,
         tls_private_key=key,

@@ -5,6 +5,13 @@ material. IVs are 12 random bytes drawn from the HSM's own generator for each en
 spec fixes the IV at 96 bits; a random 96-bit IV per message is within NIST SP 800-38D's limits
 for the message counts a key store sees). The AAD given to the HSM binds the lengths
 (spec, Encrypt "ciphertextMetadata"): 2-byte big-endian len(AAD) || AAD || 1-byte len(metadata) || metadata.
+
+One PKCS#11 call at a time: python-pkcs11 initialises the library with C_Initialize(NULL_PTR), which
+tells the library that "the application won't be accessing the Cryptoki library from multiple threads
+simultaneously" (PKCS#11 v2.40 base spec, 5.4 C_Initialize), and SoftHSM2 then runs without its own
+locks (it needs CKF_OS_LOCKING_OK for that: OpenSC/libp11 issue 91). python-pkcs11 releases the GIL
+during each call, so calls from several executor threads raced inside SoftHSM2 and the proxy died of
+SIGSEGV under concurrent load. Every call into the library therefore holds `_LIBRARY_CALLS`.
 """
 
 from __future__ import annotations
@@ -12,12 +19,17 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 IV_BYTES = 12
 TAG_BYTES = 16
+
+
+# One per process: python-pkcs11 keeps one initialised library per path, shared by every pool.
+_LIBRARY_CALLS = threading.Lock()
 
 
 class HsmError(Exception):
@@ -90,14 +102,18 @@ class HsmPool:
         self._open = 0
         self._closed = False
         try:
-            self._token = pkcs11.lib(self._library_path).get_token(token_label=token_label)
-            self.model = f"{self._token.manufacturer_id.strip()} {self._token.model.strip()}".strip()
-            self.serial = self._token.serial.strip() if isinstance(self._token.serial, str) else str(self._token.serial)
-            for _ in range(size):
-                self._idle.put(self._new_session())
+            with _LIBRARY_CALLS:
+                self._init_sessions(size)
         except pkcs11.exceptions.PKCS11Error as error:
             self.close()
             raise HsmError(f"cannot open {size} sessions on token {token_label!r}: {type(error).__name__}") from None
+
+    def _init_sessions(self, size: int) -> None:
+        self._token = self._pkcs11.lib(self._library_path).get_token(token_label=self._token_label)
+        self.model = f"{self._token.manufacturer_id.strip()} {self._token.model.strip()}".strip()
+        self.serial = self._token.serial.strip() if isinstance(self._token.serial, str) else str(self._token.serial)
+        for _ in range(size):
+            self._idle.put(self._new_session())
 
     def _new_session(self) -> _Session:
         pkcs11 = self._pkcs11
@@ -113,10 +129,14 @@ class HsmPool:
     def session(self) -> Iterator[_Session]:
         if self._closed:
             raise HsmError("the HSM pool is closed (shutting down)")
+        deadline = time.monotonic() + self._timeout
         try:
             borrowed = self._idle.get(timeout=self._timeout)
         except queue.Empty:
             raise PoolExhausted() from None
+        if not _LIBRARY_CALLS.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._idle.put(borrowed)
+            raise PoolExhausted()
         healthy = True
         try:
             yield borrowed
@@ -127,10 +147,13 @@ class HsmPool:
             healthy = False
             raise HsmError(f"PKCS#11 {type(error).__name__}") from None
         finally:
-            if healthy:
-                self._idle.put(borrowed)
-            else:
-                self._replace(borrowed)
+            try:
+                if healthy:
+                    self._idle.put(borrowed)
+                else:
+                    self._replace(borrowed)
+            finally:
+                _LIBRARY_CALLS.release()
 
     def _replace(self, broken: _Session) -> None:
         with contextlib.suppress(Exception):
@@ -196,6 +219,10 @@ class HsmPool:
     def close(self) -> None:
         """Close every idle session and log out (graceful shutdown)."""
         self._closed = True
+        with _LIBRARY_CALLS:
+            self._close_idle()
+
+    def _close_idle(self) -> None:
         while True:
             try:
                 s = self._idle.get_nowait()

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -55,10 +57,11 @@ class LocalSetup:
     env: dict[str, str]
     port: int
     credentials: list[tuple[str, str]]  # (access key id, secret) pairs; two, as during rotation
+    ca_file: Path | None = None  # set by use_tls: the self-signed certificate clients trust
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PREFIX}/kms/xks/v1"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}{PREFIX}/kms/xks/v1"
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -134,9 +137,42 @@ def make_setup(root: Path, *, pool_size: int = 4, principals: tuple[str, ...] = 
     return setup
 
 
+def use_tls(setup: LocalSetup) -> None:
+    """Serve TLS (the production mode) with a fresh self-signed certificate for 127.0.0.1 that clients trust."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1)).add_extension(san, critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    (setup.root / "tls-cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path = setup.root / "tls-key.pem"
+    key_path.touch(mode=0o600)
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    text = setup.config_path.read_text(encoding="utf-8")
+    plain = next(line for line in text.splitlines() if line.startswith("plain_http_for_tests"))
+    setup.config_path.write_text(
+        text.replace(plain, 'tls_certificate = "tls-cert.pem"\ntls_private_key = "tls-key.pem"'), encoding="utf-8"
+    )
+    setup.ca_file = setup.root / "tls-cert.pem"
+
+
 @contextlib.contextmanager
 def running_proxy(setup: LocalSetup, *, timeout: float = 30) -> Iterator[subprocess.Popen]:
-    """Start `serve` as a child process, wait until /health answers 200, stop it with SIGTERM afterwards."""
+    """Start `serve` as a child process, wait until /health reports a usable HSM, stop it with SIGTERM afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "usecases.external_key_store", "serve", "--config", str(setup.config_path)],
         env=setup.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -147,10 +183,10 @@ def running_proxy(setup: LocalSetup, *, timeout: float = 30) -> Iterator[subproc
             if process.poll() is not None:
                 raise RuntimeError(f"the proxy exited: {process.stderr.read()[-500:]}")
             try:
-                status, _ = call(
+                status, health = call(
                     setup, "/health", {"requestMetadata": {"kmsOperation": "KmsHealthCheck", "kmsRequestId": "start"}}
                 )
-                if status == 200:
+                if status == 200 and health["ekmFleetDetails"][0]["healthStatus"] != "UNAVAILABLE":
                     break
             except OSError:
                 pass
@@ -191,8 +227,9 @@ def call(
     if tamper:
         raw, headers = tamper(raw, headers)
     request = urllib.request.Request(url, data=raw if method == "POST" else None, headers=headers, method=method)  # noqa: S310 - http://127.0.0.1 URL built above
+    context = ssl.create_default_context(cafile=str(setup.ca_file)) if setup.ca_file else None
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL built above
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:  # noqa: S310 - loopback URL built above
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         payload = error.read()

@@ -59,6 +59,7 @@ def uvicorn_config(config: ProxyConfig, app: XksProxy):
         h11_max_incomplete_event_size=16384,  # bounds the header block
         limit_concurrency=config.max_concurrent_requests * 2,
         server_header=False,
+        proxy_headers=False,  # KMS connects directly (or through an NLB, which keeps the source address)
         **kwargs,
     )
     server_config.load()

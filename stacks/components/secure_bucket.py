@@ -72,8 +72,13 @@ def access_log_bucket(
 ) -> s3.Bucket:
     """A hardened target for S3 server access logs, with `access_log_lifecycle_rules(retention_days)`.
 
-    S3 delivers server access logs only to SSE-S3 buckets (no SSE-KMS target), and not to a bucket
-    with Object Lock (S3 user guide, "Configuring S3 Object Lock"), so this bucket has neither.
+    SSE-S3, not SSE-KMS: the project followed the S3 user guide ("Enabling Amazon S3 server access
+    logging", as read when this was written) in using SSE-S3 for log targets; that page's current text
+    was not found in the reference corpus on 2 Dec 2026 (not re-checked). aws-cdk PR #24789 and commit
+    6c5b67e (#25350) state that "KMS encryption works fine for server access logging target buckets
+    with proper permission being setup", so an SSE-KMS target is reported to work; the bucket keeps
+    SSE-S3 (S3 sees these request records in either case). No Object Lock: S3 does not deliver access
+    logs to a bucket with Object Lock (S3 user guide, "Configuring S3 Object Lock").
     """
     bucket = s3.Bucket(
         scope,
@@ -93,8 +98,9 @@ def access_log_bucket(
     acknowledge(
         resource,
         "NIST.800.53.R5::NIST.800.53.R5-S3DefaultEncryptionKMS",
-        "S3 server access logging delivers only to buckets encrypted with SSE-S3 (SSE-KMS targets are not "
-        "supported), so this log bucket must use S3-managed keys.",
+        "S3 server access log target: kept on SSE-S3 as the S3 user guide was read when written (not "
+        "re-checked; aws-cdk PR #24789 reports SSE-KMS targets work with the right key permissions). S3 "
+        "writes these request records and sees them under either key, so a KMS key adds no secrecy here.",
     )
     acknowledge(
         resource,

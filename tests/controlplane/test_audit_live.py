@@ -25,6 +25,7 @@ from kommunmoln.compliance.audit_live import (
     audit_alarms,
     audit_key_policies,
     audit_log_groups,
+    audit_residency,
     audit_trail_object_lock,
     reporting_deadlines,
 )
@@ -221,5 +222,83 @@ def test_run_audit_covers_every_live_check_on_one_session(aws) -> None:
     checks = {f.check for f in findings}
     assert {"key origin", "key policy (rules 4 and 5)", "expiry only under a gallring decision",
             "object access logged", "residency SCP/RCP present and attached",
-            "incident reporting clock (alarm timestamps)"} <= checks  # fmt: skip
+            "incident reporting clock (alarm timestamps)", "region (rule 1)", "replication destinations (rule 1)",
+            "key not multi-Region (rule 1)"} <= checks  # fmt: skip
     assert failed(findings)
+
+
+# --- residency (rule 1 live): GetBucketLocation, GetBucketReplication, MultiRegion -------------------------
+def _replicate(s3, source: str, destination: str, status: str = "Enabled") -> None:
+    # S3 requires versioning on source and destination for replication (PutBucketReplication, S3 API Reference)
+    for bucket in (source, destination):
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_replication(Bucket=source, ReplicationConfiguration={
+        "Role": f"arn:aws:iam::{ACCOUNT}:role/replication",
+        "Rules": [{"ID": "copy", "Priority": 1, "Status": status, "Filter": {"Prefix": ""},
+                   "DeleteMarkerReplication": {"Status": "Disabled"},
+                   "Destination": {"Bucket": f"arn:aws:s3:::{destination}"}}]})  # fmt: skip
+
+
+def _residency(aws, destination: str | None = None, multi_region: bool = False) -> list:
+    """Audit one protected bucket (on a new key) that replicates to `destination`, if given."""
+    s3, kms = aws.client("s3"), aws.client("kms")
+    key = kms.create_key(MultiRegion=multi_region)["KeyMetadata"]["Arn"]
+    _protected_bucket_with_key(s3, "protected", key)
+    if destination:
+        _replicate(s3, "protected", destination)
+    keys: dict = {}
+    protected: list[str] = []
+    audit_buckets(s3, kms, keys, protected)
+    assert protected == ["protected"]
+    return audit_residency(s3, protected, keys, (REGION,))
+
+
+def test_residency_protected_bucket_replicating_to_us_east_1_fails(aws) -> None:
+    # GIVEN a protected bucket in eu-north-1 replicating to a bucket in us-east-1 (moto: GetBucketLocation
+    # returns null for us-east-1, as AWS documents)
+    aws.client("s3", region_name="us-east-1").create_bucket(Bucket="far-copy")  # no LocationConstraint
+    # WHEN the residency check runs
+    found = _residency(aws, "far-copy")
+    by_check = {f.check: f for f in found}
+    # THEN the bucket's own region passes and the replication rule fails, naming the region
+    assert by_check["region (rule 1)"].status == PASS and REGION in by_check["region (rule 1)"].detail
+    replication = by_check["replication destinations (rule 1)"]
+    assert replication.status == FAIL and "us-east-1" in replication.detail and "copy" in replication.detail
+    assert failed(found)
+
+
+def test_residency_replication_in_region_passes(aws) -> None:
+    # GIVEN a protected bucket replicating to a bucket in the allowed region, on a single-Region key
+    aws.client("s3").create_bucket(Bucket="near-copy", **_LOC)
+    found = _residency(aws, "near-copy")
+    # THEN every residency finding passes
+    assert {f.check: f.status for f in found} == {
+        "region (rule 1)": PASS, "replication destinations (rule 1)": PASS, "key not multi-Region (rule 1)": PASS,
+    }  # fmt: skip
+
+
+def test_residency_multi_region_key_fails_and_no_replication_passes(aws) -> None:
+    # GIVEN a protected bucket without replication whose key is multi-Region
+    found = _residency(aws, multi_region=True)
+    by_check = {f.check: f for f in found}
+    # THEN no replication passes (ReplicationConfigurationNotFoundError), the multi-Region key fails
+    assert by_check["replication destinations (rule 1)"].status == PASS
+    assert by_check["key not multi-Region (rule 1)"].status == FAIL
+
+
+def test_residency_unreadable_destination_is_unverified() -> None:
+    # GIVEN a destination whose GetBucketLocation is denied (Stubber: AWS returns AccessDenied to a caller
+    # without s3:GetBucketLocation on that bucket; GetBucketReplication response shape per the S3 API
+    # Reference, https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketReplication.html)
+    s3 = boto3.client("s3", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(s3) as stub:
+        stub.add_response("get_bucket_location", {"LocationConstraint": REGION}, {"Bucket": "protected"})
+        stub.add_response("get_bucket_replication", {"ReplicationConfiguration": {"Role": "r", "Rules": [
+            {"ID": "copy", "Status": "Enabled", "Destination": {"Bucket": "arn:aws:s3:::elsewhere"}}]}},
+            {"Bucket": "protected"})  # fmt: skip
+        stub.add_client_error("get_bucket_location", "AccessDenied", http_status_code=403)
+        found = audit_residency(s3, ["protected"], {}, (REGION,))
+    # THEN the destination is unverified (fail closed), which fails the run
+    (replication,) = [f for f in found if f.check == "replication destinations (rule 1)"]
+    assert replication.status == UNVERIFIED and "AccessDenied" in replication.detail
+    assert failed(found)

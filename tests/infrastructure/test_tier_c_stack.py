@@ -180,6 +180,100 @@ def test_monitor_checks_the_external_key_store(public: Synthesized) -> None:
     assert env[names.ENV_EXPECTED_KEY_POLICY] == key["Properties"]["KeyPolicy"]
 
 
+def _kms_metric_alarms(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    """The alarms on AWS/KMS metrics, by the construct's alarm id (the logical id without prefix and hash)."""
+    found = {}
+    for logical_id, alarm in synth.resources(TIER_C, "AWS::CloudWatch::Alarm").items():
+        if "AWS/KMS" in json.dumps(alarm["Properties"]):
+            found[re.sub(r"^MonitorKmsMetrics|[0-9A-F]{8}$", "", logical_id)] = alarm["Properties"]
+    return found
+
+
+def _expression(props: dict[str, Any], key_store_id: dict[str, Any]) -> str:
+    """The alarm's one Metrics Insights query, with the key store id's GetAtt shown as <id>."""
+    (query,) = props["Metrics"]
+    assert query["ReturnData"] is True
+    return "".join("<id>" if part == key_store_id else part for part in query["Expression"]["Fn::Join"][1])
+
+
+def test_kms_external_key_store_metrics_have_alarms_that_notify(public: Synthesized) -> None:
+    # GIVEN the tier C stack WHEN synthesized THEN every AWS/KMS metric the KMS Developer Guide lists for
+    # external key stores ("Monitor KMS keys with Amazon CloudWatch") has an alarm on this key store
+    alarms = _kms_metric_alarms(public)
+    assert set(alarms) == {
+        "RetryableErrorsAlarm", "NonRetryableErrorsAlarm", "NoActiveKeyManagerAlarm", "KeyManagerNotActiveAlarm",
+        "CertificateExpiresAlarm", "CredentialAgeAlarm", "LatencyAlarm",
+    }  # fmt: skip
+    store_id = {"Fn::GetAtt": [_one(public, names.RESOURCE_KMS_EXTERNAL_KEY_STORE)[0], "CustomKeyStoreId"]}
+    topic = {"Ref": next(iter(public.resources(TIER_C, "AWS::SNS::Topic")))}
+    for props in alarms.values():  # each one notifies the alarm topic and names its runbook
+        assert props["AlarmActions"] == [topic] and props.get("ActionsEnabled", True) is not False
+        assert "docs/use-case-3.md#alarms-on-the-kms-metrics" in props["AlarmDescription"]
+    # AND the errors alarms are the guide's: SUM(XksProxyErrors) by ErrorType, over 5 a minute, silence is healthy
+    base = "SELECT SUM(XksProxyErrors) FROM \"AWS/KMS\" WHERE CustomKeyStoreId = '<id>' AND ErrorType = "
+    for name, error_type in (("RetryableErrorsAlarm", "'Retryable'"), ("NonRetryableErrorsAlarm", "'Non-retryable'")):
+        props = alarms[name]
+        assert _expression(props, store_id) == base + error_type
+        assert props["Metrics"][0]["Period"] == 60
+        assert (props["ComparisonOperator"], props["Threshold"], props["TreatMissingData"]) == (
+            "GreaterThanThreshold", 5, "notBreaching")  # fmt: skip
+    # AND no Active external key manager, or no health data at all, alarms (fail closed) ...
+    active = alarms["NoActiveKeyManagerAlarm"]
+    assert (active["MetricName"], active["Statistic"], active["Period"]) == (
+        "XksExternalKeyManagerStates",
+        "Minimum",
+        300,
+    )
+    assert active["Dimensions"] == [
+        {"Name": "CustomKeyStoreId", "Value": store_id},
+        {"Name": "XksExternalKeyManagerState", "Value": "Active"},
+    ]
+    assert (active["ComparisonOperator"], active["Threshold"], active["TreatMissingData"]) == (
+        "LessThanThreshold", 1, "breaching")  # fmt: skip
+    # ... and so does any instance Degraded or Unavailable
+    states = {
+        m["Id"]: m["MetricStat"]["Metric"] for m in alarms["KeyManagerNotActiveAlarm"]["Metrics"] if "MetricStat" in m
+    }
+    assert {m["Dimensions"][1]["Value"] for m in states.values()} == {"Degraded", "Unavailable"}
+    assert all(m["MetricName"] == "XksExternalKeyManagerStates" for m in states.values())
+    assert alarms["KeyManagerNotActiveAlarm"]["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    # AND the certificate alarm takes the Minimum days of any certificate name, fails closed, at the configured 30
+    certificate = alarms["CertificateExpiresAlarm"]
+    assert (
+        _expression(certificate, store_id)
+        == "SELECT MIN(XksProxyCertificateDaysToExpire) FROM \"AWS/KMS\" WHERE CustomKeyStoreId = '<id>'"
+    )
+    assert (certificate["ComparisonOperator"], certificate["Threshold"], certificate["TreatMissingData"]) == (
+        "LessThanThreshold", 30, "breaching")  # fmt: skip
+    # AND the credential is to be rotated after the configured 90 days
+    credential = alarms["CredentialAgeAlarm"]
+    assert (credential["MetricName"], credential["Statistic"]) == ("XksProxyCredentialAge", "Maximum")
+    assert (credential["ComparisonOperator"], credential["Threshold"]) == ("GreaterThanThreshold", 90)
+    # AND latency alarms at the guide's 200 ms average, before the 250 ms timeout
+    latency = alarms["LatencyAlarm"]
+    assert (
+        _expression(latency, store_id) == "SELECT AVG(XksProxyLatency) FROM \"AWS/KMS\" WHERE CustomKeyStoreId = '<id>'"
+    )
+    assert (latency["ComparisonOperator"], latency["Threshold"], latency["Metrics"][0]["Period"]) == (
+        "GreaterThanThreshold", 200, 300)  # fmt: skip
+    # AND no alarm names a unit (the guide names none; a wrong unit would leave the alarm without data)
+    assert not any("Unit" in json.dumps(props) for props in alarms.values())
+
+
+def test_kms_metric_alarm_thresholds_come_from_the_config(tmp_path: Path) -> None:
+    from kommunmoln.config import ConfigError, load_config
+
+    # GIVEN other thresholds in the context WHEN loaded THEN the config carries them; out of range is refused
+    context = {**BASE, "tier_c_credential_secret_arn": SECRET.format(p="aws", r="eu-north-1"),
+               "tier_c_certificate_alarm_days": 45, "tier_c_credential_rotation_days": 30}  # fmt: skip
+    tier_c = load_config(context).tier_c
+    assert (tier_c.certificate_alarm_days, tier_c.credential_rotation_days) == (45, 30)
+    for key in ("tier_c_certificate_alarm_days", "tier_c_credential_rotation_days"):
+        with pytest.raises(ConfigError) as error:
+            load_config({**context, key: 0})
+        assert error.value.key == key
+
+
 def test_vpc_endpoint_service_meets_the_kms_requirements(eusc: Synthesized) -> None:
     # GIVEN the VPC_ENDPOINT_SERVICE app in the European Sovereign Cloud
     service_id, service = _one(eusc, "AWS::EC2::VPCEndpointService")

@@ -222,6 +222,8 @@ BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "tier_c_proxy_port": _bad_int(1, 65535),
     "tier_c_noncurrent_version_days": _bad_int(1, 3650),
     "tier_c_monitor_interval_minutes": _bad_int(1, 60),
+    "tier_c_certificate_alarm_days": _bad_int(1, 365),
+    "tier_c_credential_rotation_days": _bad_int(1, 3650),
     "gallring_decision": _NON_STRING
     | _not_matching(r"|[A-Za-z0-9ÅÄÖåäö+=._:/@-][A-Za-z0-9ÅÄÖåäö +=._:/@-]{1,126}[A-Za-z0-9ÅÄÖåäö+=._:/@-]"),
 }

@@ -140,3 +140,14 @@ def test_cli_writes_the_scp_from_the_config(tmp_path: Path, capsys: pytest.Captu
         "eu-west-1",
     ]
     assert "wrote" in capsys.readouterr().out
+
+
+def test_compliance_md_lists_exactly_the_cross_region_copy_actions_of_the_code() -> None:
+    # GIVEN docs/compliance.md's paragraph on `make guardrails` (review item 5: it said "the three")
+    import re
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "compliance.md").read_text(encoding="utf-8")
+    paragraph = text.split("`make guardrails` writes `build/residency-scp.json`")[1].split("(action names checked")[0]
+    # THEN the actions it lists are exactly CROSS_REGION_COPY_ACTIONS, and no count contradicts it
+    assert set(re.findall(r"`([a-z0-9-]+:[A-Za-z]+)`", paragraph)) == set(CROSS_REGION_COPY_ACTIONS)
+    assert "the three cross-region" not in text

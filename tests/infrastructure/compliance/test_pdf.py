@@ -161,6 +161,18 @@ def test_dpia_annex_exports_every_key_policy_and_the_data_flow(good_evidence: Ev
         assert len(labels) == 9 and all(label in svg(language) for label in labels)
 
 
+def test_dpia_annex_tier_names_are_not_broken_inside_words(pdfs: dict[str, Path]) -> None:
+    # GIVEN the DPIA annex's per-tier table (column 1 was too narrow: "krypterin g", "CloudHS M")
+    from kommunmoln.compliance.facts import TIERS
+
+    for language in LANGUAGES:
+        page = "\n".join(p.extract_text() for p in PdfReader(pdfs[f"dpia-annex.{language}.pdf"]).pages)
+        # THEN every word of every tier name is on one line, whole
+        for tier in (TIERS[TIER_A], TIERS[TIER_B], TIERS[TIER_C]):
+            for word in re.findall(r"\w+", tier.name[language]):
+                assert re.search(rf"(?<!\w){re.escape(word)}(?!\w)", page), (language, word)
+
+
 def test_a_key_policy_the_template_cannot_show_is_marked_not_checked() -> None:
     model = AppModel()
     model.add(
@@ -213,6 +225,10 @@ def test_pdf_reports_open_with_the_per_requirement_headline_and_print_each_sourc
     assert _squash("Per requirement") in first_en
     assert _squash(f"{REQUIREMENTS_BY_ID['disclosure'].title} {not_met} not met, 0 fail") in first_en
     assert _squash("Per krav") in first_sv and _squash(f"{not_met} inte uppfyllt") in first_sv
+    # AND the bold headline is in the PDF's language, requirements first (review items 2 and 12)
+    assert _squash(f"Efterlevnad: {len(REQUIREMENTS)} krav: ") in first_sv and _squash("Compliance:") not in swedish
+    assert _squash("Regelutfall (per kontroll och resurs") in first_sv
+    assert _squash(f"Compliance: {len(REQUIREMENTS)} requirements: ") in first_en
     # AND every source is printed with its date, reference and whether it was checked
     for requirement in REQUIREMENTS:
         for source in requirement.sources:

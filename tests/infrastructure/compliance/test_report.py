@@ -55,14 +55,71 @@ def test_every_requirement_has_controls_and_acknowledgments_carry_reasons(eviden
             assert len(row.detail) >= 40, row
 
 
+_SUMMARY_RE = (
+    r"Compliance: (\d+) requirements: (\d+) met, (\d+) not met, (\d+) with proving tests not run, (\d+) for the "
+    r"municipality's own assessment \(facts, not pass/fail\)\. Rule outcomes \(per control and resource, before they "
+    r"are read against a requirement; (\d+) controls\): (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met, "
+    r"(\d+) not run"
+)
+
+
 def test_summary_line_counts_rows(evidence: Evidence) -> None:
     line = summary_line(evidence)
-    match = re.fullmatch(
-        rf"Compliance: {len(REQUIREMENTS)} requirements, (\d+) controls, (\d+) pass, (\d+) acknowledged, (\d+) fail, (\d+) not met, (\d+) not run",
-        line,
-    )
+    match = re.fullmatch(_SUMMARY_RE, line)
     assert match, line
-    assert sum(int(n) for n in match.groups()[1:]) == len(evidence.rows)
+    numbers = [int(n) for n in match.groups()]
+    assert numbers[0] == len(REQUIREMENTS) == sum(numbers[1:5])
+    assert sum(numbers[6:]) == len(evidence.rows)
+
+
+@pytest.fixture(scope="module")
+def keystore_evidence() -> Evidence:
+    """The project's app with the tier B keystore enabled (reconnecting an existing key store: no trust anchor)."""
+    return collect_evidence({"tier_b_keystore_enabled": True, "tier_b_existing_key_store_id": "cks-0123456789abcdef0"})
+
+
+def test_summary_line_leads_with_requirements_not_rule_outcomes_with_the_tier_b_keystore(
+    keystore_evidence: Evidence,
+) -> None:
+    # GIVEN the app with the tier B keystore enabled: the tier B bucket passes rule 2 but is `not met`
+    # under the two non-disclosure requirements (review item 2: the line read "... 1 not met")
+    from kommunmoln.compliance.report import REQUIREMENT_NOT_MET, requirement_result, requirement_tally
+
+    tally = requirement_tally(keystore_evidence)
+    not_met = [req.id for req, counts in tally if requirement_result(req, counts) == REQUIREMENT_NOT_MET]
+    assert {"disclosure", "edpb-uc1"} <= set(not_met)
+    # WHEN the summary line is built
+    line = summary_line(keystore_evidence)
+    match = re.fullmatch(_SUMMARY_RE, line)
+    assert match, line
+    # THEN it starts with the per-requirement result, which counts those requirements not met
+    assert int(match.group(3)) == len(not_met) >= 2
+    assert line.index("not met") < line.index("Rule outcomes") < line.index(" pass,")
+    # AND the per-row rule outcomes are labelled as rule outcomes, not as requirement results
+    assert "Rule outcomes (per control and resource" in line
+    # AND a requirement is met only when every row read against it passes or is acknowledged
+    for requirement, counts in tally:
+        if requirement_result(requirement, counts) == "met":
+            assert set(counts) <= {PASS, ACKNOWLEDGED}, requirement.id
+    # AND the Swedish line says the same in Swedish
+    swedish = summary_line(keystore_evidence, "sv")
+    assert swedish.startswith(f"Efterlevnad: {len(REQUIREMENTS)} krav: ") and "Compliance" not in swedish
+    assert f"{len(not_met)} inte uppfyllda, " in swedish
+
+
+def test_requirement_without_rows_or_with_a_fail_is_not_met() -> None:
+    # GIVEN a requirement with no rows, one with a failing row, and one with only passes
+    from collections import Counter
+
+    from kommunmoln.compliance.report import requirement_result
+
+    requirement = REQUIREMENTS_BY_ID["logging"]
+    # THEN fail closed: nothing shown or a fail is not met; only passes are met
+    assert requirement_result(requirement, Counter()) == "not met"
+    assert requirement_result(requirement, Counter({PASS: 3, FAIL: 1})) == "not met"
+    assert requirement_result(requirement, Counter({PASS: 3, "not run": 1})) == "not run"
+    assert requirement_result(requirement, Counter({PASS: 3, ACKNOWLEDGED: 1})) == "met"
+    assert requirement_result(REQUIREMENTS_BY_ID["osl-10-2a"], Counter({FACT: 2})) == "assessment"
 
 
 def test_reports_are_written_and_html_is_escaped(tmp_path: Path) -> None:

@@ -16,11 +16,14 @@ from aws_cdk import aws_s3 as s3
 
 from kommunmoln import names
 from kommunmoln.compliance import SwedishPublicSectorChecks
+from kommunmoln.compliance.checks import COMPLIANT, NON_COMPLIANT, Evaluator, Options, Outcome, rule
+from kommunmoln.compliance.model import AppModel, ResourceRef, StackModel
 from tests.infrastructure.compliance.fixtures import (
     REGION,
     Findings,
     build_main_app,
     protect,
+    protected_bucket_model,
     synth_findings,
 )
 
@@ -68,6 +71,56 @@ def test_osl1_environment_agnostic_stack_with_data_fails(findings: Findings) -> 
 
 def test_osl1_multi_region_key_fails(findings: Findings) -> None:
     assert OSL1 in _rules(findings, "Bad/MultiRegionKey/Resource")
+
+
+def _replicating_model(destination: object, status: str = "Enabled", other_region: str | None = None) -> AppModel:
+    """Stack `C`'s protected bucket `Data` with one replication rule to `destination`; with `other_region`,
+    a stack `Far` there holding bucket `Target` (BucketName far-copy)."""
+    model = protected_bucket_model({"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k"}, None)
+    model.stacks["C"].template["Resources"]["Data"]["Properties"]["ReplicationConfiguration"] = {
+        "Role": "arn:aws:iam::111111111111:role/r",
+        "Rules": [{"Id": "copy", "Status": status, "Destination": {"Bucket": destination}}],
+    }
+    model.stacks["C"].template["Resources"]["Local"] = {"Type": "AWS::S3::Bucket", "Properties": {}}
+    if other_region:
+        far = {"Resources": {"Target": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "far-copy"}}}}
+        model.add(StackModel("Far", far, other_region, None))
+    return model
+
+
+def _rule1_outcome(model: AppModel) -> Outcome:
+    return Evaluator(model, Options((REGION,))).evaluate(rule(1), ResourceRef("C", "Data"))
+
+
+def test_osl1_protected_bucket_replicating_to_a_bucket_outside_the_allowed_regions_fails() -> None:
+    # GIVEN a protected bucket replicating to the app's bucket in a us-east-1 stack (by ARN and by name)
+    for destination in ({"Fn::GetAtt": ["Target", "Arn"]}, "arn:aws:s3:::far-copy"):
+        model = _replicating_model(destination, other_region="us-east-1")
+        if isinstance(destination, dict):  # a cross-stack reference, as an import
+            model.stacks["Far"].template["Outputs"] = {"T": {"Value": destination, "Export": {"Name": "far-arn"}}}
+            rules = model.stacks["C"].template["Resources"]["Data"]["Properties"]["ReplicationConfiguration"]
+            rules["Rules"][0]["Destination"]["Bucket"] = {"Fn::ImportValue": "far-arn"}
+        # WHEN rule 1 evaluates it THEN it fails and names the region
+        outcome = _rule1_outcome(model)
+        assert outcome.status == NON_COMPLIANT, destination
+        assert "replication rule copy" in outcome.reasons[0] and "in us-east-1" in outcome.reasons[0]
+
+
+def test_osl1_replication_to_an_unresolvable_destination_fails_closed() -> None:
+    # GIVEN a destination bucket ARN that is not a bucket of this app (S3 ARNs carry no region)
+    outcome = _rule1_outcome(_replicating_model("arn:aws:s3:::somewhere-else"))
+    # THEN rule 1 fails: the destination is not provably in an allowed region
+    assert outcome.status == NON_COMPLIANT and "not resolvable to a region" in outcome.reasons[0]
+    # AND an unknown Status counts as enabled
+    assert _rule1_outcome(_replicating_model("arn:aws:s3:::x", status="Maybe")).status == NON_COMPLIANT
+
+
+def test_osl1_replication_within_the_allowed_region_or_disabled_passes() -> None:
+    # GIVEN replication to a bucket in the same (allowed) stack, and a disabled rule to anywhere
+    assert _rule1_outcome(_replicating_model({"Fn::GetAtt": ["Local", "Arn"]})).status == COMPLIANT
+    assert _rule1_outcome(_replicating_model({"Ref": "Local"})).status == COMPLIANT
+    # THEN both pass
+    assert _rule1_outcome(_replicating_model("arn:aws:s3:::x", status="Disabled")).status == COMPLIANT
 
 
 # --- rule 2: tier A or tier B --------------------------------------------------------------

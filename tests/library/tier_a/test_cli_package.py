@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 import tomllib
 
 import pytest
+import setuptools
+from packaging.requirements import Requirement
 
 import kommunmoln
 from kommunmoln.tier_a import cli
@@ -26,6 +29,43 @@ def test_the_client_library_loads_without_the_repository_only_modules() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert loaded.stdout.strip() == ""
+
+
+def test_the_tier_c_package_loads_without_the_repository_only_modules() -> None:
+    # GIVEN a fresh interpreter WHEN it imports every module of kommunmoln.tier_c (the proxy, its CLI)
+    # THEN nothing from lambdas/, stacks/, usecases/ or the CDK/test dependencies is loaded.
+    import kommunmoln.tier_c
+
+    modules = sorted(f"kommunmoln.tier_c.{m.name}" for m in pkgutil.iter_modules(kommunmoln.tier_c.__path__))
+    assert "kommunmoln.tier_c.cli" in modules and "kommunmoln.tier_c.server" in modules
+    code = (
+        f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
+        f"print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in {REPOSITORY_ONLY!r})))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert loaded.stdout.strip() == ""
+
+
+def test_the_installed_packages_are_the_client_and_the_tier_c_proxy() -> None:
+    # GIVEN pyproject's packages.find WHEN setuptools resolves it THEN tier A and tier C are in, the rest out
+    include = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = set(setuptools.find_packages(where=str(REPO_ROOT), include=include["include"]))
+    assert {"kommunmoln", "kommunmoln.tier_a", "kommunmoln.tier_c"} <= found
+    assert not {p for p in found if p.startswith(("kommunmoln.compliance", "kommunmoln.tier_b"))}
+
+
+def test_the_xks_extra_covers_the_proxy_and_admits_the_pinned_versions() -> None:
+    # GIVEN the [xks] extra and requirements.txt's pins THEN the extra names the serving stack and
+    # python-pkcs11, and every pinned version satisfies the extra's range (the tested versions install).
+    extra = [Requirement(text) for text in tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["xks"]]  # fmt: skip
+    assert {r.name for r in extra} == {"python-pkcs11", "uvicorn", "h11"}
+    pins = dict(
+        line.split("#")[0].strip().split("==")
+        for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line.split("#")[0]
+    )
+    for requirement in extra:
+        assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
 
 
 def test_pyproject_installs_only_what_the_client_needs() -> None:

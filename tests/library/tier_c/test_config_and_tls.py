@@ -75,6 +75,50 @@ def test_a_bad_value_fails_with_a_message_naming_the_key(tmp_path, old, new, key
         load(tmp_path, GOOD.replace(old, new))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('uri_path_prefix = "/xks"', 'uri_path_prefx = "/xks"', "server: unknown setting(s) ['uri_path_prefx']"),
+        ('pin_env = "PIN"', 'pin_env = "PIN"\nsession_pool_siz = 64', "hsm: unknown setting(s) ['session_pool_siz']"),
+        ('region = "eu-north-1"', 'region = "eu-north-1"\nservice = "kms"', "sigv4: unknown setting(s) ['service']"),
+        ('secret_env = "S1"', 'secret_env = "S1"\nsecret = "x"', "sigv4.credentials[0]: unknown setting(s) ['secret']"),
+        ('path = "audit.jsonl"', 'path = "audit.jsonl"\nrotate = true', "audit: unknown setting(s) ['rotate']"),
+        ("[server]", "[proxy]\nhost = 1\n[server]", "top level: unknown setting(s) ['proxy']"),
+    ],
+)
+def test_an_unknown_setting_is_refused_naming_it_and_its_table(tmp_path, old, new, message):
+    # GIVEN a valid file with one setting the proxy does not know (a misspelt optional one would
+    # otherwise fall back to its default without a word)
+    assert old in GOOD
+    # WHEN it is loaded THEN loading fails, naming the table and the setting
+    with pytest.raises(ConfigError) as refused:
+        load(tmp_path, GOOD.replace(old, new, 1))
+    assert str(refused.value) == message
+
+
+def test_a_credential_that_is_not_a_table_is_refused_without_a_traceback(tmp_path):
+    # GIVEN sigv4.credentials as a list of strings instead of tables
+    text = GOOD.replace('[[sigv4.credentials]]\naccess_key_id = "ABCDEFGHIJKLMNOPQRST"\nsecret_env = "S1"\n',
+                        'credentials = ["ABCDEFGHIJKLMNOPQRST"]\n')  # fmt: skip
+    assert text != GOOD
+    # WHEN it is loaded THEN a ConfigError names the entry (not an AttributeError)
+    with pytest.raises(ConfigError, match=r"^sigv4\.credentials\[0\]: expected a table$"):
+        load(tmp_path, text)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "xks.kommun.example"])  # noqa: S104 - addresses the check refuses
+def test_plain_http_is_refused_on_any_but_a_loopback_host(tmp_path, host):
+    # GIVEN the plain-HTTP test flag instead of a TLS certificate
+    plain = GOOD.replace('tls_certificate = "cert.pem"\ntls_private_key = "key.pem"', "plain_http_for_tests = true")
+    assert plain != GOOD
+    # WHEN the proxy would listen on loopback THEN it loads; on any other address THEN it is refused
+    assert load(tmp_path, plain).plain_http_for_tests
+    with pytest.raises(
+        ConfigError, match=rf"^server\.plain_http_for_tests: only with a loopback host .* not '{host}'$"
+    ):
+        load(tmp_path, plain.replace('host = "127.0.0.1"', f'host = "{host}"'))
+
+
 def test_three_credentials_are_refused_two_are_accepted(tmp_path):
     second = '[[sigv4.credentials]]\naccess_key_id = "ABCDEFGHIJKLMNOPQRS2"\nsecret_env = "S1"\n'
     two = GOOD.replace("[hsm]", second + "[hsm]")
