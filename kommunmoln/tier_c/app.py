@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -215,19 +216,16 @@ class XksProxy:
         except XksError as error:
             return fail(error)
 
-    def _bounded(self):
-        proxy = self
-
-        class _Guard:
-            async def __aenter__(self):
-                if proxy._inflight.locked():
-                    raise XksError("ThrottlingException", "too many requests in flight")
-                await proxy._inflight.acquire()
-
-            async def __aexit__(self, *exc):
-                proxy._inflight.release()
-
-        return _Guard()
+    @contextlib.asynccontextmanager
+    async def _bounded(self):
+        """Hold one of `max_concurrent_requests` slots; none free: ThrottlingException at once."""
+        if self._inflight.locked():
+            raise XksError("ThrottlingException", "too many requests in flight")
+        await self._inflight.acquire()
+        try:
+            yield
+        finally:
+            self._inflight.release()
 
     # ---- API ---------------------------------------------------------------------------------
     async def _dispatch(self, path: str, raw: bytes, audit: dict) -> Outcome:

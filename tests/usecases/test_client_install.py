@@ -87,3 +87,24 @@ def test_fresh_install_has_only_the_client_dependencies(installed: Path) -> None
                             cwd=installed, check=True)  # fmt: skip
     assert result.stdout.strip() == "[]"
     assert sys.prefix not in str(installed)
+
+
+def test_fresh_install_has_kommunmoln_xks_and_names_the_extra_it_lacks(installed: Path, tmp_path: Path) -> None:
+    # GIVEN the base install (no [xks] extra) and a proxy configuration outside the repository
+    config = tmp_path / "proxy.toml"
+    config.write_text(
+        '[server]\nhost = "127.0.0.1"\nport = 8443\nplain_http_for_tests = true\nkill_switch_file = "kill.json"\n'
+        '[sigv4]\nregion = "eu-north-1"\n[[sigv4.credentials]]\naccess_key_id = "ABCDEFGHIJKLMNOPQRST"\n'
+        'secret_env = "XKS_UNSET_SECRET"\n[hsm]\nlibrary = "/nonexistent/libpkcs11.so"\ntoken_label = "t"\n'
+        'pin_env = "XKS_UNSET_PIN"\n[audit]\npath = "audit.jsonl"\n[keys.k1]\nlabel = "xks-k1"\n'
+        'operations = ["ENCRYPT", "DECRYPT"]\n'
+    )
+    # WHEN the operator flips the kill switch and reads it back THEN the installed package does it
+    # (kommunmoln.tier_c is in the wheel; kill/status need no extra, no secret, no PIN)
+    assert _run(installed, tmp_path, "xks", "kill", "--config", str(config), "--key", "k1").returncode == 0
+    status = _run(installed, tmp_path, "xks", "status", "--config", str(config))
+    assert (status.returncode, status.stdout.strip()) == (0, "kill switch: refused keys: k1")
+    # WHEN the proxy is to be served without the extra THEN one line naming what to install, exit 2
+    served = _run(installed, tmp_path, "xks", "serve", "--config", str(config))
+    assert served.returncode == 2 and "pip install 'kommunmoln[xks]'" in served.stderr
+    assert served.stderr.count("\n") == 1 and "Traceback" not in served.stderr
