@@ -77,10 +77,12 @@ CLIENT_NOTES = (
     "authenticated; every GET after the first is pinned to the first answer's ETag and version.",
     "Why the default stays at `streams_for_cores()` (5 on 2 cores): the sweep's download rows measure 1, 2, 3 and "
     "5 streams against one `get_object` stream and `download_file` in the same run. When the default was chosen "
-    "(256 MiB and 1 GiB, HTTP and HTTPS, medians of 5, interleaved, load 3-6) one stream was the slowest setting "
-    "everywhere (a frame's network read and its decryption then never overlap), fewer streams saved at most "
-    "0.4 client CPU-s/GiB over HTTPS and none over HTTP, and 5 was the fastest or within 12 % of the fastest; "
-    "no setting met the 0.9 target against one `get_object` stream at both sizes. Against real S3 "
+    "(two rounds of 256 MiB and 1 GiB, HTTP and HTTPS, medians of 5, interleaved, load 3-6) 1 or 2 streams were "
+    "never the fastest (one stream never overlaps a frame's network read with its decryption); over HTTPS 5 "
+    "streams were the fastest in 3 of 4 cases and tied with 3 in the fourth, over HTTP 3 streams were the fastest "
+    "in 3 of 4; fewer streams saved at most 0.4 client CPU-s/GiB over HTTPS and 0.6 over HTTP. No "
+    "setting met both download targets in both rounds: the rounds differed by up to 0.36 in the ratio to one "
+    "`get_object` stream, more than the settings did. Against real S3 "
     "each connection carries about 85-90 MB/s, and AWS advises concurrent ranged GETs of 8-16 MB, one per "
     "85-90 MB/s wanted, starting from one request and adding requests while measuring the bottleneck resource "
     '(Amazon S3 User Guide, "Performance design patterns for Amazon S3", Horizontal scaling and request '

@@ -253,8 +253,9 @@ def streams_for_cores() -> int:
     retakes the GIL, so streams beyond what the cores can decrypt only add hand-offs. Measured
     on 2 cores against the loopback endpoint (bench/, 256 MiB, medians of 5, interleaved):
     5 streams took 0.75 s and 1.86 CPU-s/GiB over HTTPS, 8 streams 0.83 s and 2.29 CPU-s/GiB;
-    1, 2 and 3 streams were slower than 5 over HTTP and HTTPS at 256 MiB and 1 GiB (one stream
-    never overlaps a frame's network read with its decryption), the bench's sweep section.
+    in two later rounds (256 MiB and 1 GiB, HTTP and HTTPS) 1 or 2 streams were never the fastest
+    (one stream never overlaps a frame's network read with its decryption), 5 the fastest or tied
+    over HTTPS, 3 the fastest over HTTP in 3 of 4 (the bench's sweep section).
     Over a real network each stream is bound by latency rather than CPU: AWS advises one
     concurrent ranged GET of 8-16 MB per 85-90 MB/s wanted (Amazon S3 User Guide, "Performance
     design patterns for Amazon S3", Horizontal scaling and request parallelization,
