@@ -135,10 +135,15 @@ REQUIREMENTS: tuple[Requirement, ...] = (
             s.SOU_2021_1,
             LegalSource(
                 "Lag (2020:914) om tystnadsplikt vid utkontraktering av teknisk bearbetning eller lagring av uppgifter",
-                "2020",
+                "prop. 2019/20:201 dated 3 Sep 2020; in force 1 Jan 2021",
                 "SFS 2020:914; prop. 2019/20:201",
-                False,
-                "known from prop. 2022/23:97's summary, which names it; the act's text not read",
+                True,
+                "the bill's date (3 Sep 2020), the proposed § 1 and the proposed in-force date 1 Jan 2021 read on "
+                "lagen.nu/prop/2019/20:201 and rkrattsbaser.gov.se; that it entered into force on 1 Jan 2021 is "
+                "from a secondary source (timedanowsky.se); the enacted SFS text not read",
+                "propositionens datum (3 sep 2020), förslagets 1 § och det föreslagna ikraftträdandet 1 jan 2021 "
+                "lästa på lagen.nu/prop/2019/20:201 och rkrattsbaser.gov.se; att lagen trädde i kraft 1 jan 2021 "
+                "enligt en andrahandskälla (timedanowsky.se); den antagna SFS-texten inte läst",
             ),
         ),
         "Secrecy does not prevent handing information to a party that 'för den utlämnande myndighetens räkning' "
@@ -159,11 +164,26 @@ REQUIREMENTS: tuple[Requirement, ...] = (
                 "use-case content as commonly cited; not re-read for this catalogue",
             ),
             LegalSource(
-                "IMY, four decisions on Google Analytics",
-                "decided 30 Jun 2023, published 3 Jul 2023",
+                "IMY, decision on Tele2 Sverige AB (Google Analytics): 12 million SEK administrative fine; upheld "
+                "by Kammarrätten (IMY news 16 Oct 2025)",
+                "decided 30 Jun 2023; Kammarrätten's judgment reported 16 Oct 2025",
+                "DI-2020-11373 (per gdprhub.eu, not read on IMY's decision); imy.se/tillsyner/tele2-sverige-ab-tele2.se",
+                True,
+                "decision date and fine read on imy.se; IMY news of 16 Oct 2025 read: förvaltningsrätten and then "
+                "Kammarrätten dismissed Tele2's appeals; the case number only from gdprhub.eu; the decision PDF "
+                "itself not read",
+                "beslutsdatum och sanktionsavgift lästa på imy.se; IMY:s nyhet 16 okt 2025 läst: förvaltningsrätten "
+                "och sedan kammarrätten avslog Tele2:s överklaganden; diarienumret bara från gdprhub.eu; själva "
+                "beslutet (pdf) inte läst",
+            ),
+            LegalSource(
+                "IMY, the three other Google Analytics decisions of 2023 (CDON AB: 300,000 SEK fine; Coop Sverige "
+                "AB and Dagens Industri AB: orders)",
+                "decided 30 Jun 2023 (per secondary reports), announced 3 Jul 2023",
                 "case numbers not verified",
                 False,
-                "dates from the issue text and secondary reports",
+                "parties and outcomes from secondary reports (DataGuidance, Mobile World Live); not read on imy.se",
+                "parter och utfall enligt andrahandskällor (DataGuidance, Mobile World Live); inte lästa på imy.se",
             ),
         ),
         "Storage with a provider subject to third-country access can be acceptable when data is strongly encrypted "

@@ -9,6 +9,7 @@ English in both versions (the report says so).
 from __future__ import annotations
 
 from kommunmoln.compliance import catalog as c
+from kommunmoln.compliance.legal_sources import LegalSource
 
 # requirement id -> (title, summary)
 REQUIREMENTS_SV: dict[str, tuple[str, str]] = {
@@ -110,3 +111,67 @@ STATUS_SV = {
     "not applicable": "ej tillämplig",
     "not run": "ej körd",
 }
+
+# The Swedish rendering of each legal source's note (`LegalSource.note`), for the Swedish report; a
+# source may carry its own `note_sv` instead. `source_note_sv` fails closed: no rendering, no Swedish note.
+NOTES_SV: dict[str, str] = {
+    "the statement itself not read; its key sentence is quoted from Dagens Samhälle (6 Sep 2019)": (
+        "själva uttalandet inte läst; dess nyckelmening citeras ur Dagens Samhälle (6 sep 2019)"
+    ),
+    "the encryption sentences read on eSam's page": "meningarna om kryptering lästa på eSams sida",
+    "content from a summary of the PM and eSam's presentation (webperf.se); the PM itself not read": (
+        "innehållet ur en sammanfattning av PM:et och eSams presentation (webperf.se); själva PM:et inte läst"
+    ),
+    "cited from REFERENCE.md only": "citerad endast ur REFERENCE.md",
+    "SKL's text not read; the report says SKL asked for a national common view of the legal position": (
+        "SKL:s text inte läst; enligt rapporteringen bad SKL om en nationell samsyn om rättsläget"
+    ),
+    "read on skr.se": "läst på skr.se",
+    "the enacted SFS text not read; the wording is checked against the bill's proposal (next source)": (
+        "den antagna SFS-texten inte läst; lydelsen är kontrollerad mot propositionens förslag (nästa källa)"
+    ),
+    "proposed wording of 10 kap. 2 a § and the in-force date read on lagen.nu/prop/2022/23:97": (
+        "föreslagen lydelse av 10 kap. 2 a § och ikraftträdandet lästa på lagen.nu/prop/2022/23:97"
+    ),
+    "use-case content as commonly cited; not re-read for this catalogue": (
+        "användningsfallens innehåll som det brukar återges; inte omläst för denna katalog"
+    ),
+    "paragraph numbers of the assessment, consultation and notification duties not checked": (
+        "paragrafnumren för skyldigheterna att göra säkerhetsskyddsanalys, samråda och anmäla inte kontrollerade"
+    ),
+    "§ 1 read on data.riksdagen.se": "1 § läst på data.riksdagen.se",
+    "article numbers from the regulation as commonly cited; not re-read for this catalogue": (
+        "artikelnumren som de brukar återges; förordningen inte omläst för denna katalog"
+    ),
+    "dates from memory": "datum ur minnet",
+    "the act's text not read; the paragraph-to-deadline mapping of incident reports not checked": (
+        "lagtexten inte läst; vilka paragrafer som ger vilka tidsfrister för incidentrapporter inte kontrollerat"
+    ),
+    "secondary sources cite 4 kap. 9 § (one with the five years as point 7) and IMY cites 9 a §; the consolidated "
+    "text's numbering not read": (
+        "andrahandskällor hänvisar till 4 kap. 9 § (en med de fem åren som punkt 7) och IMY till 9 a §; den "
+        "konsoliderade textens numrering inte läst"
+    ),
+    "paragraph numbers as in the consolidated text, not re-read": (
+        "paragrafnumren som i den konsoliderade texten, inte omlästa"
+    ),
+    "chapter 2 as commonly cited; paragraph numbers not checked": (
+        "2 kap. som det brukar återges; paragrafnumren inte kontrollerade"
+    ),
+    "proposed wording read on lagen.nu/prop/2009/10:58; its paragraph number in today's TF not checked": (
+        "föreslagen lydelse läst på lagen.nu/prop/2009/10:58; paragrafnumret i dagens TF inte kontrollerat"
+    ),
+    "read on rkrattsbaser.gov.se (§ 6: reports to the CSIRT unit)": (
+        "läst på rkrattsbaser.gov.se (6 §: rapporter till CSIRT-enheten)"
+    ),
+    "from REFERENCE.md section 5": "ur REFERENCE.md avsnitt 5",
+}
+
+
+def source_note_sv(source: LegalSource) -> str:
+    """The source's note in Swedish: its own `note_sv`, else `NOTES_SV`; "" only when it has no note at all."""
+    if source.note_sv:
+        return source.note_sv
+    if not source.note:
+        return ""
+    return NOTES_SV.get(source.note, "anmärkningen saknar svensk återgivning (se den engelska rapporten)")

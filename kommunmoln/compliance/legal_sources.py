@@ -23,6 +23,7 @@ class LegalSource:
     reference: str  # SFS/CELEX/case/diary number or address; "reference not verified" when not found
     checked: bool  # True: the statement was checked against the source's own text
     note: str = ""  # what exactly was (not) checked, and against what
+    note_sv: str = ""  # the same note in Swedish, for the Swedish report ("" falls back to a Swedish label)
 
     def citation(self) -> str:
         """The one-line form used in finding texts and the source line of the report."""
@@ -93,11 +94,17 @@ CYBERSAKERHETSFORORDNINGEN = LegalSource(
 )
 SOU_2021_1 = LegalSource(
     "SOU 2021:1 Säker och kostnadseffektiv it-drift – rättsliga förutsättningar för utkontraktering",
-    "2021 (day not verified)",
-    "SOU 2021:1",
+    "submitted 15 Jan 2021",
+    "SOU 2021:1; data.riksdagen.se/dokument/ZZB31.html; lagen.nu/sou/2021:1",
     False,
-    "title and proposal via a law firm's summary (Wikström & Partners); the encryption point not checked "
-    "against the SOU's own pages",
+    "title and preface read on data.riksdagen.se (ZZB31) and lagen.nu; the date from SOU 2021:97's preface "
+    "('överlämnades till statsrådet den 15 januari 2021'); the encryption point (s. 282 f.: 'ett utlämnande är "
+    "en form av röjande oavsett om uppgifterna har skyddats med exempelvis kryptering') only as quoted by "
+    "certezza.net, not read on the SOU's own page; Digg's remissvar (6 May 2021 per the reviewer) not found",
+    "titel och förord lästa på data.riksdagen.se (ZZB31) och lagen.nu; datumet ur förordet till SOU 2021:97 "
+    "('överlämnades till statsrådet den 15 januari 2021'); krypteringspunkten (s. 282 f.: 'ett utlämnande är "
+    "en form av röjande oavsett om uppgifterna har skyddats med exempelvis kryptering') bara som certezza.net "
+    "citerar den, inte läst i betänkandet självt; Diggs remissvar (6 maj 2021 enligt granskaren) inte funnet",
 )
 ESAM_STATEMENT_2018 = LegalSource(
     "eSam, rättsliga expertgruppen: rättsligt uttalande om röjande och molntjänster",

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from kommunmoln.compliance import dpia, facts
 from kommunmoln.compliance.catalog import REQUIREMENTS, Requirement
-from kommunmoln.compliance.catalog_sv import REQUIREMENTS_SV, STATUS_SV
+from kommunmoln.compliance.catalog_sv import REQUIREMENTS_SV, STATUS_SV, source_note_sv
+from kommunmoln.compliance.legal_sources import LegalSource
 from kommunmoln.compliance.mappings import SOURCES, mapping_for
 
 if TYPE_CHECKING:
@@ -169,10 +170,15 @@ def _sources_table(requirement: Requirement, language: str) -> list[str]:
     head = "".join(f"<th>{esc(_w(k, language))}</th>" for k in ("source", "date", "reference", "checked"))
     rows = [
         f"<tr><td>{esc(s.name)}</td><td>{esc(s.date)}</td><td>{esc(s.reference)}</td>"
-        f"<td>{esc(_w('yes' if s.checked else 'no', language))}{esc(': ' + s.note if s.note else '')}</td></tr>"
+        f"<td>{esc(_w('yes' if s.checked else 'no', language))}{esc(': ' + note if (note := _note(s, language)) else '')}"
+        "</td></tr>"
         for s in requirement.sources
     ]
     return [f"<table><tr>{head}</tr>", *rows, "</table>"]
+
+
+def _note(source: LegalSource, language: str) -> str:
+    return source_note_sv(source) if language == "sv" else source.note
 
 
 def _headline(evidence: Evidence, language: str) -> list[str]:

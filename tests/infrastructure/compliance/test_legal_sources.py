@@ -262,3 +262,51 @@ def test_skl_skr_comments_the_2023_sfs_number_and_lag_2020_914_are_cited_honestl
     sources = REQUIREMENTS_BY_ID["osl-10-2a"].sources
     assert any("2020:914" in s.reference for s in sources)
     assert any(s.reference == "amending SFS number not verified" for s in sources)
+
+
+# --- second review, items 8-10 and 12: dates, case numbers and outcomes, Swedish notes -----------------
+def _all_sources() -> list:
+    return [s for r in REQUIREMENTS for s in r.sources]
+
+
+def test_lag_2020_914_bill_date_and_in_force_date_are_stated() -> None:
+    # GIVEN the catalogue's source for lag (2020:914) (review item 8: the bill is of 3 Sep 2020)
+    (source,) = [s for s in _all_sources() if "2020:914" in s.reference]
+    # THEN it names the bill's date and the in-force date, and says what was read where
+    assert "3 Sep 2020" in source.date and "1 Jan 2021" in source.date
+    assert "lagen.nu/prop/2019/20:201" in source.note and "enacted SFS text not read" in source.note
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    assert "the date 3 Sep 2020 is **not verified**" not in text and "in force **1 Jan 2021**" in text
+
+
+def test_sou_2021_1_is_dated_and_its_encryption_point_is_marked_secondary() -> None:
+    # GIVEN SOU 2021:1 (review item 9)
+    from kommunmoln.compliance.legal_sources import SOU_2021_1
+
+    # THEN its date and addresses are given; the s. 282 f. quote is marked as quoted via certezza.net
+    assert SOU_2021_1.date == "submitted 15 Jan 2021" and "ZZB31" in SOU_2021_1.reference
+    assert "s. 282 f." in SOU_2021_1.note and "certezza.net" in SOU_2021_1.note and not SOU_2021_1.checked
+
+
+def test_imy_tele2_decision_has_case_number_and_outcome_and_the_others_are_unverified() -> None:
+    # GIVEN the EDPB Use Case 1 requirement's IMY sources (review item 10)
+    sources = [s for s in REQUIREMENTS_BY_ID["edpb-uc1"].sources if s.name.startswith("IMY")]
+    (tele2,) = [s for s in sources if "Tele2" in s.name]
+    # THEN Tele2's case number and the appeal outcome are cited, and where the number comes from
+    assert "DI-2020-11373" in tele2.reference and "gdprhub" in tele2.reference
+    assert "Kammarrätten" in tele2.name and "16 Oct 2025" in tele2.date
+    # AND the decisions not read on imy.se are marked unverified
+    others = [s for s in sources if s is not tele2]
+    assert others and all(not s.checked and "not verified" in s.reference for s in others)
+
+
+def test_every_source_note_has_a_swedish_rendering() -> None:
+    # GIVEN every legal source with a note (review item 12: the Swedish PDF printed them in English)
+    from kommunmoln.compliance.catalog_sv import NOTES_SV, source_note_sv
+
+    for source in _all_sources():
+        if source.note:
+            # THEN the Swedish report has its own Swedish text for it, not the fallback
+            swedish = source_note_sv(source)
+            assert source.note_sv or source.note in NOTES_SV, source.note
+            assert swedish and swedish != source.note and "saknar svensk" not in swedish, source.note

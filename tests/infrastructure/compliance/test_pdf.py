@@ -236,3 +236,8 @@ def test_pdf_reports_open_with_the_per_requirement_headline_and_print_each_sourc
             assert _squash(source.date) in english, source.name
     assert _squash("Checked against the source text") in english
     assert _squash("Kontrollerad mot källtexten") in swedish
+    # AND the Swedish report prints the sources' notes in Swedish (review item 12)
+    assert _squash("själva uttalandet inte läst") in swedish
+    assert (
+        _squash("the statement itself not read") not in swedish and _squash("the statement itself not read") in english
+    )
