@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import multiprocessing
 import os
@@ -287,6 +288,14 @@ def measure_mode(setup: local.LocalSetup, mode: str, rates: list[int], seconds: 
     return rows
 
 
+def proxy_fingerprint() -> str:
+    """sha256 (first 12 hex digits) over the proxy's modules, to tie a record to the code it measured."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO_ROOT / "kommunmoln" / "tier_c").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def measure(rates: list[int], seconds: float, pool_size: int, modes: list[str]) -> dict:
     """Run the proxy in each mode and every rung; returns the results as a dict (raises BrokenRun)."""
     rows: list[dict] = []
@@ -303,6 +312,7 @@ def measure(rates: list[int], seconds: float, pool_size: int, modes: list[str]) 
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "seconds_per_rate": seconds,
         "session_pool_size": pool_size,
+        "proxy_code": proxy_fingerprint(),
         "client_processes": CLIENT_PROCESSES,
         "rows": rows,
         "sustained": {mode: highest_sustained([r for r in rows if r["mode"] == mode]) for mode in modes},
@@ -313,7 +323,8 @@ def render(result: dict) -> str:
     lines = [
         "# Tier C: XKS proxy bench (`python -m bench.xks`)",
         "",
-        f"{result['date']}; {result['machine']}; proxy session pool {result['session_pool_size']}; "
+        f"{result['date']}; {result['machine']}; proxy session pool {result['session_pool_size']}, code "
+        f"{result.get('proxy_code', '?')} (sha256 of kommunmoln/tier_c/*.py); "
         f"{result['seconds_per_rate']} s per rate; {result['client_processes']} client processes. SoftHSM2 token, "
         "loopback. Open loop: requests sent at fixed intervals, half encrypt (32-byte data key) and half decrypt, "
         "each SigV4-signed by the client at send time, over keep-alive connections; latency from the scheduled "
