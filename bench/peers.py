@@ -81,6 +81,7 @@ class Tuning:
     part_size_mib: int | None = None
     concurrency: int | None = None
     digest: bool = True  # the manifest's SHA-256 of the plaintext (False: as `kommunmoln rotate` uploads)
+    download_streams: int | None = None  # GETs in flight per download (TransferSettings.download_streams)
 
 
 def _our_client(endpoint: str, tuning: Tuning) -> tuple[Any, Any]:
@@ -89,6 +90,7 @@ def _our_client(endpoint: str, tuning: Tuning) -> tuple[Any, Any]:
     settings = transfer.TransferSettings(
         **({"part_size": tuning.part_size_mib * transfer.MIB} if tuning.part_size_mib else {}),
         **({"concurrency": tuning.concurrency} if tuning.concurrency else {}),
+        download_streams=tuning.download_streams,
     )
     aws = transfer.AwsSettings(region=REGION, endpoint_url=endpoint)
     s3 = transfer.s3_client(transfer.make_session(aws), aws, concurrency=settings.concurrency)
@@ -121,8 +123,8 @@ def kommunmoln_download(endpoint: str, key_file: Path, bucket: str, key: str, de
     """Download and decrypt, all or nothing (kommunmoln.tier_a.transfer.download_decrypted)."""
     from kommunmoln.tier_a.transfer import download_decrypted
 
-    s3, _ = _our_client(endpoint, tuning)
-    download_decrypted(s3, bucket=bucket, key=key, dest=dest, key_provider=_keyring(key_file))
+    s3, settings = _our_client(endpoint, tuning)
+    download_decrypted(s3, bucket=bucket, key=key, dest=dest, key_provider=_keyring(key_file), settings=settings)
 
 
 class _Discard(io.RawIOBase):
@@ -292,7 +294,7 @@ def run_operation(op: str, args: Mapping[str, Any]) -> dict[str, float]:
     """Run one named operation in this process and time it."""
     a = dict(args)
     p = {k: Path(v) for k, v in a.items() if k in ("path", "dest", "source", "key_file")}
-    tuning = Tuning(a.get("part_size_mib"), a.get("concurrency"), a.get("digest", True))
+    tuning = Tuning(a.get("part_size_mib"), a.get("concurrency"), a.get("digest", True), a.get("download_streams"))
     operations: dict[str, Callable[[], None]] = {
         "boto3-upload": lambda: boto3_upload(a["endpoint"], p["path"], a["bucket"], a["key"]),
         "boto3-download": lambda: boto3_download(a["endpoint"], a["bucket"], a["key"], p["dest"]),

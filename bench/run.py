@@ -627,7 +627,8 @@ def profile(ctx: Context) -> None:
 
 def sweep(ctx: Context) -> None:
     """Our upload with other part sizes and concurrency (transfer settings the client exposes), and
-    without the manifest digest (as `kommunmoln rotate` uploads): what the SHA-256 of the plaintext costs."""
+    without the manifest digest (as `kommunmoln rotate` uploads): what the SHA-256 of the plaintext costs;
+    then, on each fast endpoint, our download with several numbers of GETs in flight."""
     size_mib = ctx.args.profile_size
     source = make_file(ctx.work / "sweep-plain", size_mib * MIB)
     variants = [(16, 4, True), (8, 4, True), (32, 4, True), (16, 2, True), (16, 8, True), (8, 10, True), (8, 8, True),
@@ -636,11 +637,7 @@ def sweep(ctx: Context) -> None:
 
     def measure(op: str, args: dict, variant: str) -> float:
         result = run_child(peers.child_argv(op, args), ctx.env, ctx.work)
-        m = ctx.measurement(SWEEP, "upload", size_mib * MIB, variant=variant)
-        m.seconds.append(result.seconds)
-        m.max_rss_kib.append(result.max_rss_kib)
-        if result.cpu_seconds is not None:
-            m.cpu_seconds.append(result.cpu_seconds)
+        ctx.record(ctx.measurement(SWEEP, "upload", size_mib * MIB, variant=variant, endpoint=ctx.where), result)
         empty_bucket(ctx.endpoint)
         return result.seconds
 
@@ -650,7 +647,33 @@ def sweep(ctx: Context) -> None:
             args = {**common, "part_size_mib": part, "concurrency": concurrency, "digest": digest}
             log(f"sweep {variant}: {measure('kommunmoln-upload', args, variant):.2f} s")
         measure("boto3-upload", common, "plain boto3 (reference)")
+    for endpoint in [e for e in ctx.endpoints if e.name != MOTO]:
+        _download_streams_sweep(ctx.at(endpoint), source, size_mib)
     source.unlink()
+
+
+DOWNLOAD_STREAMS = (1, 2, 3, 5)  # GETs in flight (TransferSettings.download_streams); 5 = the 2-core default
+DOWNLOAD_REFERENCES = (("boto3-get", "get_object, one stream (reference)"),
+                       ("boto3-download", "boto3 download_file (reference)"))  # fmt: skip
+
+
+def _download_streams_sweep(ctx: Context, source: Path, size_mib: int) -> None:
+    """Our download with 1, 2, 3 and 5 GETs in flight, interleaved with the two plain references
+    (one `get_object` stream and `download_file`), on one fast endpoint."""
+    common = {"endpoint": ctx.endpoint, "bucket": BUCKET, "key_file": ctx.key_file, **ctx.tuning()}
+    run_child(peers.child_argv("kommunmoln-upload", {**common, "key": "sweep-enc", "path": source}), ctx.env, ctx.work)
+    run_child(peers.child_argv("boto3-upload", {**common, "key": "sweep-plain", "path": source}), ctx.env, ctx.work)
+    dest = ctx.work / "sweep-dest"
+    runs = [(f"{n} download stream{'s' if n > 1 else ''}", "kommunmoln-download",
+             {**common, "key": "sweep-enc", "download_streams": n}) for n in DOWNLOAD_STREAMS]  # fmt: skip
+    runs += [(variant, op, {**common, "key": "sweep-plain"}) for op, variant in DOWNLOAD_REFERENCES]
+    for _ in range(ctx.args.runs):
+        for variant, op, args in runs:
+            result = run_child(peers.child_argv(op, {**args, "dest": dest}), ctx.env, ctx.work)
+            dest.unlink(missing_ok=True)
+            ctx.record(ctx.measurement(SWEEP, "download", size_mib * MIB, variant=variant, endpoint=ctx.where), result)
+            log(f"sweep download {ctx.where} {variant}: {result.seconds:.2f} s")
+    empty_bucket(ctx.endpoint)
 
 
 # --- main -------------------------------------------------------------------------------------------

@@ -46,6 +46,9 @@ class Rule:
     resource_types: tuple[str, ...]
     findings: tuple[str, ...] = ()  # sub-findings, acknowledged one by one as RULE[finding]
     tests: tuple[str, ...] = ()  # test node ids (file::name) that prove the rule
+    # Per sub-finding, the requirements it evidences (when they differ by finding): the report then shows
+    # one row per finding, under its own requirements only. Empty: every row goes under `requirements`.
+    finding_requirements: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def suffix(self) -> str:
@@ -404,6 +407,15 @@ RULES: tuple[Rule, ...] = (
         "default retention), server_access_logs_bucket=...",
         ("AWS::S3::Bucket",),
         findings=("TLS", "PublicAccessBlock", "Versioning", "Retention", "AccessLogging"),
+        # Retention (versions kept unless a gallring decision) is arkivlagen's "preserved, destroyed only by
+        # decision", not "nothing is deleted by accident" (which versioning and deletion policies evidence).
+        finding_requirements=(
+            ("TLS", (REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY, REQ_GDPR_SECURITY)),
+            ("PublicAccessBlock", (REQ_OSL_10_2A, REQ_PROTECTIVE_SECURITY, REQ_GDPR_SECURITY)),
+            ("Versioning", (REQ_OSL_10_2A, REQ_DELETION)),
+            ("Retention", (REQ_ARCHIVES,)),
+            ("AccessLogging", (REQ_OSL_10_2A, REQ_LOGGING)),
+        ),
         tests=(
             f"{_TEST_RULES}::test_osl3_hardened_protected_bucket_passes",
             f"{_TEST_RULES}::test_osl3_bare_protected_bucket_reports_each_missing_control",

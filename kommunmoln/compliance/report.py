@@ -36,8 +36,9 @@ from kommunmoln.compliance.catalog import (
     RULES,
     RULES_BY_NUMBER,
     Requirement,
+    Rule,
 )
-from kommunmoln.compliance.checks import COMPLIANT, NOT_APPLICABLE, Evaluator, Options
+from kommunmoln.compliance.checks import COMPLIANT, NOT_APPLICABLE, Evaluator, Options, Outcome
 from kommunmoln.compliance.dpia import KeyPolicy, key_policies
 from kommunmoln.compliance.evidence import NOT_RUN, process_rows
 from kommunmoln.compliance.facts import FactSheet, fact_sheets
@@ -364,6 +365,9 @@ def _pack_rows(
                 if outcome.status == NOT_APPLICABLE:
                     continue
                 path = paths.get(ref, f"{ref.stack}/{ref.logical_id}")
+                if _per_finding(rule, outcome):
+                    rows += _finding_rows(rule, outcome, path, resource_type, acknowledged)
+                    continue
                 status, detail = PASS, "; ".join(outcome.reasons)
                 if outcome.status != "COMPLIANT":
                     ids = [f"{rule.rule_id}[{f}]" for f in outcome.findings] or [rule.rule_id]
@@ -391,6 +395,38 @@ def _pack_rows(
                     )
                 )
     rows.append(_guardrail_row(evaluator))
+    return rows
+
+
+def _per_finding(rule: Rule, outcome: Outcome) -> bool:
+    """Rows per finding only when every failure is a known finding (fail closed: an unreadable resource's
+    failure without findings stays one failing row under all of the rule's requirements)."""
+    known = {finding for finding, _ in rule.finding_requirements}
+    if not known:
+        return False
+    if outcome.status == COMPLIANT:
+        return True
+    return bool(outcome.findings) and set(outcome.findings) <= known and len(outcome.findings) == len(outcome.reasons)
+
+
+def _finding_rows(
+    rule: Rule, outcome: Outcome, path: str, resource_type: str, acknowledged: dict[Key, str]
+) -> list[Row]:
+    """One row per sub-finding of `rule`, under that finding's requirements only (`Rule.finding_requirements`).
+
+    A finding the outcome does not name passed; one it names is acknowledged only by an acknowledgement of
+    exactly `RULE[finding]` on the resource, else it fails with its own reason.
+    """
+    reasons = dict(zip(outcome.findings, outcome.reasons, strict=False))
+    rows = []
+    for finding, requirements in rule.finding_requirements:
+        status, detail = PASS, ""
+        if finding in reasons:
+            rule_id = f"{rule.rule_id}[{finding}]"
+            reason = acknowledged.get((PACK_NAME, rule_id, path))
+            status, detail = (ACKNOWLEDGED, f"{rule_id}: {reason}") if reason is not None else (FAIL, reasons[finding])
+        title = f"{rule.title} [{finding}]"
+        rows.append(Row(requirements, rule.rule_id, title, path, resource_type, status, detail, rule.tests))
     return rows
 
 

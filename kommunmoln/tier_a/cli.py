@@ -223,6 +223,14 @@ def _add_transfer(parser: argparse.ArgumentParser) -> None:
                         help=f"parts in flight at once (default {DEFAULT_CONCURRENCY}); memory ~ (concurrency+1) x part size")  # fmt: skip
 
 
+def _download_streams(text: str) -> int:
+    """`--download-streams N`: 1-64 GETs in flight (TransferSettings validates the same range)."""
+    try:
+        return TransferSettings(download_streams=int(text)).streams
+    except (ValueError, UsageError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of streams between 1 and 64") from None
+
+
 def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> argparse.ArgumentParser:
     """The whole command line: the package's commands plus any `extra` ones of an embedding script."""
     parser = _Parser(
@@ -280,6 +288,9 @@ def build_parser(*, prog: str = PROG, extra: Sequence[ExtraCommand] = ()) -> arg
     download.add_argument("dest", metavar="DEST", help="file or directory ('-' = standard output, one object)")
     _add_force(download)
     download.add_argument("--expect-context", action="append", metavar="k=v", help="extra required context entry")
+    download.add_argument("--download-streams", type=_download_streams, default=None, metavar="N",
+                          help="GETs in flight per object, the first included (1-64; default: "
+                               f"{DEFAULT_CONCURRENCY}, at most two per usable core plus one)")  # fmt: skip
     download.add_argument("--escrow-private-key", metavar="PEM", help="recover with the offline escrow private key")
     download.add_argument("--escrow-key", metavar="KEYFILE", help="recover with the offline AES escrow key file")
     download.add_argument("--allow-unrecorded", action="store_true",
@@ -559,7 +570,8 @@ def _finish(
 
 def cmd_download(args: argparse.Namespace) -> int:
     extra = parse_context_items(args.expect_context, option="--expect-context")
-    aws = _Aws(args)
+    transfer = TransferSettings(download_streams=args.download_streams)
+    aws = _Aws(args, concurrency=max(DEFAULT_CONCURRENCY, transfer.streams))
     location = aws.location(args.source)
     report = args.reporter
     _data_on_stdout(args, args.dest)
@@ -588,6 +600,7 @@ def cmd_download(args: argparse.Namespace) -> int:
                             aws.s3, bucket=location.bucket, key=key, dest=target, key_provider=keyring,
                             expected_context=extra, on_bytes=bar.update, overwrite=args.force,
                             output_filter=nb.output_filter(key, name, allow_unrecorded=args.allow_unrecorded),
+                            settings=transfer,
                         )  # fmt: skip
                 except TierAError as error:
                     error = type(error)(nb.localize(str(error), key, name))

@@ -12,7 +12,8 @@ segment (`segment_frames` frames' worth of bytes); the ESDK parses and authentic
 header from it, unwraps the data key and derives the frame key. The object's length (from
 the first answer's Content-Range) then fixes where every frame must be
 (`frames.body_layout`), so the frames after the first segment are fetched as ranges of
-whole frames on up to `concurrency - 1` threads beside the first segment, each frame
+whole frames on up to `concurrency - 1` threads beside the first segment (with `concurrency`
+1, in turn after it on the same thread: one GET in flight), each frame
 decrypted into the temporary file at its plaintext offset. Nothing is renamed into place
 until every frame, the final one included, has authenticated (`outputs.AtomicFile` in
 `decrypt_to_file`); the first failure stops the other ranges and the temporary file is
@@ -220,12 +221,16 @@ def parallel_body(
                 cancelled.set()
                 raise
 
-        pool = ThreadPoolExecutor(max_workers=max(1, concurrency - 1), thread_name_prefix="kommunmoln-range")
+        # one stream: the ranges follow the opening one in turn on this thread, one GET in flight
+        pool = ThreadPoolExecutor(max_workers=concurrency - 1, thread_name_prefix="kommunmoln-range") \
+            if concurrency > 1 else None  # fmt: skip
         futures: list[Future[int]] = []
         try:
-            futures = [pool.submit(fetch, frames) for frames in ranges]
+            futures = [pool.submit(fetch, frames) for frames in ranges] if pool else []
             written = _decrypt_run(source, fd, layout, range(1, first + 1), new_decryptor(), cancelled, None)
             opening.stop_at(opening.end)
+            if pool is None:
+                written += sum(fetch(frames) for frames in ranges)
             for future in futures:
                 written += future.result()
             return written
@@ -235,7 +240,8 @@ def parallel_body(
             cancelled.set()
             raise
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     return body
 
@@ -246,11 +252,15 @@ def streams_for_cores() -> int:
     Reading TLS in Python costs CPU per 16 KiB record, and each record read releases and
     retakes the GIL, so streams beyond what the cores can decrypt only add hand-offs. Measured
     on 2 cores against the loopback endpoint (bench/, 256 MiB, medians of 5, interleaved):
-    5 streams took 0.75 s and 1.86 CPU-s/GiB over HTTPS, 8 streams 0.83 s and 2.29 CPU-s/GiB.
-    Over a real network each stream is bound by latency rather than CPU; AWS suggests
-    concurrent ranged GETs of 8 or 16 MB (Best Practices Design Patterns: Optimizing Amazon S3
-    Performance, "Use Byte-Range Fetches",
-    https://docs.aws.amazon.com/whitepapers/latest/s3-optimizing-performance-best-practices/use-byte-range-fetches.html).
+    5 streams took 0.75 s and 1.86 CPU-s/GiB over HTTPS, 8 streams 0.83 s and 2.29 CPU-s/GiB;
+    in two later rounds (256 MiB and 1 GiB, HTTP and HTTPS) 1 or 2 streams were never the fastest
+    (one stream never overlaps a frame's network read with its decryption), 5 the fastest or tied
+    over HTTPS, 3 the fastest over HTTP in 3 of 4 (the bench's sweep section).
+    Over a real network each stream is bound by latency rather than CPU: AWS advises one
+    concurrent ranged GET of 8-16 MB per 85-90 MB/s wanted (Amazon S3 User Guide, "Performance
+    design patterns for Amazon S3", Horizontal scaling and request parallelization,
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/optimizing-performance-design-patterns.html).
+    `TransferSettings.download_streams` overrides this.
     """
     try:
         cores = len(os.sched_getaffinity(0))

@@ -161,12 +161,22 @@ def _s3_error(error: Exception, what: str) -> TierAError:
 class TransferSettings:
     part_size: int = DEFAULT_PART_SIZE
     concurrency: int = DEFAULT_CONCURRENCY
+    # GETs a download keeps in flight, the opening one included; None = `concurrency`, at most
+    # `ranged.streams_for_cores()` (measured: docs/BENCHMARKS.md, sweep section)
+    download_streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.part_size < MIN_PART_SIZE:
             raise UsageError(f"part size must be at least {MIN_PART_SIZE // MIB} MiB")
         if not 1 <= self.concurrency <= 64:
             raise UsageError("concurrency must be between 1 and 64")
+        if self.download_streams is not None and not 1 <= self.download_streams <= 64:
+            raise UsageError(f"download streams must be between 1 and 64, not {self.download_streams}")
+
+    @property
+    def streams(self) -> int:
+        """GETs in flight for one download (see `download_streams`)."""
+        return self.download_streams or min(self.concurrency, ranged.streams_for_cores())
 
 
 @dataclass(frozen=True)
@@ -635,8 +645,8 @@ def download_decrypted(
 ) -> DecryptResult:
     """Download and decrypt s3://bucket/key; `dest` appears only if all of it authenticated.
 
-    The frames after the first part-sized range are fetched with up to `settings.concurrency`
-    (at most `ranged.streams_for_cores()`)
+    The frames after the first part-sized range are fetched with `settings.streams` GETs in
+    flight in all (`download_streams`, or `concurrency` capped by `ranged.streams_for_cores()`):
     parallel ranged GETs of whole frames, all pinned to the first answer's ETag and version
     (kommunmoln.tier_a.ranged); with the ESDK engine, a message of another suite, or an
     `output_filter` sink (size padding), one stream feeds the decryptor. An existing `dest` is replaced only with `overwrite` (and never
@@ -654,8 +664,7 @@ def download_decrypted(
     except Exception as error:
         raise _s3_error(error, what) from None
     with stream:
-        streams = min(settings.concurrency, ranged.streams_for_cores())
-        body = ranged.parallel_body(stream, concurrency=streams, segment_frames=segment_frames,
+        body = ranged.parallel_body(stream, concurrency=settings.streams, segment_frames=segment_frames,
                                     on_bytes=on_bytes)  # fmt: skip
         try:
             result = decrypt_to_file(

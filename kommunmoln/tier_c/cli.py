@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kommunmoln.tier_a.errors import TierAError
-from kommunmoln.tier_c.audit import verify_chain
+from kommunmoln.tier_c.audit import AuditLog, verify_chain
 from kommunmoln.tier_c.config import ConfigError, ProxyConfig, load_config
 from kommunmoln.tier_c.hsm import HsmError
 from kommunmoln.tier_c.killswitch import KillState, read_state, write_state
@@ -167,9 +167,18 @@ def _check_tls(config: ProxyConfig) -> None:
         ) from None
 
 
+def _check_audit_log(config: ProxyConfig) -> None:
+    """Open the audit log for appending (as the proxy will) before the HSM is opened: no log, no proxy."""
+    try:
+        AuditLog(config.audit_log).close()
+    except OSError as error:
+        raise ConfigError(f"audit.path: cannot append to {config.audit_log} ({error.strerror})") from None
+
+
 def _serve(config: ProxyConfig) -> int:
     from kommunmoln.tier_c.server import serve
 
+    _check_audit_log(config)
     _check_tls(config)
 
     # uvicorn drains open requests on SIGTERM/SIGINT and then re-raises the signal to the handler

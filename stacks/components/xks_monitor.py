@@ -124,8 +124,8 @@ class XksKeyStoreMonitor(Construct):
 # Developer Guide states them, "Monitor KMS keys with Amazon CloudWatch"
 # (https://docs.aws.amazon.com/kms/latest/developerguide/monitoring-cloudwatch.html, sections XksProxyErrors,
 # XksExternalKeyManagerStates, XksProxyCertificateDaysToExpire, XksProxyCredentialAge, XksProxyLatency), and the
-# thresholds it recommends in "Monitor external key stores", "Setting alarms"
-# (https://docs.aws.amazon.com/kms/latest/developerguide/xks-monitoring.html#xks-alarms). There is no
+# thresholds it recommends in "Create CloudWatch alarms for external key stores"
+# (https://docs.aws.amazon.com/kms/latest/developerguide/xks-alarms.html). There is no
 # "XksProxyHsmLatency": the latency metric is XksProxyLatency. The guide gives no CloudWatch unit names
 # (latency is "the number of milliseconds", the ages "the number of days", the rest counts), so no alarm
 # names a unit: an alarm with a unit the data is not published in sees no data at all.

@@ -13,6 +13,7 @@ from bench.report import (
     MIB,
     README_BEGIN,
     README_END,
+    SWEEP,
     UPLOAD,
     BenchResults,
     Measurement,
@@ -141,6 +142,25 @@ def test_markdown_has_one_table_per_endpoint_with_cpu_per_gib():
     assert "## Upload (encrypt + upload): moto server" in page
     assert "| 1 GiB | kommunmoln tier A (ESDK, this project) | 2.10 | 487.6 | 0.95 | 1.60 |" in page
     assert "## Targets on the fast endpoint (issue 15)" in page
+
+
+def test_sweep_rows_name_the_download_streams_and_their_ratio_to_one_get_object_stream():
+    # GIVEN a sweep with our download at 1 and 5 streams and the single-stream reference, over HTTPS
+    https = "fast-https"
+    results = _results()
+    results.measurements += [
+        Measurement(SWEEP, "download", GIB, variant="1 download stream", seconds=[2.0] * 3, endpoint=https,
+                    cpu_seconds=[1.9] * 3, load=[2.0, 2.5, 3.0]),
+        Measurement(SWEEP, "download", GIB, variant="5 download streams", seconds=[1.6] * 3, endpoint=https),
+        Measurement(SWEEP, "download", GIB, variant="get_object, one stream (reference)", seconds=[1.2] * 3,
+                    endpoint=https),
+    ]  # fmt: skip
+    # WHEN rendered
+    page = render_markdown(results)
+    # THEN every row names its number of streams and endpoint, with the reference's time over its own
+    assert "| download | 1 download stream | fast-https | 1 GiB | 2.00 | 512.0 | 1.90 | 0.60 | – | 2.0-3.0 |" in page
+    assert "| download | 5 download streams | fast-https | 1 GiB | 1.60 | 640.0 | – | 0.75 |" in page
+    assert "| download | get_object, one stream (reference) | fast-https | 1 GiB | 1.20 | 853.3 | – | 1.00 |" in page
 
 
 def test_chart_bars_leave_out_the_baseline():

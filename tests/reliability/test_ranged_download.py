@@ -26,7 +26,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from kommunmoln.tier_a import codec
+from kommunmoln.tier_a import codec, ranged
 from kommunmoln.tier_a.errors import DecryptionError, TransferError
 from kommunmoln.tier_a.frames import REGULAR_FRAME_OVERHEAD
 from kommunmoln.tier_a.keys import RawAesKey
@@ -38,6 +38,7 @@ pytestmark = pytest.mark.usefixtures("codec_engine")  # both engines: frames and
 CATEGORY = "ranged_download"
 KEY = RawAesKey("kommunmoln", "ranged-key", bytes(range(2, 34)))
 SETTINGS = TransferSettings(part_size=5 * MIB, concurrency=3)  # ranges of 5 frames, 2 beside the first
+ONE_STREAM = TransferSettings(part_size=5 * MIB, concurrency=3, download_streams=1)  # the ranges in turn
 FRAME = codec.FRAME_LENGTH + REGULAR_FRAME_OVERHEAD  # stored bytes of one regular frame
 
 
@@ -88,14 +89,23 @@ def _nothing_left(ledger, out: Path) -> None:
     assert leftovers == [], f"left on disk: {leftovers}"
 
 
-def test_parallel_ranges_reassemble_the_file_and_are_pinned(ledger, proxy, stored, plaintext, tmp_path, codec_engine):
-    # GIVEN a stored object of 24 frames
+@pytest.mark.parametrize("settings", [SETTINGS, ONE_STREAM], ids=["3-streams", "1-stream"])
+def test_ranges_reassemble_the_file_and_are_pinned(ledger, proxy, stored, plaintext, tmp_path, codec_engine, settings,
+                                                   monkeypatch) -> None:  # fmt: skip
+    # GIVEN a stored object of 24 frames (and, for one download stream, no thread pool to be had for ranges)
     bucket, key = stored
     dest = tmp_path / "out" / "big.bin"
     dest.parent.mkdir()
-    # WHEN it is downloaded through the proxy, three ranges at a time
+    one_stream = settings.download_streams == 1
+    if one_stream:
+
+        def no_pool(*_args, **_kwargs):
+            raise AssertionError("one download stream must not start range threads")
+
+        monkeypatch.setattr(ranged, "ThreadPoolExecutor", no_pool)
+    # WHEN it is downloaded through the proxy, three ranges at a time or one after another
     result = download_decrypted(_client(proxy.url), bucket=bucket, key=key, dest=dest, key_provider=KEY.master_key(),
-                                settings=SETTINGS)  # fmt: skip
+                                settings=settings)  # fmt: skip
     # THEN the file is the original, alone in its directory
     assert dest.read_bytes() == plaintext and result.plaintext_bytes == len(plaintext)
     assert sorted(p.name for p in dest.parent.iterdir()) == ["big.bin"]
@@ -103,8 +113,10 @@ def test_parallel_ranges_reassemble_the_file_and_are_pinned(ledger, proxy, store
     # AND every GET after the opening one is pinned to the object's ETag (one version, never a mix)
     assert _range_start(gets[0]) == 0 and all(r.headers.get("If-Match") for r in gets[1:])
     if codec_engine == codec.ENGINE_FRAMES:
-        # AND with the frame engine the rest came as ranges of whole frames (5 frames each)
-        starts = sorted(_range_start(r) for r in gets[1:])
+        # AND with the frame engine the rest came as ranges of whole frames (5 frames each),
+        # in order when one stream fetches them in turn
+        starts = [_range_start(r) for r in gets[1:]]
+        starts = starts if one_stream else sorted(starts)
         assert len(starts) == 4 and all(b - a == 5 * FRAME for a, b in itertools.pairwise(starts))
     else:
         # AND the ESDK engine read one stream: the opening range, then the rest of the object
@@ -112,8 +124,9 @@ def test_parallel_ranges_reassemble_the_file_and_are_pinned(ledger, proxy, store
     ledger.add(CATEGORY, inputs=1)
 
 
+@pytest.mark.parametrize("settings", [SETTINGS, ONE_STREAM], ids=["3-streams", "1-stream"])
 @pytest.mark.parametrize("failure", ["500-forever", "cut-every-time"])
-def test_a_range_that_keeps_failing_leaves_no_plaintext(ledger, proxy, stored, tmp_path, failure) -> None:
+def test_a_range_that_keeps_failing_leaves_no_plaintext(ledger, proxy, stored, tmp_path, failure, settings) -> None:
     # GIVEN every GET after the opening one that reaches past 20 MiB failing: answered 500
     # InternalError each time, or cut after 1000 bytes each time (more often than the client resumes)
     bucket, key = stored
@@ -131,7 +144,7 @@ def test_a_range_that_keeps_failing_leaves_no_plaintext(ledger, proxy, stored, t
     # WHEN the client downloads (the earlier ranges succeed, and were decrypted into the temporary file)
     with pytest.raises(TransferError) as raised:
         download_decrypted(_client(proxy.url), bucket=bucket, key=key, dest=out / "big.bin",
-                           key_provider=KEY.master_key(), settings=SETTINGS)  # fmt: skip
+                           key_provider=KEY.master_key(), settings=settings)  # fmt: skip
     # THEN one line names the object, and neither the destination nor a temporary file remains
     assert "\n" not in str(raised.value) and "s3://" in str(raised.value)
     _nothing_left(ledger, out)
@@ -164,12 +177,14 @@ def _tampered(message: bytes, how: str) -> bytes:
     raise ValueError(how)
 
 
+@pytest.mark.parametrize("settings", [SETTINGS, ONE_STREAM], ids=["3-streams", "1-stream"])
 @pytest.mark.parametrize(
     "how",
     ["flip-late-frame", "swap-late-frames", "cut-at-frame-boundary", "drop-middle-frame", "extend-by-a-frame",
      "append-bytes"],
 )  # fmt: skip
-def test_a_modified_stored_object_is_refused_without_plaintext(ledger, direct, stored, tmp_path, how) -> None:
+def test_a_modified_stored_object_is_refused_without_plaintext(ledger, direct, stored, tmp_path, how,
+                                                               settings) -> None:  # fmt: skip
     # GIVEN the stored object rewritten by someone with S3 access (same key, new version)
     bucket, key = stored
     message = direct.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -179,7 +194,7 @@ def test_a_modified_stored_object_is_refused_without_plaintext(ledger, direct, s
     # WHEN the client downloads the current version
     with pytest.raises(DecryptionError) as raised:
         download_decrypted(direct, bucket=bucket, key=key, dest=out / "big.bin", key_provider=KEY.master_key(),
-                           settings=SETTINGS)  # fmt: skip
+                           settings=settings)  # fmt: skip
     # THEN refused with one line saying nothing was written, and nothing was
     assert "\n" not in str(raised.value) and "no output written" in str(raised.value)
     _nothing_left(ledger, out)

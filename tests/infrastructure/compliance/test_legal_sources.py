@@ -310,3 +310,15 @@ def test_every_source_note_has_a_swedish_rendering() -> None:
             swedish = source_note_sv(source)
             assert source.note_sv or source.note in NOTES_SV, source.note
             assert swedish and swedish != source.note and "saknar svensk" not in swedish, source.note
+
+
+def test_post_quantum_plan_says_what_rotate_rewrites() -> None:
+    # GIVEN docs/compliance.md's rewrapping paragraph and post-quantum plan (second review, item 3)
+    text = (DOCS / "compliance.md").read_text(encoding="utf-8")
+    rotate = (REPO_ROOT / "kommunmoln" / "tier_a" / "rotate.py").read_text(encoding="utf-8")
+    # THEN both match rotate.py: current versions only, noncurrent versions keep the RSA wrapping
+    assert "Older versions are not rewritten" in rotate
+    assert "not automated yet" not in text
+    plan = text.split("**Post-quantum plan.**")[1].split("\n\n")[0]
+    assert "**current versions**" in plan and "noncurrent versions" in plan and "indefinitely" in plan
+    assert "from the first upload" in plan

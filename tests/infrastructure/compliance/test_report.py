@@ -311,3 +311,53 @@ def test_tier_facts_are_absent_without_templates_and_for_access_log_buckets() ->
     from kommunmoln.compliance.report import tier_fact_rows
 
     assert [bucket for bucket, _ in tier_fact_rows(evidence)] == ["C/Data"]
+
+
+# --- rule 3's findings under their own requirements (second review, item 11) ---------------------------
+def _expiring_bucket_rows(acknowledged: dict | None = None) -> Evidence:
+    """Stack `C`'s protected bucket, versioned, whose lifecycle expires noncurrent versions without a gallring
+    decision: only rule 3's Retention finding fails (TLS, Block Public Access, logging are absent too)."""
+    model = protected_bucket_model({"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "k"}, None)
+    props = model.stacks["C"].template["Resources"]["Data"]["Properties"]
+    props["VersioningConfiguration"] = {"Status": "Enabled"}
+    props["LifecycleConfiguration"] = {
+        "Rules": [{"Status": "Enabled", "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]
+    }
+    return Evidence(config={}, rows=_pack_rows(Evaluator(model, Options((REGION,))), {}, {}, acknowledged or {}))
+
+
+def test_retention_finding_is_shown_only_under_the_archives_requirement() -> None:
+    # GIVEN a protected bucket whose noncurrent versions expire without a gallring decision
+    evidence = _expiring_bucket_rows()
+    osl3 = lambda req: [r for r in evidence.rows_for(REQUIREMENTS_BY_ID[req]) if r.control == "KommunmolnOSL-3"]  # noqa: E731
+    # WHEN the report reads rule 3 against each requirement
+    archives, deletion = osl3("archives"), osl3("deletion-protection")
+    # THEN the Retention failure is under "records are preserved and destroyed only by decision" only
+    (retention,) = archives
+    assert retention.status == FAIL and "[Retention]" in retention.title and "gallring" in retention.detail
+    for requirement in REQUIREMENTS:
+        if requirement.id != "archives":
+            assert not [r for r in osl3(requirement.id) if "[Retention]" in r.title], requirement.id
+    # AND "nothing is deleted by accident" shows the Versioning finding (it passes: versioning is on)
+    assert [(r.title.rsplit("[", 1)[1], r.status) for r in deletion] == [("Versioning]", PASS)]
+    # AND the other failures go under their own requirements (TLS under protective security, not archives)
+    tls = [r for r in osl3("protective-security") if "[TLS]" in r.title]
+    assert tls and tls[0].status == FAIL
+
+
+def test_a_finding_is_acknowledged_only_by_its_own_acknowledgement() -> None:
+    # GIVEN the same bucket with the Retention finding acknowledged on it (and nothing else)
+    path = "C/Data"
+    evidence = _expiring_bucket_rows({("KommunmolnOSL", "KommunmolnOSL-3[Retention]", path): "decision pending, see X"})
+    rows = {r.title.rsplit("[", 1)[1].rstrip("]"): r for r in evidence.rows if r.control == "KommunmolnOSL-3"}
+    # THEN Retention is acknowledged with its reason, and TLS still fails
+    assert rows["Retention"].status == ACKNOWLEDGED and "decision pending" in rows["Retention"].detail
+    assert rows["TLS"].status == FAIL
+
+
+def test_every_finding_mapping_covers_the_rule_findings_within_its_requirements() -> None:
+    for rule in RULES:
+        if rule.finding_requirements:
+            assert [f for f, _ in rule.finding_requirements] == list(rule.findings), rule.rule_id
+            for _, requirements in rule.finding_requirements:
+                assert set(requirements) <= set(rule.requirements), rule.rule_id

@@ -1,4 +1,4 @@
-"""`kommunmoln xks serve` with an unusable TLS certificate or key: one line naming the settings, exit 2.
+"""`kommunmoln xks serve` with an unusable TLS certificate or key, or audit log: one line naming the setting, exit 2.
 
 The check runs before the HSM is opened (the configuration below names a PKCS#11 library that does not
 exist: reaching it would fail differently), and its message names paths, never the key's contents.
@@ -97,3 +97,17 @@ def test_a_matching_certificate_and_key_pass_the_check(config) -> None:
     (config.parent / "key.pem").write_bytes(_pem_key(key))
     # WHEN checked before serving THEN nothing is raised
     xks_cli._check_tls(load_config(config))
+
+
+def test_an_audit_log_that_cannot_be_appended_to_is_named_exit_2(config, capsys) -> None:
+    # GIVEN a valid certificate and key, and an audit log path below a regular file (no directory can be made)
+    key = _key()
+    (config.parent / "cert.pem").write_bytes(_pem_cert(key))
+    (config.parent / "key.pem").write_bytes(_pem_key(key))
+    (config.parent / "not-a-directory").write_text("")
+    config.write_text(config.read_text().replace('path = "audit.jsonl"', 'path = "not-a-directory/audit.jsonl"'))
+    # WHEN the proxy is started THEN one line naming audit.path and the cause, before the HSM is opened
+    assert serve(config) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: audit.path: cannot append to ") and "not-a-directory/audit.jsonl" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
