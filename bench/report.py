@@ -59,7 +59,9 @@ CLIENT_NOTES = (
     "for the manifest entry every `kommunmoln upload` records (kommunmoln/tier_a/manifest.py; about 0.6 CPU-s/GiB "
     "with SHA-NI, the largest single cost over boto3); on download an fsync of the temporary file before it is "
     "renamed into place, so that after a power cut the name never holds a partial file (boto3 `download_file` does "
-    "not fsync).",
+    "not fsync); a background fdatasync every 0.2 s while the file is written (kommunmoln/tier_a/outputs.py, "
+    "`BackgroundWriteback`) overlaps that wait with the network, so the final fsync of a 1 GiB download took "
+    "0.01-0.03 s instead of 0.26-0.32 s (measured on this machine, 3 runs each).",
     "Checksums, the same guarantee on both sides: S3 verifies a CRC32 of every part before it stores it and keeps "
     "the object's composite CRC32 (CreateMultipartUpload with ChecksumAlgorithm=CRC32, every part's CRC32 listed in "
     "CompleteMultipartUpload; Amazon S3 User Guide, Checking object integrity for data uploads). Plain boto3 "
@@ -92,11 +94,13 @@ CLIENT_NOTES = (
     "the manifest's SHA-256 of the plaintext on top of everything boto3 does (SigV4 hashes the payload and botocore "
     'the CRC32 on both sides); compare the sweep\'s "no manifest digest" row with the same settings with it. HTTPS '
     "uploads do not pay the aws-chunked wrapper boto3 pays, which more than covers the digest. Against one "
-    "`get_object` stream, a download also pays the fsync before the rename (the peer writes without it; on this "
-    "machine about 0.1 s per 256 MiB and 0.45 s per GiB of freshly written file, most of the gap at 1 GiB), "
+    "`get_object` stream, a download also pays its durability (the peer writes without fsync; the "
+    "background writeback makes the final fsync short, but the disk writes and their CPU remain), "
     "AES-GCM, and the TLS reads of its parallel ranged GETs, which cost CPU per 16 KiB record and a GIL hand-off "
     "each; on loopback the endpoint also runs on the same two cores. Fewer streams do not close the gap (sweep "
-    "section): the fsync is part of all-or-nothing, and it stays. The tier A "
+    "section). Over HTTP the manifest digest stays: hashing it on a thread of its own beside the encryption was "
+    "tried and did not change the median (256 MiB, 5 runs: 0.62 s against 0.63 s), because the upload is bound "
+    "by the sending, and leaving it out would make every later `sync` upload the file again. The tier A "
     "buckets deny requests without TLS (`enforce_ssl`), so the HTTP rows are loopback-only figures.",
 )
 

@@ -197,7 +197,7 @@ def run_child(
     timed_inside: bool = True,
     startup_cpu_seconds: float = 0.0,
 ) -> ChildResult:
-    """Run a child; return its own timing (or wall time), CPU time and peak resident set.
+    """Run a child after `os.sync()`; return its own timing (or wall time), CPU time and peak resident set.
 
     CPU time: reported by Python children for the operation alone; for others (rclone) the
     child's user + sys from wait4 less `startup_cpu_seconds` (its measured start-up).
@@ -208,6 +208,9 @@ def run_child(
     """
     out_path, err_path = workdir / "child.out", workdir / "child.err"
     polled = 0
+    # Every peer starts with nothing dirty in the page cache: without this, the writeback of the
+    # previous peer's unsynced file (or of the endpoint's stored upload) lands in this one's time.
+    os.sync()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started = time.perf_counter()
         process = subprocess.Popen(list(argv), stdout=out, stderr=err, env=env, cwd=REPO_ROOT)

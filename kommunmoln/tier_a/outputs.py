@@ -21,6 +21,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -84,11 +85,55 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+WRITEBACK_INTERVAL = 0.2  # seconds between background fdatasync calls while a file is written
+
+
+class BackgroundWriteback:
+    """Flushes a file being written to disk every `interval` seconds, on a thread of its own.
+
+    The fsync before the rename (`AtomicFile`) is what makes a renamed file whole after a
+    power cut; done only at the end it waits for every byte written, which on this project's
+    machines was 0.26-0.32 s per GiB freshly downloaded (bench/). Flushing while the
+    download still runs overlaps that wait with the network, so the final fsync only has the
+    last interval's bytes to write. It changes nothing about durability: the final fsync
+    still runs and decides.
+
+    An error of a background flush is kept and returned by `stop()`: Linux reports a
+    writeback error to an fsync once per file description (errseq), so a failure the
+    background call saw might not be seen again by the final one, and the file would be
+    renamed into place with bytes the disk did not take.
+    """
+
+    def __init__(self, fd: int, *, interval: float | None = None) -> None:
+        self._fd = fd
+        self._interval = WRITEBACK_INTERVAL if interval is None else interval
+        self._stopped = threading.Event()
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="kommunmoln-writeback", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                getattr(os, "fdatasync", os.fsync)(self._fd)  # macOS has no fdatasync
+            except OSError as error:
+                self.error = error
+                return
+
+    def stop(self) -> OSError | None:
+        """Stop flushing (waits for a flush under way); the error a flush met, if any."""
+        self._stopped.set()
+        self._thread.join()
+        return self.error
+
+
 class AtomicFile:
     """A 0600 temporary file beside `dest`: fsync + move into place on success, unlink on failure.
 
-    Ctrl-C and SIGTERM discard it. SIGKILL cannot be intercepted: the 0600 file then stays
-    until the next run for the same destination sweeps it (see `_sweep_stale`).
+    While it is written, `BackgroundWriteback` flushes it every `WRITEBACK_INTERVAL`
+    seconds, so the closing fsync is short. Ctrl-C and SIGTERM discard it. SIGKILL cannot
+    be intercepted: the 0600 file then stays until the next run for the same destination
+    sweeps it (see `_sweep_stale`).
     """
 
     def __init__(self, dest: Path, *, overwrite: bool = True) -> None:
@@ -96,6 +141,7 @@ class AtomicFile:
         self.overwrite = overwrite
         self.tmp: Path | None = None
         self.handle: BinaryIO | None = None
+        self._writeback: BackgroundWriteback | None = None
 
     def __enter__(self) -> tuple[BinaryIO, Path]:
         check_destination(self.dest, overwrite=self.overwrite)
@@ -107,6 +153,7 @@ class AtomicFile:
             raise UsageError(f"cannot write in {parent}: {error.strerror}") from None
         self.tmp = Path(name)
         self.handle = os.fdopen(fd, "wb")
+        self._writeback = BackgroundWriteback(fd)
         return self.handle, self.tmp
 
     def _sweep_stale(self, parent: Path) -> None:
@@ -137,9 +184,13 @@ class AtomicFile:
         self.tmp.unlink()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        assert self.handle is not None and self.tmp is not None
+        assert self.handle is not None and self.tmp is not None and self._writeback is not None
+        writeback, self._writeback = self._writeback, None
         try:
+            flush_error = writeback.stop()  # first: the thread must not outlive the descriptor
             if exc_type is None:
+                if flush_error is not None:
+                    raise flush_error  # the disk refused bytes of this file: never rename it into place
                 self.handle.flush()
                 os.fsync(self.handle.fileno())
                 self.handle.close()
