@@ -833,7 +833,12 @@ def main(argv: list[str] | None = None) -> int:
         "Python peers are timed inside their child process (interpreter start and imports excluded); "
         "rclone is timed from outside (its process start, ~50 ms, included). Peak RSS is the child's VmHWM "
         "(reported by Python children, polled every 20 ms for rclone).",
-        "The machine is shared with other work; the load average above shows how busy it was.",
+        "The machine is shared with other work; the load average above shows how busy it was. Each "
+        "measured child starts after `os.sync()`, so no peer pays for the writeback of the one before. "
+        "The machine is a virtual machine whose host takes back idle memory: writing 1 GiB into the page "
+        "cache cost 1.87 s of system CPU when its pages were touched for the first time and 0.21 s when "
+        "they were reused (measured with pwrite on this machine), which is most of the spread between "
+        "the runs of one peer in the tables above.",
         "moto answers every GET, ranged or not, by copying the whole object "
         "(`FakeKey.value` reads the full buffer, then slices). boto3 `download_file` fetches 8 MiB ranges, so "
         "against moto it costs O(size) per range; the single-stream `get_object` row is the like-for-like "
