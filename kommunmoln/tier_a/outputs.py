@@ -153,7 +153,11 @@ class AtomicFile:
             raise UsageError(f"cannot write in {parent}: {error.strerror}") from None
         self.tmp = Path(name)
         self.handle = os.fdopen(fd, "wb")
-        self._writeback = BackgroundWriteback(fd)
+        try:
+            self._writeback = BackgroundWriteback(fd)
+        except BaseException:  # no thread could be started: nothing may be left behind
+            self._discard()
+            raise
         return self.handle, self.tmp
 
     def _sweep_stale(self, parent: Path) -> None:

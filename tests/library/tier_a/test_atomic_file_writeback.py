@@ -92,6 +92,20 @@ def test_failed_background_flush_refuses_the_rename(tmp_path: Path, fast_writeba
     assert _writeback_threads() == []
 
 
+def test_no_thread_no_file_left_when_the_flusher_cannot_start(tmp_path: Path, monkeypatch) -> None:
+    # GIVEN a process that cannot start another thread
+    def no_thread(self) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    dest = tmp_path / "out.bin"
+    # WHEN AtomicFile is entered
+    with pytest.raises(RuntimeError), AtomicFile(dest) as (_handle, _tmp):
+        pass
+    # THEN neither the destination nor a temporary file is left
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_failed_background_flush_keeps_an_existing_destination(tmp_path: Path, fast_writeback, monkeypatch) -> None:
     # GIVEN an existing destination and a disk that refuses the new data
     dest = tmp_path / "out.bin"
@@ -122,8 +136,9 @@ def test_error_in_the_block_wins_over_a_flush_error(tmp_path: Path, fast_writeba
     assert _writeback_threads() == []
 
 
-def test_quick_file_needs_no_background_flush(tmp_path: Path, flushes) -> None:
-    # GIVEN a small file written well within the default interval
+def test_quick_file_needs_no_background_flush(tmp_path: Path, flushes, monkeypatch) -> None:
+    # GIVEN a small file written well within the interval (5 s here, so a loaded machine cannot flake it)
+    monkeypatch.setattr(outputs, "WRITEBACK_INTERVAL", 5.0)
     dest = tmp_path / "small.bin"
     # WHEN it is written
     with AtomicFile(dest) as (handle, _tmp):
